@@ -1,0 +1,51 @@
+"""Reading the change log by cursor, from SQL (the REST twin is the same function via RPC)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from .events import START, ChangeEvent, Cursor, Source
+
+__all__ = ["read_changes"]
+
+_READ = """
+SELECT seq, id, topic, schema_name, table_name, op, record, old_record, committed_at
+FROM public.supabase_push_changes(%(seq)s, %(id)s, %(limit)s, %(topics)s)
+"""
+
+
+def read_changes(
+    conn: psycopg.Connection[Any],
+    after: Cursor = START,
+    *,
+    limit: int = 500,
+    topics: Sequence[str] | None = None,
+    source: Source = "poll",
+) -> list[ChangeEvent]:
+    """Up to ``limit`` changes after ``after``, in commit order."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            _READ,
+            {"seq": after.seq, "id": after.id, "limit": limit,
+             "topics": list(topics) if topics is not None else None},
+        )
+        return [_to_event(row, source) for row in cur.fetchall()]
+
+
+def _to_event(row: dict[str, Any], source: Source) -> ChangeEvent:
+    return ChangeEvent(
+        id=row["id"],
+        cursor=str(Cursor(row["seq"], row["id"])),
+        topic=row["topic"],
+        schema=row["schema_name"],
+        table=row["table_name"],
+        op=row["op"],
+        record=row["record"],
+        old_record=row["old_record"],
+        commit_ts=row["committed_at"],
+        source=source,
+    )

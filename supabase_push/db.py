@@ -1,0 +1,119 @@
+"""Connecting to Postgres, and turning driver errors into supabase-push errors."""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit, urlunsplit
+
+import psycopg
+from psycopg import conninfo, errors
+
+from .errors import (
+    AuthenticationError,
+    ConfigError,
+    ConnectError,
+    DatabaseError,
+    MissingTableError,
+    PermissionDeniedError,
+)
+
+__all__ = ["connect", "describe_dsn", "map_error", "redact_dsn"]
+
+CONNECT_TIMEOUT = 10  # seconds; libpq's minimum is 2
+NO_URL_HINT = "pass --db-url or set DATABASE_URL (postgresql://user:password@host:5432/dbname)"
+
+
+def redact_dsn(dsn: str) -> str:
+    """The DSN without its password or query string, safe for logs and errors."""
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        netloc = parts.netloc.rsplit("@", 1)
+        if len(netloc) == 2:
+            user = netloc[0].split(":", 1)[0]
+            host = f"{user}@{netloc[1]}" if user else netloc[1]
+        else:
+            host = netloc[0]
+        return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    return re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", dsn)
+
+
+def describe_dsn(dsn: str) -> str:
+    """``user@host:port/dbname`` for humans."""
+    try:
+        info = conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError:
+        return redact_dsn(dsn)
+    host = str(info.get("host") or "localhost")
+    port = str(info.get("port") or "5432")
+    user = str(info.get("user") or "")
+    dbname = str(info.get("dbname") or user or "")
+    return f"{user + '@' if user else ''}{host}:{port}/{dbname}"
+
+
+def connect(dsn: str | None, *, autocommit: bool = True) -> psycopg.Connection[tuple[object, ...]]:
+    """Open a connection, or raise a ConfigError/ConnectError/AuthenticationError."""
+    if not dsn:
+        raise ConfigError("no database URL", hint=NO_URL_HINT)
+    try:
+        conninfo.conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(
+            f"malformed database URL {redact_dsn(dsn)!r}: {_first_line(exc)}", hint=NO_URL_HINT
+        ) from None
+    try:
+        return psycopg.connect(
+            dsn,
+            autocommit=autocommit,
+            connect_timeout=CONNECT_TIMEOUT,
+            application_name="supabase-push",
+        )
+    except psycopg.Error as exc:
+        raise map_error(exc, dsn) from None
+
+
+def map_error(exc: psycopg.Error, dsn: str | None = None) -> DatabaseError:
+    """The most specific supabase-push error for a driver error."""
+    where = f" at {describe_dsn(dsn)}" if dsn else ""
+    text = _first_line(exc)
+    if dsn:
+        text = text.replace(dsn, redact_dsn(dsn))
+    if isinstance(exc, errors.InvalidPassword | errors.InvalidAuthorizationSpecification) or (
+        "authentication failed" in text or "no password supplied" in text
+    ):
+        return AuthenticationError(
+            f"the database refused the credentials{where}: {text}",
+            hint="check the user and password in the database URL",
+        )
+    if isinstance(exc, errors.InsufficientPrivilege):
+        return PermissionDeniedError(
+            f"permission denied{where}: {text}",
+            hint="connect as the owner of the tables or a role with CREATE on the database "
+            "(on Supabase: the postgres role, from the project's connection string)",
+        )
+    if isinstance(exc, errors.UndefinedTable):
+        hint = _diag(exc).message_hint or "create the table, or route another table"
+        return MissingTableError(text.removeprefix("supabase_push: "), hint=hint)
+    if isinstance(exc, errors.InvalidCatalogName):
+        return ConnectError(f"database does not exist{where}: {text}",
+                            hint="check the database name at the end of the URL")
+    if isinstance(exc, psycopg.OperationalError) and exc.sqlstate is None:
+        return ConnectError(
+            f"cannot reach the database{where}: {text}",
+            hint="check the host and port, that the server is running, and that the network "
+            f"allows it (gave up after {CONNECT_TIMEOUT} s)",
+        )
+    hint = _diag(exc).message_hint
+    return DatabaseError(f"database error{where}: {text}", hint=hint)
+
+
+class _NoDiag:
+    message_hint: str | None = None
+
+
+def _diag(exc: psycopg.Error) -> psycopg.errors.Diagnostic | _NoDiag:
+    return exc.diag if exc.sqlstate else _NoDiag()
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()]
+    return lines[0] if lines else type(exc).__name__

@@ -1,0 +1,67 @@
+"""The change event: one envelope, whatever the transport that delivered it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal, NamedTuple
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = ["DEFAULT_ROUTES", "START", "ChangeEvent", "Cursor", "Operation", "Source"]
+
+Operation = Literal["INSERT", "UPDATE", "DELETE"]
+Source = Literal["realtime", "listen", "poll", "catch-up"]
+
+# table -> topic, as installed when no routes are given.
+DEFAULT_ROUTES: dict[str, str] = {
+    "public.positions": "position-updates",
+    "public.trades": "trade-updates",
+    "public.portfolio_snapshots": "portfolio-updates",
+}
+
+
+class Cursor(NamedTuple):
+    """Position in the change log: the commit sequence of the transaction, then the change id.
+
+    Its text form ``"seq:id"`` is what events carry and what subscribers persist.
+    """
+
+    seq: int
+    id: int
+
+    @classmethod
+    def parse(cls, text: str) -> Cursor:
+        seq, sep, change_id = text.partition(":")
+        if not sep or not seq.isdigit() or not change_id.isdigit():
+            raise ValueError(f"not a cursor: {text!r} (expected 'seq:id', e.g. '42:1007')")
+        return cls(int(seq), int(change_id))
+
+    def __str__(self) -> str:
+        return f"{self.seq}:{self.id}"
+
+
+START = Cursor(0, 0)
+"""The cursor before the first change."""
+
+
+class ChangeEvent(BaseModel):
+    """A committed change to a routed table."""
+
+    model_config = ConfigDict(frozen=True, populate_by_name=True)
+
+    id: int
+    cursor: str
+    topic: str
+    schema_name: str = Field(alias="schema")
+    table: str
+    op: Operation
+    record: dict[str, Any] | None = None
+    old_record: dict[str, Any] | None = None
+    commit_ts: datetime
+    source: Source | None = None
+    truncated: bool = False
+    """True when the row was too large for a NOTIFY payload: read it by cursor."""
+
+    @property
+    def position(self) -> Cursor:
+        return Cursor.parse(self.cursor)

@@ -1,0 +1,488 @@
+"""Install, check and remove the trigger SQL (the library behind ``supabase-push apply``...).
+
+All of it runs the shipped files in sql/ as they are: the only thing added is a handful
+of session settings (routes, broadcast mode) that the file reads at its end.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any, Literal, TypeVar
+
+import psycopg
+from psycopg import errors, sql
+from psycopg.rows import dict_row
+
+from . import _sql
+from .db import map_error
+from .errors import ConfigError, SupabasePushError
+from .events import DEFAULT_ROUTES
+
+__all__ = [
+    "ApplyResult",
+    "BroadcastMode",
+    "Check",
+    "Route",
+    "Status",
+    "VerifyReport",
+    "apply",
+    "apply_sql",
+    "parse_route",
+    "status",
+    "uninstall",
+    "verify",
+]
+
+logger = logging.getLogger("supabase_push")
+
+BroadcastMode = Literal["auto", "realtime", "notify", "both", "none"]
+BROADCAST_MODES: tuple[BroadcastMode, ...] = ("auto", "realtime", "notify", "both", "none")
+
+Conn = psycopg.Connection[Any]
+T = TypeVar("T")
+
+# DDL waits at most this long for a lock; then it gives way and retries, so that writers
+# are never the ones a deadlock check aborts.
+LOCK_TIMEOUT = "500ms"
+LOCK_RETRY_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class Route:
+    """Changes of ``table`` (``name`` or ``schema.name``) are published on ``topic``."""
+
+    table: str
+    topic: str
+
+    def as_json(self) -> dict[str, str]:
+        return {"table": self.table, "topic": self.topic}
+
+
+DEFAULT_ROUTE_LIST = tuple(Route(table, topic) for table, topic in DEFAULT_ROUTES.items())
+
+
+def parse_route(text: str) -> Route:
+    """``TABLE=TOPIC`` (the last ``=`` splits; TABLE may be quoted, ``"My Table"=my-topic``)."""
+    table, sep, topic = text.rpartition("=")
+    if not sep or not table.strip() or not topic.strip():
+        raise ConfigError(
+            f"bad route {text!r}",
+            hint="write TABLE=TOPIC, e.g. positions=position-updates or "
+            '\'public."My Table"=my-topic\'',
+        )
+    return Route(table.strip(), topic.strip())
+
+
+# ---------------------------------------------------------------- apply / uninstall
+
+
+@dataclass
+class ApplyResult:
+    changed: bool
+    schema_version: int
+    fingerprint: str
+    routes: list[dict[str, Any]]
+    created_tables: bool = False
+
+
+def apply_sql(
+    routes: Sequence[Route] | None = None,
+    *,
+    broadcast_mode: BroadcastMode = "auto",
+    private_broadcast: bool = True,
+    create_tables: bool = False,
+) -> str:
+    """The exact SQL ``apply`` runs, runnable by psql: settings, then the shipped files."""
+    if broadcast_mode not in BROADCAST_MODES:
+        raise ConfigError(f"unknown broadcast mode {broadcast_mode!r}",
+                          hint=f"use one of {', '.join(BROADCAST_MODES)}")
+    settings = {
+        "supabase_push.routes": json.dumps([r.as_json() for r in routes or DEFAULT_ROUTE_LIST]),
+        "supabase_push.broadcast_mode": broadcast_mode,
+        "supabase_push.private_broadcast": "true" if private_broadcast else "false",
+    }
+    lines = [
+        "-- settings read by realtime_triggers.sql (session level, so they outlive its BEGIN)",
+        *(
+            sql.SQL("SELECT pg_catalog.set_config({}, {}, false);")
+            .format(sql.Literal(key), sql.Literal(value))
+            .as_string(None)
+            for key, value in settings.items()
+        ),
+        "",
+    ]
+    if create_tables:
+        lines += [_sql.read_sql(_sql.REFERENCE_TABLES), ""]
+    lines.append(_sql.read_sql(_sql.INSTALL))
+    return "\n".join(lines)
+
+
+def apply(
+    conn: Conn,
+    routes: Sequence[Route] | None = None,
+    *,
+    broadcast_mode: BroadcastMode = "auto",
+    private_broadcast: bool = True,
+    create_tables: bool = False,
+) -> ApplyResult:
+    """Install or update the triggers; a no-op when everything is already as asked."""
+    script = apply_sql(routes, broadcast_mode=broadcast_mode,
+                       private_broadcast=private_broadcast, create_tables=create_tables)
+    before = _installed_state(conn)
+    _run_script(conn, script)
+    after = _installed_state(conn)
+    assert after is not None  # the script committed
+    return ApplyResult(
+        changed=before != after,
+        schema_version=after["installation"]["schema_version"],
+        fingerprint=after["installation"]["fingerprint"],
+        routes=after["routes"],
+        created_tables=create_tables,
+    )
+
+
+def uninstall_sql() -> str:
+    return _sql.read_sql(_sql.UNINSTALL)
+
+
+def uninstall(conn: Conn) -> bool:
+    """Remove everything ``apply`` installed. True if something was installed."""
+    installed = _installed_state(conn) is not None
+    _run_script(conn, uninstall_sql())
+    return installed
+
+
+def _run_script(conn: Conn, script: str) -> None:
+    """Run a shipped script (which has its own BEGIN/COMMIT) with lock-timeout retries."""
+    if not conn.autocommit:
+        raise ConfigError("schema scripts need an autocommit connection")
+
+    def attempt() -> None:
+        try:
+            conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
+            conn.execute(script.encode())
+        except psycopg.Error:
+            _rollback(conn)
+            raise
+        finally:
+            if not conn.closed:
+                conn.execute("RESET lock_timeout")
+
+    _retry_on_lock_timeout(attempt)
+
+
+def _rollback(conn: Conn) -> None:
+    if not conn.closed and conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+        conn.execute("ROLLBACK")
+
+
+def _retry_on_lock_timeout(fn: Callable[[], T]) -> T:
+    deadline = time.monotonic() + LOCK_RETRY_SECONDS
+    delay = 0.05
+    while True:
+        try:
+            return fn()
+        except errors.LockNotAvailable:
+            if time.monotonic() > deadline:
+                raise SupabasePushError(
+                    f"could not get the table locks within {LOCK_RETRY_SECONDS:.0f} s",
+                    hint="a long transaction holds a lock on a routed table; retry when it ends",
+                ) from None
+            logger.info("a table is busy; retrying in %.2f s", delay)
+            time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
+            delay = min(delay * 2, 2.0)
+        except psycopg.Error as exc:
+            raise map_error(exc) from None
+
+
+def _installed_state(conn: Conn) -> dict[str, Any] | None:
+    """What is installed, as plain data (None if nothing): compared before/after apply."""
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute("SELECT pg_catalog.to_regclass('supabase_push.installation') IS NOT NULL AS ok")
+        row = cur.fetchone()
+        if not row or not row["ok"]:
+            return None
+        cur.execute(
+            "SELECT schema_version, fingerprint, broadcast_mode, private_broadcast,"
+            " created_publication, installed_at, updated_at FROM supabase_push.installation"
+        )
+        installation = cur.fetchone()
+        if installation is None:
+            return None
+        cur.execute(
+            "SELECT schema_name, table_name, topic, trigger_name, added_to_publication"
+            " FROM supabase_push.routes ORDER BY schema_name, table_name"
+        )
+        return {"installation": installation, "routes": cur.fetchall()}
+
+
+# ---------------------------------------------------------------- verify
+
+CheckStatus = Literal["ok", "missing", "drifted", "warning"]
+
+
+@dataclass
+class Check:
+    kind: str
+    name: str
+    status: CheckStatus
+    detail: str = ""
+
+    @property
+    def failed(self) -> bool:
+        return self.status in ("missing", "drifted")
+
+
+@dataclass
+class VerifyReport:
+    checks: list[Check] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not any(check.failed for check in self.checks)
+
+    @property
+    def problems(self) -> list[Check]:
+        return [check for check in self.checks if check.status != "ok"]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "checks": [asdict(check) for check in self.checks]}
+
+    def add(self, kind: str, name: str, status: CheckStatus, detail: str = "") -> None:
+        self.checks.append(Check(kind, name, status, detail))
+
+
+def verify(conn: Conn) -> VerifyReport:
+    """Check every installed object; ``report.ok`` is False if any is missing or drifted."""
+    try:
+        return _verify(conn)
+    except psycopg.Error as exc:
+        raise map_error(exc) from None
+
+
+def _verify(conn: Conn) -> VerifyReport:
+    report = VerifyReport()
+    state = _installed_state(conn)
+    if state is None:
+        report.add("installation", "supabase_push", "missing",
+                   "not installed: run supabase-push apply")
+        return report
+    installation = state["installation"]
+    version = installation["schema_version"]
+    report.add("installation", "schema version",
+               "ok" if version == _sql.SCHEMA_VERSION else "drifted",
+               f"installed {version}, this package ships {_sql.SCHEMA_VERSION}"
+               if version != _sql.SCHEMA_VERSION else str(version))
+
+    for table in _sql.TABLES:
+        report.add("table", table, "ok" if _exists(conn, "to_regclass", table) else "missing")
+    for function in _sql.FUNCTIONS:
+        report.add("function", function.split("(")[0],
+                   "ok" if _exists(conn, "to_regprocedure", function) else "missing")
+    _check_stamp_trigger(conn, report)
+
+    current = _scalar(conn, "SELECT supabase_push.fingerprint_v1()") \
+        if _exists(conn, "to_regprocedure", "supabase_push.fingerprint_v1()") else None
+    if current == installation["fingerprint"]:
+        report.add("installation", "fingerprint", "ok", current[:12])
+    else:
+        report.add("installation", "fingerprint", "drifted",
+                   "functions or triggers were changed since apply: run supabase-push apply")
+
+    publication = _scalar(
+        conn, "SELECT puballtables FROM pg_catalog.pg_publication WHERE pubname = 'supabase_realtime'"
+    )
+    report.add("publication", "supabase_realtime", "missing" if publication is None else "ok",
+               "FOR ALL TABLES" if publication else "")
+    for route in state["routes"]:
+        _check_route(conn, report, route, publication_exists=publication is not None)
+    _check_broadcast_path(conn, report, installation)
+    return report
+
+
+def _check_stamp_trigger(conn: Conn, report: VerifyReport) -> None:
+    row = _row(
+        conn,
+        """SELECT t.tgenabled, t.tgdeferrable, t.tginitdeferred FROM pg_catalog.pg_trigger t
+           WHERE t.tgrelid = pg_catalog.to_regclass('supabase_push.change_txn')
+             AND t.tgname = 'stamp_commit'""",
+    )
+    if row is None:
+        report.add("trigger", "stamp_commit on supabase_push.change_txn", "missing")
+    elif row["tgenabled"] == "D" or not (row["tgdeferrable"] and row["tginitdeferred"]):
+        report.add("trigger", "stamp_commit on supabase_push.change_txn", "drifted",
+                   "disabled or not deferred: commit order is not guaranteed")
+    else:
+        report.add("trigger", "stamp_commit on supabase_push.change_txn", "ok")
+
+
+def _check_route(conn: Conn, report: VerifyReport, route: dict[str, Any], *,
+                 publication_exists: bool) -> None:
+    qualified = sql.Identifier(route["schema_name"], route["table_name"]).as_string(conn)
+    relid = _scalar(conn, "SELECT pg_catalog.to_regclass(%s)::oid", (qualified,))
+    label = f"{route['trigger_name']} on {qualified}"
+    if relid is None:
+        report.add("table", qualified, "missing", f"routed to {route['topic']}")
+        return
+    member = _scalar(
+        conn,
+        """SELECT EXISTS (SELECT FROM pg_catalog.pg_publication_tables
+                          WHERE pubname = 'supabase_realtime' AND schemaname = %s AND tablename = %s)""",
+        (route["schema_name"], route["table_name"]),
+    )
+    if publication_exists:
+        report.add("publication", f"supabase_realtime has {qualified}",
+                   "ok" if member else "missing")
+    trigger = _row(
+        conn,
+        """SELECT t.tgenabled, t.tgfoid = 'supabase_push.capture_change_v1()'::regprocedure AS ours,
+                  t.tgargs = pg_catalog.convert_to(%s, 'UTF8') || '\\x00'::bytea AS topic_ok
+           FROM pg_catalog.pg_trigger t WHERE t.tgrelid = %s AND t.tgname = %s""",
+        (route["topic"], relid, route["trigger_name"]),
+    )
+    if trigger is None:
+        report.add("trigger", label, "missing", f"changes are not captured: run supabase-push apply")
+    elif trigger["tgenabled"] == "D":
+        report.add("trigger", label, "drifted", "disabled")
+    elif not (trigger["ours"] and trigger["topic_ok"]):
+        report.add("trigger", label, "drifted", "calls another function or topic")
+    else:
+        report.add("trigger", label, "ok", f"-> {route['topic']}")
+
+
+def _check_broadcast_path(conn: Conn, report: VerifyReport, installation: dict[str, Any]) -> None:
+    path = _broadcast_path(conn, installation["broadcast_mode"])
+    private = "private" if installation["private_broadcast"] else "public"
+    if "realtime" in path:
+        report.add("broadcast", "realtime.send", "ok", f"{private} channels")
+        if not _realtime_partition_today(conn):
+            report.add("broadcast", "realtime.messages partition for today", "missing",
+                       "realtime.send drops messages silently without it; Realtime creates "
+                       "partitions when it connects to the database")
+    if "notify" in path:
+        report.add("broadcast", "pg_notify", "ok", "channel per topic")
+    if not path:
+        report.add("broadcast", "none", "warning", "broadcast mode none: change log only")
+    failures = _row(conn, "SELECT broadcast_failures, last_failure FROM supabase_push.health")
+    if failures and failures["broadcast_failures"]:
+        report.add("broadcast", "failures", "warning",
+                   f"{failures['broadcast_failures']} failed, last: {failures['last_failure']}")
+
+
+def _broadcast_path(conn: Conn, mode: str) -> list[str]:
+    has_send = _exists(conn, "to_regprocedure", "realtime.send(jsonb,text,text,boolean)")
+    return {
+        "realtime": ["realtime"],
+        "notify": ["notify"],
+        "both": ["realtime", "notify"],
+        "none": [],
+    }.get(mode, ["realtime"] if has_send else ["notify"])
+
+
+def _realtime_partition_today(conn: Conn) -> bool:
+    if not _scalar(conn, "SELECT pg_catalog.to_regclass('realtime.messages') IS NOT NULL"):
+        return False
+    relkind = _scalar(conn, "SELECT relkind FROM pg_catalog.pg_class "
+                            "WHERE oid = 'realtime.messages'::regclass")
+    if relkind != "p":
+        return True
+    return bool(_scalar(
+        conn,
+        """SELECT EXISTS (
+             SELECT FROM pg_catalog.pg_inherits i JOIN pg_catalog.pg_class c ON c.oid = i.inhrelid
+             WHERE i.inhparent = 'realtime.messages'::regclass
+               AND pg_catalog.pg_get_expr(c.relpartbound, c.oid) LIKE
+                   'FOR VALUES FROM (''' || pg_catalog.to_char(pg_catalog.now() AT TIME ZONE 'UTC',
+                                                               'YYYY-MM-DD') || '%')""",
+    ))
+
+
+# ---------------------------------------------------------------- status
+
+
+@dataclass
+class Status:
+    installed: bool
+    schema_version: int | None = None
+    installed_at: datetime | None = None
+    updated_at: datetime | None = None
+    broadcast_mode: str | None = None
+    broadcast_path: list[str] = field(default_factory=list)
+    private_broadcast: bool | None = None
+    routes: list[dict[str, Any]] = field(default_factory=list)
+    changes: int = 0
+    transactions: int = 0
+    last_cursor: str | None = None
+    last_commit_at: datetime | None = None
+    broadcast_failures: int = 0
+    last_failure: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return json.loads(json.dumps(asdict(self), default=str))  # type: ignore[no-any-return]
+
+
+def status(conn: Conn) -> Status:
+    """What is installed and how much the change log holds."""
+    try:
+        state = _installed_state(conn)
+        if state is None:
+            return Status(installed=False)
+        installation = state["installation"]
+        log = _row(
+            conn,
+            """SELECT (SELECT count(*) FROM supabase_push.change_log) AS changes,
+                      (SELECT count(*) FROM supabase_push.change_txn WHERE seq IS NOT NULL) AS txns,
+                      (SELECT seq::text || ':' || max_id::text FROM (
+                          SELECT t.seq, (SELECT max(l.id) FROM supabase_push.change_log l
+                                         WHERE l.txid = t.txid) AS max_id
+                          FROM supabase_push.change_txn t WHERE t.seq IS NOT NULL
+                          ORDER BY t.seq DESC LIMIT 1) last) AS last_cursor,
+                      (SELECT max(committed_at) FROM supabase_push.change_txn) AS last_commit_at,
+                      h.broadcast_failures, h.last_failure
+               FROM supabase_push.health h""",
+        ) or {}
+        return Status(
+            installed=True,
+            schema_version=installation["schema_version"],
+            installed_at=installation["installed_at"],
+            updated_at=installation["updated_at"],
+            broadcast_mode=installation["broadcast_mode"],
+            broadcast_path=_broadcast_path(conn, installation["broadcast_mode"]),
+            private_broadcast=installation["private_broadcast"],
+            routes=state["routes"],
+            changes=log.get("changes", 0),
+            transactions=log.get("txns", 0),
+            last_cursor=log.get("last_cursor"),
+            last_commit_at=log.get("last_commit_at"),
+            broadcast_failures=log.get("broadcast_failures", 0),
+            last_failure=log.get("last_failure"),
+        )
+    except psycopg.Error as exc:
+        raise map_error(exc) from None
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _exists(conn: Conn, regfunc: Literal["to_regclass", "to_regprocedure"], name: str) -> bool:
+    query = sql.SQL("SELECT pg_catalog.{}(%s) IS NOT NULL").format(sql.Identifier(regfunc))
+    return bool(_scalar(conn, query, (name,)))
+
+
+def _row(conn: Conn, query: str | sql.Composable, params: Iterable[Any] = ()) -> dict[str, Any] | None:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, tuple(params))  # type: ignore[arg-type]
+        return cur.fetchone()
+
+
+def _scalar(conn: Conn, query: str | sql.Composable, params: Iterable[Any] = ()) -> Any:
+    with conn.cursor() as cur:
+        cur.execute(query, tuple(params))  # type: ignore[arg-type]
+        row = cur.fetchone()
+        return row[0] if row else None
