@@ -1,0 +1,243 @@
+"""The ``supabase-push`` command line: a thin shell over :mod:`supabase_push.schema`.
+
+Exit codes: 0 success; 1 the operation failed or ``verify`` found a problem;
+2 bad usage or configuration (no database URL, malformed route).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__, schema
+from .db import connect, describe_dsn
+from .errors import ConfigError, SupabasePushError
+
+app = typer.Typer(
+    name="supabase-push",
+    help="Push position, trade and portfolio changes from Postgres/Supabase to the programs "
+    "that watch them. Exit codes: 0 ok, 1 failed (or verify found a problem), 2 bad usage.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False)
+
+DbUrl = Annotated[
+    str | None,
+    typer.Option("--db-url", envvar="DATABASE_URL", show_envvar=True, show_default=False,
+                 help="Postgres URL, e.g. postgresql://postgres:pw@db.xyz.supabase.co:5432/postgres"),
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the SQL instead of running it.")]
+
+STATUS_STYLE = {"ok": "green", "missing": "red", "drifted": "red", "warning": "yellow"}
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"supabase-push {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log what happens.")] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                          help="Print the version and exit.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+
+
+def _fail(exc: SupabasePushError, as_json: bool) -> NoReturn:
+    code = 2 if isinstance(exc, ConfigError) else 1
+    if as_json:
+        print(json.dumps({"ok": False, "error": exc.message, "hint": exc.hint,
+                          "type": type(exc).__name__}))
+    err.print(f"[red]error:[/red] {exc.message}", markup=True, soft_wrap=True)
+    if exc.hint:
+        err.print(f"[dim]hint:[/dim] {exc.hint}", markup=True, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors(as_json: bool) -> Iterator[None]:
+    """One clear line and a hint for every error a user can hit, never a traceback."""
+    try:
+        yield
+    except SupabasePushError as exc:
+        _fail(exc, as_json)
+
+
+def _print_json(data: Any) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _route_options(tables: list[str] | None) -> list[schema.Route] | None:
+    return [schema.parse_route(text) for text in tables] if tables else None
+
+
+@app.command()
+def apply(
+    db_url: DbUrl = None,
+    table: Annotated[list[str] | None, typer.Option(
+        "--table", "-t", metavar="TABLE=TOPIC",
+        help="Route a table's changes to a topic (repeatable). Replaces the defaults: "
+        "positions=position-updates, trades=trade-updates, portfolio_snapshots=portfolio-updates.",
+    )] = None,
+    create_tables: Annotated[bool, typer.Option(
+        "--create-tables", help="Create the reference trading tables if they do not exist.")] = False,
+    broadcast: Annotated[str, typer.Option(
+        help="How triggers push: auto (realtime.send on Supabase, else NOTIFY), realtime, "
+        "notify, both, none (change log only).")] = "auto",
+    public: Annotated[bool, typer.Option(
+        "--public", help="Send Realtime broadcasts to public channels (default: private, "
+        "authorized by RLS policies on realtime.messages).")] = False,
+    dry_run: DryRun = False,
+    as_json: JsonOut = False,
+) -> None:
+    """Install or update the triggers and the change log (idempotent, one transaction)."""
+    with _errors(as_json):
+        if broadcast not in schema.BROADCAST_MODES:
+            raise ConfigError(f"unknown --broadcast {broadcast!r}",
+                              hint=f"use one of {', '.join(schema.BROADCAST_MODES)}")
+        options: dict[str, Any] = {
+            "broadcast_mode": broadcast,
+            "private_broadcast": not public,
+            "create_tables": create_tables,
+        }
+        routes = _route_options(table)
+        if dry_run:
+            print(schema.apply_sql(routes, **options))
+            return
+        with connect(db_url) as conn:
+            result = schema.apply(conn, routes, **options)
+        if as_json:
+            _print_json({"ok": True, **result.__dict__})
+            return
+        target = describe_dsn(db_url or "")
+        verb = "Applied" if result.changed else "Already up to date:"
+        out.print(f"[green]✓[/green] {verb} supabase-push schema v{result.schema_version} "
+                  f"on {target}")
+        for route in result.routes:
+            out.print(f"  {route['schema_name']}.{route['table_name']} -> {route['topic']} "
+                      f"({route['trigger_name']})")
+
+
+@app.command()
+def verify(db_url: DbUrl = None, as_json: JsonOut = False) -> None:
+    """Check every installed object; exit 1 if anything is missing or drifted."""
+    with _errors(as_json), connect(db_url) as conn:
+        report = schema.verify(conn)
+    if as_json:
+        _print_json(report.as_dict())
+    else:
+        table = Table("kind", "object", "status", "detail", title="supabase-push verify")
+        for check in report.checks:
+            style = STATUS_STYLE[check.status]
+            table.add_row(check.kind, check.name, f"[{style}]{check.status}[/{style}]", check.detail)
+        out.print(table)
+        problems = report.problems
+        if report.ok:
+            out.print(f"[green]✓[/green] all {len(report.checks)} checks passed"
+                      + (f" ({len(problems)} warning(s))" if problems else ""))
+        else:
+            failed = [c for c in problems if c.failed]
+            out.print(f"[red]✗[/red] {len(failed)} problem(s): "
+                      + "; ".join(f"{c.name} {c.status}" for c in failed))
+            out.print("[dim]fix: supabase-push apply[/dim]")
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def uninstall(
+    db_url: DbUrl = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    dry_run: DryRun = False,
+    as_json: JsonOut = False,
+) -> None:
+    """Remove the triggers, the change log and the supabase_push schema. Your rows stay."""
+    with _errors(as_json):
+        if dry_run:
+            print(schema.uninstall_sql())
+            return
+        if not yes:
+            if not sys.stdin.isatty():
+                raise ConfigError("uninstall deletes the change log and needs confirmation",
+                                  hint="pass --yes")
+            typer.confirm("Remove supabase-push triggers and its change log?", abort=True)
+        with connect(db_url) as conn:
+            removed = schema.uninstall(conn)
+    if as_json:
+        _print_json({"ok": True, "removed": removed})
+    elif removed:
+        out.print("[green]✓[/green] removed supabase-push (triggers, change log, schema)")
+    else:
+        out.print("nothing to remove: supabase-push is not installed")
+
+
+@app.command()
+def status(db_url: DbUrl = None, as_json: JsonOut = False) -> None:
+    """Show what is installed and how much the change log holds."""
+    with _errors(as_json), connect(db_url) as conn:
+        info = schema.status(conn)
+    if as_json:
+        _print_json(info.as_dict())
+        return
+    if not info.installed:
+        out.print("supabase-push is [yellow]not installed[/yellow] (run supabase-push apply)")
+        return
+    grid = Table.grid(padding=(0, 2))
+    rows: list[tuple[str, str]] = [
+        ("schema version", str(info.schema_version)),
+        ("installed", f"{info.installed_at} (updated {info.updated_at})"),
+        ("broadcast", f"{info.broadcast_mode} -> {', '.join(info.broadcast_path) or 'none'}"
+                      f" ({'private' if info.private_broadcast else 'public'} Realtime channels)"),
+        ("change log", f"{info.changes} changes in {info.transactions} transactions, "
+                       f"last cursor {info.last_cursor or '-'} at {info.last_commit_at or '-'}"),
+        ("broadcast failures", f"{info.broadcast_failures}"
+                               + (f" (last: {info.last_failure})" if info.last_failure else "")),
+    ]
+    for route in info.routes:
+        rows.append(("route", f"{route['schema_name']}.{route['table_name']} -> {route['topic']} "
+                              f"({route['trigger_name']})"))
+    for key, value in rows:
+        grid.add_row(f"[bold]{key}[/bold]", value)
+    out.print(grid)
+
+
+@app.command()
+def demo(
+    as_json: JsonOut = False,
+    changes: Annotated[int, typer.Option(help="How many trading changes to write.")] = 200,
+) -> None:
+    """Run it all on a throwaway local Postgres: apply, verify, trade, receive, clean up."""
+    from .demo import run_demo
+
+    with _errors(as_json):
+        summary = run_demo(changes=changes, say=_say(as_json))
+    if as_json:
+        _print_json(summary)
+    if not summary["ok"]:
+        raise typer.Exit(1)
+
+
+def _say(quiet: bool) -> Callable[[str], None]:
+    return (lambda _text: None) if quiet else (lambda text: out.print(text))
+
+
+def main() -> None:
+    app()
