@@ -262,7 +262,7 @@ AS $$
         SELECT pg_catalog.pg_get_functiondef(p.oid) AS def
         FROM pg_catalog.pg_proc p
         WHERE p.pronamespace = 'supabase_push'::regnamespace
-           OR p.oid = 'public.supabase_push_changes(bigint,bigint,integer,text[])'::regprocedure
+           OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_changes(bigint,bigint,integer,text[])')
         UNION ALL
         SELECT pg_catalog.pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text
         FROM pg_catalog.pg_trigger t

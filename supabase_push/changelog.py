@@ -10,7 +10,7 @@ from psycopg.rows import dict_row
 
 from .events import START, ChangeEvent, Cursor, Source
 
-__all__ = ["read_changes"]
+__all__ = ["fetch_change", "read_changes"]
 
 _READ = """
 SELECT seq, id, topic, schema_name, table_name, op, record, old_record, committed_at
@@ -49,3 +49,9 @@ def _to_event(row: dict[str, Any], source: Source) -> ChangeEvent:
         commit_ts=row["committed_at"],
         source=source,
     )
+
+
+def fetch_change(conn: psycopg.Connection[Any], cursor: Cursor) -> ChangeEvent | None:
+    """The one change at ``cursor``, e.g. for an event that arrived ``truncated``."""
+    page = read_changes(conn, Cursor(cursor.seq, cursor.id - 1), limit=1, source="catch-up")
+    return page[0] if page and page[0].position == cursor else None

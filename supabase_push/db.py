@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from urllib.parse import urlsplit, urlunsplit
 
@@ -19,8 +20,18 @@ from .errors import (
 
 __all__ = ["connect", "describe_dsn", "map_error", "redact_dsn"]
 
-CONNECT_TIMEOUT = 10  # seconds; libpq's minimum is 2
+DEFAULT_CONNECT_TIMEOUT = 10  # seconds; libpq's minimum is 2
 NO_URL_HINT = "pass --db-url or set DATABASE_URL (postgresql://user:password@host:5432/dbname)"
+
+
+def connect_timeout() -> int:
+    """Seconds to wait for a server (SUPABASE_PUSH_CONNECT_TIMEOUT, default 10, at least 2)."""
+    raw = os.environ.get("SUPABASE_PUSH_CONNECT_TIMEOUT", "")
+    try:
+        return max(2, int(raw)) if raw else DEFAULT_CONNECT_TIMEOUT
+    except ValueError:
+        raise ConfigError(f"SUPABASE_PUSH_CONNECT_TIMEOUT must be whole seconds, got {raw!r}") \
+            from None
 
 
 def redact_dsn(dsn: str) -> str:
@@ -64,7 +75,7 @@ def connect(dsn: str | None, *, autocommit: bool = True) -> psycopg.Connection[t
         return psycopg.connect(
             dsn,
             autocommit=autocommit,
-            connect_timeout=CONNECT_TIMEOUT,
+            connect_timeout=connect_timeout(),
             application_name="supabase-push",
         )
     except psycopg.Error as exc:
@@ -100,7 +111,7 @@ def map_error(exc: psycopg.Error, dsn: str | None = None) -> DatabaseError:
         return ConnectError(
             f"cannot reach the database{where}: {text}",
             hint="check the host and port, that the server is running, and that the network "
-            f"allows it (gave up after {CONNECT_TIMEOUT} s)",
+            f"allows it (gives up after {connect_timeout()} s: SUPABASE_PUSH_CONNECT_TIMEOUT)",
         )
     hint = _diag(exc).message_hint
     return DatabaseError(f"database error{where}: {text}", hint=hint)

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import pwd
+import secrets
 import shutil
 import socket
 import stat
@@ -199,16 +200,18 @@ class LocalPostgres:
         self._port = port
         self._cluster: _Cluster | None = None
         self._reaper: subprocess.Popen[bytes] | None = None
+        self.password = secrets.token_urlsafe(16)
 
     @property
     def dsn(self) -> str:
-        """libpq URL of database ``postgres`` as superuser ``postgres``."""
+        """libpq URL of database ``postgres`` as superuser ``postgres`` (with its password)."""
         return self.dsn_for("postgres")
 
     def dsn_for(self, dbname: str) -> str:
         if self._cluster is None:
             raise EmbeddedPostgresError("the cluster is not running")
-        return f"postgresql://postgres@127.0.0.1:{self._cluster.port}/{dbname}"
+        return (f"postgresql://postgres:{self.password}@127.0.0.1:{self._cluster.port}"
+                f"/{dbname}")
 
     @property
     def version(self) -> int:
@@ -253,11 +256,18 @@ class LocalPostgres:
         if user:  # the server writes its data, log and socket here
             shutil.chown(cluster.root, user)
             shutil.chown(cluster.data, user)
+        # TCP needs the password, as on a real server; the socket (pg_ctl) is trusted.
+        pwfile = cluster.root / "pwfile"
+        pwfile.write_text(self.password + "\n")
+        if user:
+            shutil.chown(pwfile, user)
         self._run(
-            [str(bin_dir / "initdb"), "-D", str(cluster.data), "-U", "postgres", "-A", "trust",
+            [str(bin_dir / "initdb"), "-D", str(cluster.data), "-U", "postgres",
+             "--auth-local=trust", "--auth-host=scram-sha-256", f"--pwfile={pwfile}",
              "-E", "UTF8", "--no-locale", "--no-sync"],
             user, "initdb",
         )
+        pwfile.unlink()
 
     def _pg_ctl_start(self, bin_dir: Path, cluster: _Cluster, user: str | None) -> None:
         options = {

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -324,7 +325,7 @@ def _check_stamp_trigger(conn: Conn, report: VerifyReport) -> None:
 
 def _check_route(conn: Conn, report: VerifyReport, route: dict[str, Any], *,
                  publication_exists: bool) -> None:
-    qualified = sql.Identifier(route["schema_name"], route["table_name"]).as_string(conn)
+    qualified = _quote_ident(route["schema_name"]) + "." + _quote_ident(route["table_name"])
     relid = _scalar(conn, "SELECT pg_catalog.to_regclass(%s)::oid", (qualified,))
     label = f"{route['trigger_name']} on {qualified}"
     if relid is None:
@@ -469,6 +470,13 @@ def status(conn: Conn) -> Status:
 
 # ---------------------------------------------------------------- helpers
 
+_PLAIN_IDENT = re.compile(r"[a-z_][a-z0-9_$]*")
+
+
+def _quote_ident(name: str) -> str:
+    """Quote like Postgres' quote_ident() (keywords aside): only where needed."""
+    return name if _PLAIN_IDENT.fullmatch(name) else '"' + name.replace('"', '""') + '"'
+
 
 def _exists(conn: Conn, regfunc: Literal["to_regclass", "to_regprocedure"], name: str) -> bool:
     query = sql.SQL("SELECT pg_catalog.{}(%s) IS NOT NULL").format(sql.Identifier(regfunc))
@@ -477,12 +485,12 @@ def _exists(conn: Conn, regfunc: Literal["to_regclass", "to_regprocedure"], name
 
 def _row(conn: Conn, query: str | sql.Composable, params: Iterable[Any] = ()) -> dict[str, Any] | None:
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(query, tuple(params))  # type: ignore[arg-type]
+        cur.execute(query, tuple(params) or None)  # type: ignore[arg-type]
         return cur.fetchone()
 
 
 def _scalar(conn: Conn, query: str | sql.Composable, params: Iterable[Any] = ()) -> Any:
     with conn.cursor() as cur:
-        cur.execute(query, tuple(params))  # type: ignore[arg-type]
+        cur.execute(query, tuple(params) or None)  # type: ignore[arg-type]
         row = cur.fetchone()
         return row[0] if row else None

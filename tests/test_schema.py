@@ -1,0 +1,302 @@
+"""apply / verify / uninstall / status against a real Postgres."""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from typing import Any
+
+import psycopg
+import pytest
+
+from supabase_push import schema
+from supabase_push._sql import INSTALL, read_sql
+from supabase_push.changelog import read_changes
+from supabase_push.errors import MissingTableError, PermissionDeniedError
+
+ORIGINAL_VERIFY_QUERY = """
+SELECT DISTINCT trigger_name, event_object_table FROM information_schema.triggers
+WHERE trigger_schema = 'public'
+  AND trigger_name IN ('position_change_trigger', 'trade_executed_trigger', 'portfolio_update_trigger')
+ORDER BY trigger_name
+"""
+
+
+def catalog_snapshot(conn: psycopg.Connection[Any]) -> dict[str, Any]:
+    """Everything apply could touch, down to catalog row versions."""
+    return {
+        "functions": conn.execute(
+            "SELECT p.oid, p.xmin::text, p.prosrc FROM pg_proc p "
+            "WHERE pronamespace = 'supabase_push'::regnamespace OR proname = 'supabase_push_changes' "
+            "ORDER BY p.oid").fetchall(),
+        "triggers": conn.execute(
+            "SELECT t.oid, t.xmin::text, t.tgname, t.tgenabled FROM pg_trigger t "
+            "WHERE NOT t.tgisinternal ORDER BY t.oid").fetchall(),
+        "publication": conn.execute(
+            "SELECT schemaname, tablename FROM pg_publication_tables "
+            "WHERE pubname = 'supabase_realtime' ORDER BY 1, 2").fetchall(),
+        "installation": conn.execute("SELECT * FROM supabase_push.installation").fetchall(),
+        "routes": conn.execute("SELECT * FROM supabase_push.routes ORDER BY 1, 2").fetchall(),
+    }
+
+
+def test_apply_twice_changes_nothing(conn: psycopg.Connection[Any]) -> None:
+    first = schema.apply(conn)
+    before = catalog_snapshot(conn)
+    second = schema.apply(conn)
+    assert first.changed and not second.changed
+    after = catalog_snapshot(conn)
+    assert after["installation"] == before["installation"]
+    assert after["routes"] == before["routes"]
+    assert after["publication"] == before["publication"]
+    # Same triggers, untouched (same catalog row version); functions keep their identity.
+    assert after["triggers"] == before["triggers"]
+    assert [f[0] for f in after["functions"]] == [f[0] for f in before["functions"]]
+    assert conn.execute(ORIGINAL_VERIFY_QUERY).fetchall() == [
+        ("portfolio_update_trigger", "portfolio_snapshots"),
+        ("position_change_trigger", "positions"),
+        ("trade_executed_trigger", "trades"),
+    ]
+    assert schema.verify(conn).ok
+
+
+def test_apply_creates_publication_and_adds_tables(conn: psycopg.Connection[Any]) -> None:
+    schema.apply(conn)
+    assert catalog_snapshot(conn)["publication"] == [
+        ("public", "portfolio_snapshots"), ("public", "positions"), ("public", "trades")]
+
+
+def test_existing_members_are_fine_and_kept_on_uninstall(conn: psycopg.Connection[Any]) -> None:
+    conn.execute("CREATE PUBLICATION supabase_realtime FOR TABLE positions")
+    schema.apply(conn)
+    assert len(catalog_snapshot(conn)["publication"]) == 3
+    schema.uninstall(conn)
+    # What the user had before apply is what they have after uninstall.
+    assert conn.execute("SELECT schemaname, tablename FROM pg_publication_tables "
+                        "WHERE pubname = 'supabase_realtime'").fetchall() == [("public", "positions")]
+
+
+def test_verify_names_a_dropped_trigger(installed: psycopg.Connection[Any]) -> None:
+    assert schema.verify(installed).ok
+    installed.execute("DROP TRIGGER trade_executed_trigger ON trades")
+    report = schema.verify(installed)
+    assert not report.ok
+    failed = [c for c in report.checks if c.failed]
+    assert any(c.status == "missing" and "trade_executed_trigger" in c.name for c in failed)
+    assert all("position_change_trigger" not in c.name for c in failed)
+    schema.apply(installed)  # apply repairs it
+    assert schema.verify(installed).ok
+
+
+@pytest.mark.parametrize("tamper, expected", [
+    ("ALTER TABLE positions DISABLE TRIGGER position_change_trigger", "position_change_trigger"),
+    ("CREATE OR REPLACE FUNCTION supabase_push.capture_change_v1() RETURNS trigger "
+     "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$", "fingerprint"),
+    ("ALTER PUBLICATION supabase_realtime DROP TABLE trades", "supabase_realtime has public.trades"),
+    ("ALTER TABLE supabase_push.change_txn DISABLE TRIGGER stamp_commit", "stamp_commit"),
+    ("DROP FUNCTION public.supabase_push_changes(bigint, bigint, integer, text[])",
+     "public.supabase_push_changes"),
+])
+def test_verify_detects_drift(installed: psycopg.Connection[Any], tamper: str, expected: str) -> None:
+    installed.execute(tamper)
+    report = schema.verify(installed)
+    assert not report.ok
+    assert any(expected in c.name for c in report.checks if c.failed), report.problems
+
+
+def test_missing_table_is_named_and_nothing_changes(make_db: Any) -> None:
+    url = make_db("empty")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE trades (id int)")
+        with pytest.raises(MissingTableError) as caught:
+            schema.apply(conn)
+        assert "public.positions does not exist" in str(caught.value)
+        assert "--create-tables" in (caught.value.hint or "")
+        assert conn.execute("SELECT to_regnamespace('supabase_push')").fetchone() == (None,)
+        assert conn.execute("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal").fetchone() == (0,)
+        assert conn.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
+
+
+def test_create_tables(make_db: Any) -> None:
+    with psycopg.connect(make_db("empty"), autocommit=True) as conn:
+        schema.apply(conn, create_tables=True)
+        assert schema.verify(conn).ok
+        schema.apply(conn, create_tables=True)  # existing tables are left alone
+
+
+def test_concurrent_applies(make_db: Any) -> None:
+    url = make_db("tables")
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            with psycopg.connect(url, autocommit=True) as conn:
+                schema.apply(conn)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert schema.verify(conn).ok
+        assert conn.execute(ORIGINAL_VERIFY_QUERY).rowcount == 3
+        assert conn.execute("SELECT count(*) FROM supabase_push.installation").fetchone() == (1,)
+
+
+def test_uninstall_keeps_user_data(installed: psycopg.Connection[Any]) -> None:
+    installed.execute("INSERT INTO positions (symbol) SELECT 'S' || g FROM generate_series(1, 50) g")
+    installed.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('S1','buy',1,1)")
+    assert schema.uninstall(installed)
+    assert installed.execute("SELECT count(*) FROM positions").fetchone() == (50,)
+    assert installed.execute("SELECT count(*) FROM trades").fetchone() == (1,)
+    assert installed.execute("SELECT to_regnamespace('supabase_push')").fetchone() == (None,)
+    assert installed.execute(ORIGINAL_VERIFY_QUERY).fetchall() == []
+    assert installed.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
+    # Writes go on without the triggers, and uninstalling again is harmless.
+    installed.execute("INSERT INTO positions (symbol) VALUES ('after')")
+    assert not schema.uninstall(installed)
+
+
+def test_custom_routes_are_declarative(installed: psycopg.Connection[Any]) -> None:
+    schema.apply(installed, [schema.Route("trades", "fills")])
+    assert installed.execute(ORIGINAL_VERIFY_QUERY).fetchall() == [("trade_executed_trigger", "trades")]
+    assert catalog_snapshot(installed)["publication"] == [("public", "trades")]
+    installed.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('A','buy',1,1)")
+    installed.execute("INSERT INTO positions (symbol) VALUES ('untracked')")
+    assert [e.topic for e in read_changes(installed)] == ["fills"]
+    assert schema.verify(installed).ok
+
+
+def test_odd_table_names_are_quoted(conn: psycopg.Connection[Any]) -> None:
+    conn.execute('CREATE SCHEMA "Desk 1"')
+    conn.execute('CREATE TABLE "Desk 1"."we\'ird ""fills"" table" (id int PRIMARY KEY, v text)')
+    route = schema.parse_route('"Desk 1"."we\'ird ""fills"" table"=odd-fills')
+    schema.apply(conn, [route])
+    conn.execute('INSERT INTO "Desk 1"."we\'ird ""fills"" table" VALUES (1, \'x\')')
+    (event,) = read_changes(conn)
+    assert (event.schema_name, event.table, event.topic) == ("Desk 1", 'we\'ird "fills" table',
+                                                               "odd-fills")
+    assert schema.verify(conn).ok
+    schema.uninstall(conn)
+    assert conn.execute('SELECT count(*) FROM "Desk 1"."we\'ird ""fills"" table"').fetchone() == (1,)
+
+
+@pytest.mark.parametrize("table", [
+    "positions; DROP TABLE trades",
+    "positions\"; DROP TABLE trades; --",
+    "public.positions.extra",
+])
+def test_hostile_table_names_are_refused(conn: psycopg.Connection[Any], table: str) -> None:
+    with pytest.raises(Exception) as caught:
+        schema.apply(conn, [schema.Route(table, "t")])
+    assert "trades" in str(caught.value) or "identifier" in str(caught.value) \
+        or "not a table name" in str(caught.value)
+    assert conn.execute("SELECT to_regclass('public.trades') IS NOT NULL").fetchone() == (True,)
+    assert conn.execute("SELECT to_regnamespace('supabase_push')").fetchone() == (None,)
+
+
+def test_missing_privilege(conn: psycopg.Connection[Any], cluster: Any) -> None:
+    conn.execute("DROP ROLE IF EXISTS sp_weak")
+    conn.execute("CREATE ROLE sp_weak LOGIN PASSWORD 'weak-pw'")
+    try:
+        url = cluster.url_for(conn.info.dbname)
+        weak = url.replace(url.split("//")[1].split("@")[0], "sp_weak:weak-pw")
+        with psycopg.connect(weak, autocommit=True) as as_weak, \
+                pytest.raises(PermissionDeniedError) as caught:
+            schema.apply(as_weak)
+        assert "permission denied" in str(caught.value)
+        assert "owner" in (caught.value.hint or "")
+    finally:
+        conn.execute("DROP ROLE sp_weak")
+
+
+def test_broadcast_failure_never_aborts_the_write(installed: psycopg.Connection[Any]) -> None:
+    """A failing broadcast is a WARNING and a counted failure; the write and its log row stay."""
+    installed.execute("CREATE SCHEMA realtime")
+    installed.execute(
+        "CREATE FUNCTION realtime.send(payload jsonb, event text, topic text, private boolean "
+        "DEFAULT true) RETURNS void LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'realtime is down'; "
+        "END $$")
+    warnings: list[str] = []
+    installed.add_notice_handler(lambda diag: warnings.append(diag.message_primary or ""))
+    installed.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('W','buy',1,1)")
+    assert installed.execute("SELECT count(*) FROM trades").fetchone() == (1,)
+    assert [e.record["symbol"] for e in read_changes(installed) if e.record] == ["W"]
+    assert any("broadcast" in w and "realtime is down" in w for w in warnings), warnings
+    info = schema.status(installed)
+    assert info.broadcast_failures == 1 and "realtime is down" in (info.last_failure or "")
+    report = schema.verify(installed)
+    assert any(c.name == "failures" and c.status == "warning" for c in report.checks)
+
+
+def test_supabase_path_uses_realtime_send(installed: psycopg.Connection[Any]) -> None:
+    """With realtime.send present (hosted Supabase, the local server) no NOTIFY is sent and
+    each change goes to realtime.send with its topic, its op as event, and private explicit."""
+    installed.execute("CREATE SCHEMA realtime")
+    installed.execute("CREATE TABLE realtime.sent (payload jsonb, event text, topic text, private boolean)")
+    installed.execute(
+        "CREATE FUNCTION realtime.send(payload jsonb, event text, topic text, private boolean "
+        "DEFAULT true) RETURNS void LANGUAGE sql AS "
+        "$$ INSERT INTO realtime.sent VALUES (payload, event, topic, private) $$")
+    installed.execute('LISTEN "trade-updates"')
+    installed.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('R','buy',1,1)")
+    assert list(installed.notifies(timeout=0.3)) == []
+    (payload, event, topic, private), = installed.execute("SELECT * FROM realtime.sent").fetchall()
+    assert (event, topic, private) == ("INSERT", "trade-updates", True)
+    assert payload["id"] == read_changes(installed)[0].id  # so realtime.send injects no other id
+    schema.apply(installed, private_broadcast=False)
+    installed.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('R','buy',1,1)")
+    assert installed.execute("SELECT private FROM realtime.sent ORDER BY payload->'id' DESC LIMIT 1"
+                             ).fetchone() == (False,)
+    # Without a realtime.messages partition for today, realtime.send would drop messages:
+    installed.execute("CREATE TABLE realtime.messages (inserted_at timestamp NOT NULL) "
+                      "PARTITION BY RANGE (inserted_at)")
+    report = schema.verify(installed)
+    assert any("partition" in c.name and c.status == "missing" for c in report.checks)
+    installed.execute("CREATE TABLE realtime.messages_today PARTITION OF realtime.messages FOR VALUES "
+                      "FROM ((now() AT TIME ZONE 'UTC')::date) TO ((now() AT TIME ZONE 'UTC')::date + 1)")
+    assert schema.verify(installed).ok
+
+
+def test_the_file_runs_as_pasted(make_db: Any, cluster: Any) -> None:
+    """sql/realtime_triggers.sql as is: through psql, and as one query (Supabase's SQL editor)."""
+    url = make_db("tables")
+    psql = [str(cluster.bin_dir / "psql")] if cluster.bin_dir else ["psql"]
+    sql_file = read_sql(INSTALL)
+    done = subprocess.run([*psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url],
+                          input=sql_file, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert schema.verify(conn).ok
+        conn.execute(sql_file.encode())  # the SQL editor sends the whole text as one query
+        assert schema.verify(conn).ok
+        assert len(conn.execute(ORIGINAL_VERIFY_QUERY).fetchall()) == 3
+
+
+def test_dry_run_sql_is_what_apply_runs(make_db: Any, cluster: Any) -> None:
+    url = make_db("empty")
+    script = schema.apply_sql([schema.Route("trades", "it's-a-topic")], create_tables=True,
+                              broadcast_mode="notify")
+    psql = [str(cluster.bin_dir / "psql")] if cluster.bin_dir else ["psql"]
+    done = subprocess.run([*psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url],
+                          input=script, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert schema.status(conn).routes[0]["topic"] == "it's-a-topic"
+        assert schema.status(conn).broadcast_mode == "notify"
+
+
+def test_status(installed: psycopg.Connection[Any]) -> None:
+    with installed.transaction():
+        installed.execute("INSERT INTO positions (symbol) VALUES ('A'), ('B')")
+    info = schema.status(installed)
+    assert info.installed and info.schema_version == 1
+    assert (info.changes, info.transactions) == (2, 1)
+    assert info.last_cursor == read_changes(installed)[-1].cursor
+    assert info.broadcast_path == ["notify"]
+    assert {r["topic"] for r in info.routes} == {"position-updates", "trade-updates",
+                                                 "portfolio-updates"}

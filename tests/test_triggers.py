@@ -1,0 +1,176 @@
+"""What the installed triggers do to real writes: change log, cursor, notifications."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from typing import Any
+
+import psycopg
+import pytest
+
+from supabase_push.changelog import fetch_change, read_changes
+from supabase_push.events import START, ChangeEvent, Cursor
+
+TOPICS = ("position-updates", "trade-updates", "portfolio-updates")
+
+
+def listen(url: str) -> psycopg.Connection[Any]:
+    conn = psycopg.connect(url, autocommit=True)
+    for topic in TOPICS:
+        conn.execute(psycopg.sql.SQL("LISTEN {}").format(psycopg.sql.Identifier(topic)))
+    return conn
+
+
+def notifications(conn: psycopg.Connection[Any], count: int) -> list[psycopg.Notify]:
+    received = list(conn.notifies(timeout=5, stop_after=count))
+    assert len(received) == count, f"expected {count} notifications, got {len(received)}"
+    return received
+
+
+def test_insert_update_delete_envelopes(installed_url: str) -> None:
+    with listen(installed_url) as listener, psycopg.connect(installed_url, autocommit=True) as db:
+        row_id = db.execute(
+            "INSERT INTO positions (symbol, quantity, current_price) VALUES ('SPY', 10, 500) "
+            "RETURNING id").fetchone()[0]  # type: ignore[index]
+        db.execute("UPDATE positions SET current_price = 501.25 WHERE id = %s", (row_id,))
+        db.execute("DELETE FROM positions WHERE id = %s", (row_id,))
+        notes = notifications(listener, 3)
+
+        pushed = [ChangeEvent.model_validate_json(n.payload) for n in notes]
+        logged = read_changes(db)
+    assert [n.channel for n in notes] == ["position-updates"] * 3
+    assert [e.op for e in pushed] == ["INSERT", "UPDATE", "DELETE"]
+    # The same envelope on both paths: id, cursor, record, commit time.
+    assert [(e.id, e.cursor, e.record, e.old_record, e.commit_ts) for e in pushed] == [
+        (e.id, e.cursor, e.record, e.old_record, e.commit_ts) for e in logged]
+    insert, update, delete = pushed
+    assert insert.record is not None and insert.record["symbol"] == "SPY"
+    assert insert.old_record is None
+    assert update.record is not None and update.old_record is not None
+    assert (update.old_record["current_price"], update.record["current_price"]) == (500, 501.25)
+    assert delete.record is None and delete.old_record is not None
+    assert delete.old_record["id"] == row_id
+    assert all(e.topic == "position-updates" and e.table == "positions" and
+               e.schema_name == "public" for e in pushed)
+    cursors = [e.position for e in pushed]
+    assert cursors == sorted(cursors) and len(set(cursors)) == 3
+
+
+def test_one_transaction_one_commit_sequence(installed: psycopg.Connection[Any]) -> None:
+    with installed.transaction():
+        installed.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('A','buy',1,1)")
+        installed.execute("INSERT INTO positions (symbol) VALUES ('A')")
+        installed.execute("INSERT INTO portfolio_snapshots (total_value) VALUES (1)")
+    events = read_changes(installed)
+    assert [e.topic for e in events] == ["trade-updates", "position-updates", "portfolio-updates"]
+    assert len({e.position.seq for e in events}) == 1
+    assert len({e.commit_ts for e in events}) == 1
+
+
+def test_rolled_back_changes_leave_no_trace(installed_url: str) -> None:
+    with listen(installed_url) as listener, psycopg.connect(installed_url) as db:
+        db.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('X','buy',1,1)")
+        db.rollback()
+        with db.transaction():
+            db.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('kept','buy',1,1)")
+            with pytest.raises(psycopg.errors.RaiseException), db.transaction():
+                db.execute("INSERT INTO trades (symbol, side, quantity, price) "
+                           "VALUES ('undone','buy',1,1)")
+                db.execute("DO $$ BEGIN RAISE EXCEPTION 'undo'; END $$")
+        db.commit()
+        notes = list(listener.notifies(timeout=1))
+        events = read_changes(db)
+    assert [e.record["symbol"] for e in events if e.record] == ["kept"]
+    assert [json.loads(n.payload)["record"]["symbol"] for n in notes] == ["kept"]
+
+
+def test_large_row_goes_by_reference(installed_url: str) -> None:
+    """NOTIFY payloads stop at 8000 bytes: a 50 kB row arrives as a reference, then by cursor."""
+    big = "x" * 50_000
+    with listen(installed_url) as listener, psycopg.connect(installed_url, autocommit=True) as db:
+        db.execute("INSERT INTO trades (symbol, side, quantity, price, order_id) "
+                   "VALUES ('BIG','buy',1,1,%s)", (big,))
+        (note,) = notifications(listener, 1)
+        pushed = ChangeEvent.model_validate_json(note.payload)
+        assert len(note.payload.encode()) < 8000
+        assert pushed.truncated and pushed.record is None
+        full = fetch_change(db, pushed.position)
+    assert full is not None and full.id == pushed.id
+    assert full.record is not None and full.record["order_id"] == big
+
+
+def test_broadcast_off_still_logs(make_db: Any) -> None:
+    from supabase_push import schema
+
+    url = make_db("tables")
+    with psycopg.connect(url, autocommit=True) as db:
+        schema.apply(db, broadcast_mode="none")
+        with listen(url) as listener:
+            db.execute("INSERT INTO positions (symbol) VALUES ('quiet')")
+            assert list(listener.notifies(timeout=0.5)) == []
+        assert [e.record["symbol"] for e in read_changes(db) if e.record] == ["quiet"]
+
+
+async def test_concurrent_writers_lose_nothing(installed_url: str) -> None:
+    """200 concurrent writers, a reader polling the cursor meanwhile: every change once, in
+    commit order, and every row's versions in the order they were written."""
+    writers, txns_per_writer = 200, 5
+    stop = asyncio.Event()
+    seen: list[ChangeEvent] = []
+
+    async def writer(n: int) -> None:
+        rng = random.Random(n)
+        async with await psycopg.AsyncConnection.connect(installed_url, autocommit=True) as db:
+            for i in range(txns_per_writer):
+                async with db.transaction():
+                    await db.execute(
+                        "INSERT INTO trades (symbol, side, quantity, price, order_id) "
+                        "VALUES ('T', 'buy', 1, 1, %s)", (f"{n}-{i}",))
+                    await asyncio.sleep(rng.uniform(0, 0.003))  # keep the transaction open
+                    await db.execute(
+                        "UPDATE positions SET quantity = quantity + 1 WHERE symbol = %s",
+                        (f"HOT{n % 10}",))
+
+    async def reader() -> None:
+        cursor = START
+        async with await psycopg.AsyncConnection.connect(installed_url, autocommit=True) as db:
+            while True:
+                caught_up = stop.is_set()
+                async with db.cursor() as cur:
+                    await cur.execute(
+                        "SELECT seq, id, topic, schema_name, table_name, op, record, old_record,"
+                        " committed_at FROM public.supabase_push_changes(%s, %s, 100)",
+                        (cursor.seq, cursor.id))
+                    rows = await cur.fetchall()
+                for seq, cid, topic, sch, table, op, record, old, at in rows:
+                    seen.append(ChangeEvent(id=cid, cursor=f"{seq}:{cid}", topic=topic,
+                                            schema=sch, table=table, op=op, record=record,
+                                            old_record=old, commit_ts=at))
+                    cursor = Cursor(seq, cid)
+                if not rows and caught_up:
+                    return
+                if len(rows) < 100:
+                    await asyncio.sleep(0.005)
+
+    async with await psycopg.AsyncConnection.connect(installed_url, autocommit=True) as db:
+        for hot in range(10):
+            await db.execute("INSERT INTO positions (symbol, quantity) VALUES (%s, 0)",
+                             (f"HOT{hot}",))
+    reading = asyncio.create_task(reader())
+    await asyncio.gather(*(writer(n) for n in range(writers)))
+    stop.set()
+    await reading
+
+    trades = [e for e in seen if e.table == "trades"]
+    updates = [e for e in seen if e.table == "positions" and e.op == "UPDATE"]
+    assert len(seen) == len({e.id for e in seen}), "a change was delivered twice"
+    assert sorted(e.record["order_id"] for e in trades if e.record) == sorted(
+        f"{n}-{i}" for n in range(writers) for i in range(txns_per_writer))
+    assert len(updates) == writers * txns_per_writer
+    assert [e.position for e in seen] == sorted(e.position for e in seen)
+    for hot in range(10):  # per-row order: quantities climb 1, 2, 3... with no gap or swap
+        quantities = [e.record["quantity"] for e in updates
+                      if e.record and e.record["symbol"] == f"HOT{hot}"]
+        assert quantities == list(range(1, len(quantities) + 1))
