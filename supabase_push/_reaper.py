@@ -28,13 +28,11 @@ def main(argv: list[str]) -> int:
         while sys.stdin.buffer.read(4096):
             pass
     if (data / "postmaster.pid").exists():
-        try:
+        with contextlib.suppress(OSError, subprocess.TimeoutExpired):
             subprocess.run(
                 [pg_ctl, "-D", str(data), "-m", "fast", "-w", "-t", "20", "stop"],
                 user=user, capture_output=True, timeout=30, check=False,
             )
-        except (OSError, subprocess.TimeoutExpired):
-            pass
         _kill_postmaster(data)
     shutil.rmtree(root, ignore_errors=True)
     return 0

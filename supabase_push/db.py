@@ -37,7 +37,10 @@ def connect_timeout() -> int:
 def redact_dsn(dsn: str) -> str:
     """The DSN without its password or query string, safe for logs and errors."""
     if "://" in dsn:
-        parts = urlsplit(dsn)
+        try:
+            parts = urlsplit(dsn)
+        except ValueError:  # malformed: cut the password and the query string by hand
+            return re.sub(r"//([^:/@]*):[^@]*@", r"//\1@", dsn.split("?")[0])
         netloc = parts.netloc.rsplit("@", 1)
         if len(netloc) == 2:
             user = netloc[0].split(":", 1)[0]
@@ -102,8 +105,10 @@ def map_error(exc: psycopg.Error, dsn: str | None = None) -> DatabaseError:
             "(on Supabase: the postgres role, from the project's connection string)",
         )
     if isinstance(exc, errors.UndefinedTable):
-        hint = _diag(exc).message_hint or "create the table, or route another table"
-        return MissingTableError(text.removeprefix("supabase_push: "), hint=hint)
+        return MissingTableError(
+            text.removeprefix("supabase_push: "),
+            hint=_diag(exc).message_hint or "create the table, or route another table",
+        )
     if isinstance(exc, errors.InvalidCatalogName):
         return ConnectError(f"database does not exist{where}: {text}",
                             hint="check the database name at the end of the URL")
@@ -113,8 +118,7 @@ def map_error(exc: psycopg.Error, dsn: str | None = None) -> DatabaseError:
             hint="check the host and port, that the server is running, and that the network "
             f"allows it (gives up after {connect_timeout()} s: SUPABASE_PUSH_CONNECT_TIMEOUT)",
         )
-    hint = _diag(exc).message_hint
-    return DatabaseError(f"database error{where}: {text}", hint=hint)
+    return DatabaseError(f"database error{where}: {text}", hint=_diag(exc).message_hint)
 
 
 class _NoDiag:

@@ -348,7 +348,7 @@ def _check_route(conn: Conn, report: VerifyReport, route: dict[str, Any], *,
         (route["topic"], relid, route["trigger_name"]),
     )
     if trigger is None:
-        report.add("trigger", label, "missing", f"changes are not captured: run supabase-push apply")
+        report.add("trigger", label, "missing", "changes are not captured: run supabase-push apply")
     elif trigger["tgenabled"] == "D":
         report.add("trigger", label, "drifted", "disabled")
     elif not (trigger["ours"] and trigger["topic_ok"]):

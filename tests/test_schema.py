@@ -132,7 +132,7 @@ def test_concurrent_applies(make_db: Any) -> None:
         try:
             with psycopg.connect(url, autocommit=True) as conn:
                 schema.apply(conn)
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=run) for _ in range(4)]

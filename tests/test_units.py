@@ -1,0 +1,76 @@
+"""Pure logic: no database needed."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+import supabase_push
+from supabase_push import schema
+from supabase_push._sql import INSTALL, SCHEMA_VERSION, read_sql
+from supabase_push.db import describe_dsn, redact_dsn
+from supabase_push.errors import ConfigError
+from supabase_push.events import ChangeEvent, Cursor
+
+
+def test_cursor_round_trip_and_order() -> None:
+    assert Cursor.parse("42:1007") == Cursor(42, 1007)
+    assert str(Cursor(42, 1007)) == "42:1007"
+    assert Cursor(2, 1) > Cursor(1, 99)
+    for bad in ("", "42", "a:b", "1:-2", "1:2:3"):
+        with pytest.raises(ValueError, match="not a cursor"):
+            Cursor.parse(bad)
+
+
+def test_parse_route() -> None:
+    assert schema.parse_route("positions=position-updates") == schema.Route(
+        "positions", "position-updates")
+    assert schema.parse_route('public."a=b"=topic') == schema.Route('public."a=b"', "topic")
+    for bad in ("positions", "=topic", "positions="):
+        with pytest.raises(ConfigError, match="bad route"):
+            schema.parse_route(bad)
+
+
+@pytest.mark.parametrize("dsn, shown", [
+    ("postgresql://me:s3cret@db.example.com:5432/app?sslmode=require&password=x",
+     "postgresql://me@db.example.com:5432/app"),
+    ("postgres://db.example.com/app", "postgres://db.example.com/app"),
+    ("host=db user=me password=s3cret dbname=app", "host=db user=me password=*** dbname=app"),
+    ("host=db password='s3 cret' dbname=app", "host=db password=*** dbname=app"),
+    ("postgresql://me:s3cret@[oops/app", "postgresql://me@[oops/app"),
+])
+def test_secrets_never_shown(dsn: str, shown: str) -> None:
+    assert redact_dsn(dsn) == shown
+    assert "s3" not in describe_dsn(dsn)
+
+
+def test_apply_sql_quotes_settings() -> None:
+    script = schema.apply_sql([schema.Route("trades", "it's")])
+    routes = re.search(r"set_config\('supabase_push.routes', '(.*)', false\)", script)
+    assert routes is not None
+    assert json.loads(routes.group(1).replace("''", "'")) == [{"table": "trades", "topic": "it's"}]
+    with pytest.raises(ConfigError):
+        schema.apply_sql(broadcast_mode="carrier-pigeon")  # type: ignore[arg-type]
+
+
+def test_schema_version_matches_the_sql_file() -> None:
+    text = read_sql(INSTALL)
+    assert f"(schema version {SCHEMA_VERSION})" in text
+    assert f"VALUES ({SCHEMA_VERSION}, supabase_push.fingerprint_v1()" in text
+
+
+def test_event_envelope_parses() -> None:
+    event = ChangeEvent.model_validate_json(json.dumps({
+        "id": 7, "cursor": "3:7", "topic": "trade-updates", "schema": "public", "table": "trades",
+        "op": "INSERT", "record": {"id": 1}, "old_record": None,
+        "commit_ts": "2026-11-21T13:25:14.490448+00:00"}))
+    assert event.position == Cursor(3, 7) and event.schema_name == "public"
+    assert not event.truncated and event.source is None
+
+
+def test_public_api_is_importable() -> None:
+    assert len(set(supabase_push.__all__)) == len(supabase_push.__all__)
+    for name in supabase_push.__all__:
+        assert hasattr(supabase_push, name)
