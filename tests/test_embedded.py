@@ -63,3 +63,20 @@ def test_killed_owner_leaves_nothing_behind() -> None:
 def test_binaries_are_found() -> None:
     bin_dir = find_postgres_bin()
     assert (bin_dir / "initdb").is_file() and (bin_dir / "postgres").is_file()
+
+
+def test_embedded_wheel_runs_the_triggers() -> None:
+    """The pip-only path (no system Postgres): the wheel's server, as root or not."""
+    from supabase_push import schema
+    from supabase_push.changelog import read_changes
+    from supabase_push.embedded import wheel_bin_dirs
+
+    bin_dir = next(d for d in wheel_bin_dirs() if (d / "initdb").is_file())
+    with LocalPostgres(bin_dir=bin_dir) as pg, psycopg.connect(pg.dsn, autocommit=True) as conn:
+        assert pg.version >= 16
+        schema.apply(conn, create_tables=True)
+        assert schema.verify(conn).ok
+        conn.execute('LISTEN "trade-updates"')
+        conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('W', 'buy', 1, 1)")
+        (note,) = list(conn.notifies(timeout=5, stop_after=1))
+        assert read_changes(conn)[0].cursor in note.payload
