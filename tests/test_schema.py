@@ -300,3 +300,22 @@ def test_status(installed: psycopg.Connection[Any]) -> None:
     assert info.broadcast_path == ["notify"]
     assert {r["topic"] for r in info.routes} == {"position-updates", "trade-updates",
                                                  "portfolio-updates"}
+
+
+def test_app_roles_write_without_access_to_the_change_log(
+        installed: psycopg.Connection[Any], cluster: Any) -> None:
+    """Like Supabase's `authenticated`: may write trades, may not read supabase_push."""
+    installed.execute("DROP ROLE IF EXISTS sp_app")
+    installed.execute("CREATE ROLE sp_app LOGIN PASSWORD 'app-pw'")
+    try:
+        installed.execute("GRANT INSERT, SELECT ON trades TO sp_app")
+        url = cluster.url_for(installed.info.dbname)
+        as_app = url.replace(url.split("//")[1].split("@")[0], "sp_app:app-pw")
+        with psycopg.connect(as_app, autocommit=True) as app:
+            app.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('U','buy',1,1)")
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                app.execute("SELECT * FROM public.supabase_push_changes()")
+        assert [e.record["symbol"] for e in read_changes(installed) if e.record] == ["U"]
+    finally:
+        installed.execute("DROP OWNED BY sp_app")
+        installed.execute("DROP ROLE sp_app")
