@@ -273,6 +273,36 @@ AS $$
     ) AS defs
 $$;
 
+-- Removes one route: its trigger, and its table from the publication if the install put
+-- it there. Used by install_v1 (routes left out) and by sql/uninstall.sql.
+CREATE OR REPLACE FUNCTION supabase_push.drop_route_v1(p_schema text, p_table text)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    v_route supabase_push.routes;
+    v_relid oid;
+BEGIN
+    SELECT * INTO v_route FROM supabase_push.routes WHERE schema_name = p_schema AND table_name = p_table;
+    IF NOT FOUND THEN
+        RETURN;
+    END IF;
+    v_relid := pg_catalog.to_regclass(pg_catalog.format('%I.%I', p_schema, p_table));
+    IF v_relid IS NOT NULL THEN
+        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %I.%I', v_route.trigger_name, p_schema, p_table);
+        IF v_route.added_to_publication AND EXISTS (
+            SELECT FROM pg_catalog.pg_publication_rel pr
+            JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid
+            WHERE p.pubname = 'supabase_realtime' AND pr.prrelid = v_relid
+        ) THEN
+            EXECUTE pg_catalog.format('ALTER PUBLICATION supabase_realtime DROP TABLE %I.%I', p_schema, p_table);
+        END IF;
+    END IF;
+    DELETE FROM supabase_push.routes WHERE schema_name = p_schema AND table_name = p_table;
+END
+$$;
+
 -- Installs the routes (table -> topic) and records the installation. Declarative: routes
 -- not in p_routes are removed, tables it added to the publication are taken out again.
 CREATE OR REPLACE FUNCTION supabase_push.install_v1(
@@ -288,6 +318,7 @@ DECLARE
     v_table text;
     v_relid oid;
     v_trigger text;
+    v_old_trigger text;
     v_added boolean;
     v_created_publication boolean := false;
     v_all_tables boolean;
@@ -341,12 +372,10 @@ BEGIN
             ELSE 'supabase_push_change_trigger' END);
 
         -- A trigger of another name left by an earlier apply of this route goes away.
-        PERFORM 1 FROM supabase_push.routes r
-        WHERE r.schema_name = v_schema AND r.table_name = v_table AND r.trigger_name <> v_trigger;
-        IF FOUND THEN
-            EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %I.%I',
-                (SELECT r.trigger_name FROM supabase_push.routes r
-                 WHERE r.schema_name = v_schema AND r.table_name = v_table), v_schema, v_table);
+        SELECT r.trigger_name INTO v_old_trigger FROM supabase_push.routes r
+        WHERE r.schema_name = v_schema AND r.table_name = v_table;
+        IF v_old_trigger <> v_trigger THEN
+            EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %I.%I', v_old_trigger, v_schema, v_table);
         END IF;
 
         v_added := false;
@@ -387,26 +416,9 @@ BEGIN
     END LOOP;
 
     -- Routes dropped from the set: remove their triggers and what we added.
-    FOR v_route IN
-        SELECT * FROM supabase_push.routes r
-        WHERE NOT (r.schema_name || '.' || r.table_name = ANY (v_wanted))
-    LOOP
-        IF pg_catalog.to_regclass(pg_catalog.format('%I.%I', v_route.schema_name, v_route.table_name)) IS NOT NULL THEN
-            EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %I.%I',
-                v_route.trigger_name, v_route.schema_name, v_route.table_name);
-            IF v_route.added_to_publication AND EXISTS (
-                SELECT FROM pg_catalog.pg_publication_rel pr
-                JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid
-                WHERE p.pubname = 'supabase_realtime'
-                  AND pr.prrelid = pg_catalog.format('%I.%I', v_route.schema_name, v_route.table_name)::regclass
-            ) THEN
-                EXECUTE pg_catalog.format('ALTER PUBLICATION supabase_realtime DROP TABLE %I.%I',
-                    v_route.schema_name, v_route.table_name);
-            END IF;
-        END IF;
-        DELETE FROM supabase_push.routes r
-        WHERE r.schema_name = v_route.schema_name AND r.table_name = v_route.table_name;
-    END LOOP;
+    PERFORM supabase_push.drop_route_v1(r.schema_name, r.table_name)
+    FROM supabase_push.routes r
+    WHERE NOT (r.schema_name || '.' || r.table_name = ANY (v_wanted));
 
     INSERT INTO supabase_push.installation AS i
         (schema_version, fingerprint, broadcast_mode, private_broadcast, created_publication)

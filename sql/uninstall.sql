@@ -11,27 +11,13 @@ SELECT pg_advisory_xact_lock(7218311412069051321);
 
 DO $$
 DECLARE
-    v_route record;
     v_created_publication boolean;
 BEGIN
     IF pg_catalog.to_regclass('supabase_push.routes') IS NULL THEN
         RAISE NOTICE 'supabase_push: not installed, nothing to remove';
     ELSE
-        FOR v_route IN SELECT * FROM supabase_push.routes ORDER BY schema_name, table_name LOOP
-            CONTINUE WHEN pg_catalog.to_regclass(
-                pg_catalog.format('%I.%I', v_route.schema_name, v_route.table_name)) IS NULL;
-            EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %I.%I',
-                v_route.trigger_name, v_route.schema_name, v_route.table_name);
-            IF v_route.added_to_publication AND EXISTS (
-                SELECT FROM pg_catalog.pg_publication_rel pr
-                JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid
-                WHERE p.pubname = 'supabase_realtime'
-                  AND pr.prrelid = pg_catalog.format('%I.%I', v_route.schema_name, v_route.table_name)::regclass
-            ) THEN
-                EXECUTE pg_catalog.format('ALTER PUBLICATION supabase_realtime DROP TABLE %I.%I',
-                    v_route.schema_name, v_route.table_name);
-            END IF;
-        END LOOP;
+        PERFORM supabase_push.drop_route_v1(schema_name, table_name)
+        FROM supabase_push.routes ORDER BY schema_name, table_name;
 
         SELECT created_publication INTO v_created_publication FROM supabase_push.installation;
         IF v_created_publication AND EXISTS (

@@ -19,6 +19,7 @@ FUNCTIONS = (
     "supabase_push.publish_v1(xid8,bigint,timestamp with time zone)",
     "supabase_push.stamp_commit_v1()",
     "supabase_push.fingerprint_v1()",
+    "supabase_push.drop_route_v1(text,text)",
     "supabase_push.install_v1(jsonb,text,boolean)",
     "public.supabase_push_changes(bigint,bigint,integer,text[])",
 )
