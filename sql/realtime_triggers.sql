@@ -119,6 +119,24 @@ AS $$
     )
 $$;
 
+-- The push paths a broadcast mode takes on this database: 'auto' means realtime.send()
+-- where the realtime schema has it (hosted Supabase, the local server), else NOTIFY.
+CREATE OR REPLACE FUNCTION supabase_push.broadcast_paths_v1(p_mode text)
+RETURNS text[]
+LANGUAGE sql
+STABLE
+SET search_path = ''
+AS $$
+    SELECT CASE p_mode
+        WHEN 'realtime' THEN ARRAY['realtime']
+        WHEN 'notify' THEN ARRAY['notify']
+        WHEN 'both' THEN ARRAY['realtime', 'notify']
+        WHEN 'none' THEN ARRAY[]::text[]
+        ELSE CASE WHEN pg_catalog.to_regprocedure('realtime.send(jsonb,text,text,boolean)') IS NOT NULL
+                  THEN ARRAY['realtime'] ELSE ARRAY['notify'] END
+    END
+$$;
+
 -- Sends every change of one transaction, in cursor order. Runs once per transaction at
 -- commit, under the commit-order lock, so pushes leave in the same order as the cursor.
 CREATE OR REPLACE FUNCTION supabase_push.publish_v1(p_txid xid8, p_seq bigint, p_committed_at timestamptz)
@@ -129,6 +147,7 @@ AS $$
 DECLARE
     v_mode text;
     v_private boolean;
+    v_paths text[];
     v_realtime boolean;
     v_notify boolean;
     v_change supabase_push.change_log;
@@ -136,10 +155,9 @@ DECLARE
     v_text text;
 BEGIN
     SELECT broadcast_mode, private_broadcast INTO v_mode, v_private FROM supabase_push.installation;
-    v_realtime := v_mode IN ('realtime', 'both') OR (
-        v_mode = 'auto'
-        AND pg_catalog.to_regprocedure('realtime.send(jsonb,text,text,boolean)') IS NOT NULL);
-    v_notify := v_mode IN ('notify', 'both') OR (v_mode = 'auto' AND NOT v_realtime);
+    v_paths := supabase_push.broadcast_paths_v1(v_mode);
+    v_realtime := 'realtime' = ANY (v_paths);
+    v_notify := 'notify' = ANY (v_paths);
     IF NOT (v_realtime OR v_notify) THEN
         RETURN;
     END IF;

@@ -16,6 +16,7 @@ SCHEMA_VERSION = 1
 FUNCTIONS = (
     "supabase_push.capture_change_v1()",
     "supabase_push.envelope_v1(supabase_push.change_log,bigint,timestamp with time zone)",
+    "supabase_push.broadcast_paths_v1(text)",
     "supabase_push.publish_v1(xid8,bigint,timestamp with time zone)",
     "supabase_push.stamp_commit_v1()",
     "supabase_push.fingerprint_v1()",

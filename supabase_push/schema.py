@@ -377,13 +377,8 @@ def _check_broadcast_path(conn: Conn, report: VerifyReport, installation: dict[s
 
 
 def _broadcast_path(conn: Conn, mode: str) -> list[str]:
-    has_send = _exists(conn, "to_regprocedure", "realtime.send(jsonb,text,text,boolean)")
-    return {
-        "realtime": ["realtime"],
-        "notify": ["notify"],
-        "both": ["realtime", "notify"],
-        "none": [],
-    }.get(mode, ["realtime"] if has_send else ["notify"])
+    """The paths the triggers take (one rule, in SQL: supabase_push.broadcast_paths_v1)."""
+    return list(_scalar(conn, "SELECT supabase_push.broadcast_paths_v1(%s)", (mode,)))
 
 
 def _realtime_partition_today(conn: Conn) -> bool:
