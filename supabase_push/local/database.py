@@ -1,0 +1,110 @@
+"""What the local server asks Postgres: setup, type names, publication tables, and the
+RLS probes on ``realtime.messages`` that authorize private channels, as Supabase does."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from .._sql import read_sql
+from .pgoutput import TypeInfo
+
+log = logging.getLogger("supabase_push.local")
+
+LOCAL_REALTIME_SQL = "local_realtime.sql"
+PUBLICATION = "supabase_realtime"
+MESSAGES_PUBLICATION = "supabase_realtime_messages_publication"
+
+
+class Database:
+    """One control connection (a lock makes its transactions take turns)."""
+
+    def __init__(self, conninfo: str) -> None:
+        self._conninfo = conninfo
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._lock = asyncio.Lock()
+        self.types: dict[int, TypeInfo] = {}
+
+    async def open(self) -> None:
+        self._conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
+        await self._conn.execute(read_sql(LOCAL_REALTIME_SQL))
+        await self.load_types()
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    @property
+    def conn(self) -> psycopg.AsyncConnection[Any]:
+        assert self._conn is not None, "Database.open() first"
+        return self._conn
+
+    async def load_types(self) -> None:
+        async with self._lock:
+            cur = await self.conn.execute("SELECT oid::int, typname, typcategory, typelem::int FROM pg_catalog.pg_type")
+            self.types = {oid: TypeInfo(name, category, elem) for oid, name, category, elem in await cur.fetchall()}
+
+    async def maintain_partitions(self) -> None:
+        async with self._lock:
+            await self.conn.execute("SELECT realtime.maintain_message_partitions()")
+
+    async def published_columns(self) -> dict[tuple[str, str], set[str]]:
+        """The tables of publication supabase_realtime, each with its column names."""
+        async with self._lock:
+            cur = await self.conn.execute(
+                "SELECT schemaname, tablename, array_agg(a.attname::text) FROM pg_catalog.pg_publication_tables t"
+                " JOIN pg_catalog.pg_attribute a ON a.attrelid = format('%%I.%%I', schemaname, tablename)::regclass"
+                " AND a.attnum > 0 AND NOT a.attisdropped"
+                " WHERE t.pubname = %s GROUP BY 1, 2", (PUBLICATION,))
+            return {(schema, table): set(columns) for schema, table, columns in await cur.fetchall()}
+
+    async def can_read(self, claims: dict[str, Any], topic: str, extensions: list[str]) -> dict[str, bool]:
+        """Which extensions (broadcast, presence) of a private topic the claims' role may read:
+        probe rows are inserted, then selected under the role, then rolled back."""
+        async with self._lock, self.conn.transaction(force_rollback=True):
+            ids = {}
+            for extension in extensions:
+                cur = await self.conn.execute(
+                    "INSERT INTO realtime.messages (topic, extension, private) VALUES (%s, %s, true) RETURNING id",
+                    (topic, extension))
+                row = await cur.fetchone()
+                assert row is not None
+                ids[row[0]] = extension
+            if not await self._assume(claims, topic):
+                return dict.fromkeys(extensions, False)
+            cur = await self.conn.execute("SELECT id FROM realtime.messages WHERE id = ANY(%s)", (list(ids),))
+            visible = {ids[row[0]] for row in await cur.fetchall()}
+            return {extension: extension in visible for extension in extensions}
+
+    async def can_write(self, claims: dict[str, Any], topic: str, extension: str = "broadcast") -> bool:
+        """Whether the claims' role may insert a message on a private topic (then rolled back)."""
+        async with self._lock, self.conn.transaction(force_rollback=True):
+            if not await self._assume(claims, topic):
+                return False
+            try:
+                async with self.conn.transaction():
+                    await self.conn.execute(
+                        "INSERT INTO realtime.messages (topic, extension, private) VALUES (%s, %s, true)",
+                        (topic, extension))
+            except psycopg.errors.InsufficientPrivilege:
+                return False
+            return True
+
+    async def _assume(self, claims: dict[str, Any], topic: str) -> bool:
+        try:
+            async with self.conn.transaction():
+                await self.conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(str(claims["role"]))))
+        except (psycopg.errors.InvalidParameterValue, psycopg.errors.InsufficientPrivilege) as exc:
+            log.info("role %r from a JWT cannot be assumed: %s", claims["role"], exc)
+            return False
+        await self.conn.execute(
+            "SELECT set_config('realtime.topic', %s, true), set_config('request.jwt.claims', %s, true),"
+            " set_config('request.jwt.claim.sub', %s, true), set_config('request.jwt.claim.role', %s, true)",
+            (topic, json.dumps(claims), str(claims.get("sub", "")), str(claims["role"])))
+        return True

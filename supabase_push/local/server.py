@@ -1,0 +1,397 @@
+"""The local Realtime server: aiohttp for websockets and REST, Postgres for changes.
+
+For development and tests only (no rate limits, one tenant, binds to 127.0.0.1 by default).
+What it does and does not implement: docs/local-server.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from . import tokens
+from .channels import Frames, Hub
+from .database import MESSAGES_PUBLICATION, PUBLICATION, Database
+from .frames import VERSIONS, Message, RawJSON, encode_user_broadcast
+from .pgoutput import UNCHANGED_TOAST, Change, Transaction, record_json
+from .replication import ReplicationStream
+from .session import Session
+
+log = logging.getLogger("supabase_push.local")
+
+DEFAULT_PORT = 54321  # the Supabase CLI's API port: supabase-js URLs work unchanged
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = DEFAULT_PORT  # 0 picks a free port
+    jwt_secret: str = tokens.DEV_SECRET
+    idle_timeout: float = 60.0  # Phoenix closes a socket silent for this long
+    max_frame_bytes: int = 5_000_000
+    max_payload_bytes: int = 3_000_500  # max_payload_size_in_kb 3000, as Supabase checks it
+    max_channels: int = 100  # per socket
+    channel_error_backoff: float = 0.0  # Supabase waits 5 s before a join error; tests need not
+    outbox_limit: int = 50_000  # frames queued to one client before it is cut off
+
+
+class LocalRealtime:
+    """A Supabase Realtime-compatible server on top of a Postgres database.
+
+    ``async with LocalRealtime(dsn) as server`` or ``with LocalRealtime(dsn).in_thread()``;
+    then ``server.url`` (give it to supabase-js / supabase-py), ``server.realtime_url``
+    (``AsyncRealtimeClient``), ``server.anon_key`` and ``server.service_role_key``.
+    """
+
+    def __init__(self, database_url: str, config: ServerConfig | None = None) -> None:
+        self.config = config or ServerConfig()
+        self.db = Database(database_url)
+        self.hub = Hub()
+        self.sessions: set[Session] = set()
+        self.anon_key = tokens.mint("anon", self.config.jwt_secret)
+        self.service_role_key = tokens.mint("service_role", self.config.jwt_secret)
+        self.delivered = 0  # postgres_changes and database broadcasts sent to clients
+        self._database_url = database_url
+        self._stream: ReplicationStream | None = None
+        self._runner: web.AppRunner | None = None
+        self._port = self.config.port
+        self._changes: asyncio.Queue[Transaction] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> LocalRealtime:
+        await self.db.open()
+        slot = f"supabase_push_local_{secrets.token_hex(6)}"
+        self._stream = ReplicationStream(self._database_url, slot, [PUBLICATION, MESSAGES_PUBLICATION],
+                                         self._changes.put_nowait)
+        await self._stream.start()
+        self._tasks = [asyncio.create_task(self._dispatch_changes()),
+                       asyncio.create_task(self._maintain_partitions())]
+        app = web.Application(client_max_size=self.config.max_frame_bytes)
+        for prefix in ("/realtime/v1", ""):
+            app.router.add_get(f"{prefix}/websocket" if prefix else "/socket/websocket", self._websocket)
+            app.router.add_post(f"{prefix}/api/broadcast", self._rest_batch)
+            app.router.add_post(f"{prefix}/api/broadcast/{{topic}}/events/{{event}}", self._rest_single)
+        self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
+        await site.start()
+        server = site._server
+        if server is not None and getattr(server, "sockets", None):
+            self._port = server.sockets[0].getsockname()[1]
+        log.info("local Realtime server on %s", self.url)
+        return self
+
+    async def stop(self) -> None:
+        for session in list(self.sessions):
+            session.disconnect()
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        for task in self._tasks:
+            task.cancel()
+        if self._stream is not None:
+            await self._stream.close()
+        await self.db.close()
+
+    async def __aenter__(self) -> LocalRealtime:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    @contextlib.contextmanager
+    def in_thread(self) -> Iterator[LocalRealtime]:
+        """Run the server on its own event loop in a thread (for sync code and test sessions)."""
+        started = threading.Event()
+        failure: list[BaseException] = []
+        loop = asyncio.new_event_loop()
+        stop = asyncio.Event()
+
+        async def main() -> None:
+            try:
+                await self.start()
+            except BaseException as exc:
+                failure.append(exc)
+                started.set()
+                return
+            started.set()
+            try:
+                await stop.wait()
+            finally:
+                await self.stop()
+
+        thread = threading.Thread(target=loop.run_until_complete, args=(main(),), name="local-realtime", daemon=True)
+        thread.start()
+        started.wait()
+        if failure:
+            thread.join()
+            loop.close()
+            raise failure[0]
+        try:
+            yield self
+        finally:
+            loop.call_soon_threadsafe(stop.set)
+            thread.join(timeout=30)
+            loop.close()
+
+    @property
+    def url(self) -> str:
+        """The project URL for supabase-js ``createClient`` and supabase-py ``acreate_client``."""
+        return f"http://{self.config.host}:{self._port}"
+
+    @property
+    def realtime_url(self) -> str:
+        """The URL for ``realtime.AsyncRealtimeClient`` (it appends ``/websocket``)."""
+        return f"ws://{self.config.host}:{self._port}/realtime/v1"
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    def verify(self, token: str | None) -> dict[str, Any]:
+        return tokens.verify(token, self.config.jwt_secret)
+
+    # -- websocket --------------------------------------------------------------------------
+
+    async def _websocket(self, request: web.Request) -> web.StreamResponse:
+        vsn = request.query.get("vsn", VERSIONS[0])
+        if vsn not in VERSIONS:
+            return web.json_response({"error": f"unsupported vsn {vsn!r}, use 1.0.0 or 2.0.0"}, status=403)
+        token = request.headers.get("x-api-key") or request.query.get("apikey") or request.headers.get("apikey")
+        try:
+            claims = self.verify(token)
+        except tokens.TokenError as exc:
+            return web.json_response({"error": str(exc)}, status=401)
+        ws = web.WebSocketResponse(max_msg_size=self.config.max_frame_bytes, compress=False)
+        await ws.prepare(request)
+
+        async def close(code: int, message: str) -> None:
+            await ws.close(code=code, message=message.encode())
+
+        session = Session(self, vsn, claims, close)
+        self.sessions.add(session)
+        writer = asyncio.create_task(self._write(ws, session))
+        try:
+            while not ws.closed:
+                try:
+                    frame = await ws.receive(timeout=self.config.idle_timeout)
+                except TimeoutError:
+                    await ws.close(code=1000, message=b"idle timeout")
+                    break
+                if frame.type == WSMsgType.TEXT:
+                    await session.handle_text(frame.data)
+                elif frame.type == WSMsgType.BINARY:
+                    await session.handle_binary(frame.data)
+                elif frame.type == WSMsgType.ERROR:
+                    log.info("websocket error: %s", ws.exception())
+                    break
+                else:  # CLOSE, CLOSING, CLOSED
+                    break
+        finally:
+            self.sessions.discard(session)
+            session.disconnect()
+            await writer
+            if not ws.closed:
+                await ws.close(code=1001, message=b"server shutting down")
+        return ws
+
+    @staticmethod
+    async def _write(ws: web.WebSocketResponse, session: Session) -> None:
+        while True:
+            frame = await session.outbox.get()
+            if frame is None or ws.closed:
+                return
+            try:
+                if isinstance(frame, bytes):
+                    await ws.send_bytes(frame)
+                else:
+                    await ws.send_str(frame)
+            except (ConnectionError, RuntimeError):
+                return
+
+    # -- REST broadcast ---------------------------------------------------------------------
+
+    def _rest_claims(self, request: web.Request) -> dict[str, Any] | None:
+        bearer = request.headers.get("Authorization", "")
+        token = bearer[7:] if bearer.lower().startswith("bearer ") else None
+        token = token or request.headers.get("apikey") or request.query.get("apikey")
+        try:
+            return self.verify(token)
+        except tokens.TokenError:
+            return None
+
+    async def _rest_batch(self, request: web.Request) -> web.Response:
+        claims = self._rest_claims(request)
+        if claims is None:
+            return web.json_response({"message": "Unauthorized"}, status=401)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"message": "Malformed JSON body"}, status=400)
+        messages = body.get("messages") if isinstance(body, dict) else None
+        if not isinstance(messages, list):
+            return web.json_response({"errors": {"messages": ["can't be blank"]}}, status=422)
+        errors = [_validate_rest_message(m) for m in messages]
+        if any(errors):
+            return web.json_response({"errors": {"messages": errors}}, status=422)
+        for message in messages:
+            if len(json.dumps(message["payload"])) > self.config.max_payload_bytes:
+                return web.json_response({"errors": {"messages": ["Payload size exceeds tenant limit"]}}, status=422)
+        for message in messages:
+            await self._rest_deliver(claims, message["topic"], message["event"], message["payload"],
+                                     _flag(message.get("private")), message.get("id"))
+        return web.Response(status=202)
+
+    async def _rest_single(self, request: web.Request) -> web.Response:
+        claims = self._rest_claims(request)
+        if claims is None:
+            return web.json_response({"message": "Unauthorized"}, status=401)
+        content_type = request.headers.get("Content-Type", "application/json").split(";")[0].strip().lower()
+        raw = await request.read()
+        payload: Any
+        if content_type == "application/octet-stream":
+            payload = raw
+        elif content_type == "application/json":
+            try:
+                payload = json.loads(raw) if raw else {}
+            except ValueError:
+                return web.json_response({"message": "Malformed JSON body"}, status=400)
+            if not isinstance(payload, dict):
+                payload = {"_json": payload}
+        else:
+            return web.json_response(
+                {"error": "Unsupported Media Type: use application/json or application/octet-stream"}, status=415)
+        if len(raw) > self.config.max_payload_bytes:
+            return web.json_response({"errors": {"payload": ["Payload size exceeds tenant limit"]}}, status=422)
+        private = _flag(request.query.get("private"))
+        await self._rest_deliver(claims, request.match_info["topic"], request.match_info["event"], payload, private)
+        return web.Response(status=202)
+
+    async def _rest_deliver(self, claims: dict[str, Any], topic: str, event: str, payload: Any, private: bool,
+                            message_id: Any = None) -> None:
+        if private and not await self.db.can_write(claims, topic):
+            return  # as on Supabase: skipped without an error, the call still answers 202
+        stream = (private, topic)
+        if isinstance(payload, bytes):
+            meta = {"id": str(message_id)} if message_id is not None else None
+            self.hub.broadcast_binary(stream, encode_user_broadcast("realtime:" + topic, event, payload, meta))
+            return
+        body: dict[str, Any] = {"type": "broadcast", "event": event, "payload": payload}
+        if message_id is not None:
+            body["meta"] = {"id": str(message_id)}
+        self.hub.broadcast(stream, body)
+
+    # -- database changes -------------------------------------------------------------------
+
+    async def _dispatch_changes(self) -> None:
+        while True:
+            transaction = await self._changes.get()
+            try:
+                if any(c.type_oid not in self.db.types for ch in transaction.changes for c in ch.relation.columns):
+                    await self.db.load_types()  # a type created since start
+                for change in transaction.changes:
+                    self._dispatch(change, transaction)
+            except Exception:  # one bad change must not stop the stream for everyone
+                log.exception("could not deliver a change of transaction %s", transaction.xid)
+
+    def _dispatch(self, change: Change, transaction: Transaction) -> None:
+        relation = change.relation
+        if (relation.schema, relation.table) == ("realtime", "messages"):
+            if change.op == "INSERT" and change.new is not None:
+                self._database_broadcast(change)
+            return
+        listeners = self.hub.listeners(relation.schema, relation.table)
+        if not listeners:
+            return
+        types = self.db.types
+        data = self._change_data(change, transaction)
+        filter_row = change.old if change.op == "DELETE" else change.new
+        values = {c.name: (v, types[c.type_oid].category if c.type_oid in types else "S")
+                  for c, v in zip(relation.columns, filter_row or [], strict=True)}
+        for channel, bindings in listeners:
+            ids = []
+            for binding in bindings:
+                if binding.event not in ("*", change.op):
+                    continue
+                if binding.filter is not None:
+                    value, category = values.get(binding.filter.column, (None, "S"))
+                    text = None if value is UNCHANGED_TOAST or value is None else str(value)
+                    if not binding.filter.matches(text, category):
+                        continue
+                ids.append(binding.id)
+            if ids:
+                payload = RawJSON(f'{{"ids":{json.dumps(ids)},"data":{data}}}')
+                channel.receiver.deliver(Frames(Message(channel.topic, "postgres_changes", payload)).get(
+                    channel.receiver.vsn))
+                self.delivered += 1
+
+    def _change_data(self, change: Change, transaction: Transaction) -> str:
+        relation, types = change.relation, self.db.types
+        columns = [{"name": c.name, "type": types[c.type_oid].name if c.type_oid in types else str(c.type_oid)}
+                   for c in relation.columns]
+        parts = [f'"schema":{json.dumps(relation.schema)}', f'"table":{json.dumps(relation.table)}',
+                 f'"commit_timestamp":{json.dumps(_commit_timestamp(transaction.commit_time))}',
+                 f'"type":"{change.op}"', f'"columns":{json.dumps(columns)}']
+        if change.new is not None:
+            parts.append(f'"record":{record_json(relation, change.new, types)}')
+        old = change.old
+        if old is None and change.op == "UPDATE" and change.new is not None:
+            # pgoutput sends no old tuple while the key is unchanged; the key is in the new one
+            old = [v if c.is_key else UNCHANGED_TOAST for c, v in zip(relation.columns, change.new, strict=True)]
+        if old is not None:
+            parts.append(f'"old_record":{record_json(relation, old, types)}')
+        parts.append('"errors":null')
+        return "{" + ",".join(parts) + "}"
+
+    def _database_broadcast(self, change: Change) -> None:
+        assert change.new is not None
+        row = {c.name: v for c, v in zip(change.relation.columns, change.new, strict=True)}
+        if row.get("extension") != "broadcast" or not isinstance(row.get("topic"), str):
+            return
+        payload = row.get("payload")
+        body = RawJSON(
+            f'{{"type":"broadcast","event":{json.dumps(row.get("event"))},'
+            f'"payload":{payload if isinstance(payload, str) else "{}"},"meta":{{"id":{json.dumps(row.get("id"))}}}}}')
+        self.delivered += self.hub.broadcast((row.get("private") == "t", str(row["topic"])), body)
+
+    async def _maintain_partitions(self) -> None:
+        while True:
+            await asyncio.sleep(3600)
+            try:
+                await self.db.maintain_partitions()
+            except Exception as exc:
+                log.warning("could not maintain realtime.messages partitions: %s", exc)
+
+
+def _commit_timestamp(when: datetime) -> str:
+    return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
+
+
+def _flag(value: Any) -> bool:
+    return value is True or (isinstance(value, str) and value.lower() == "true")
+
+
+def _validate_rest_message(message: Any) -> dict[str, list[str]]:
+    if not isinstance(message, dict):
+        return {"message": ["is invalid"]}
+    errors: dict[str, list[str]] = {}
+    for key in ("topic", "event"):
+        if not isinstance(message.get(key), str) or not message[key]:
+            errors[key] = ["can't be blank"]
+    if "payload" not in message:
+        errors["payload"] = ["can't be blank"]
+    elif not isinstance(message["payload"], dict):
+        errors["payload"] = ["is invalid"]
+    return errors

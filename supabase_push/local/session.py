@@ -1,0 +1,302 @@
+"""One websocket client: decode its frames, run its channels, queue what it receives.
+
+The protocol rules live here (join, leave, broadcast, presence, access_token, heartbeat);
+the transport (aiohttp) only feeds :meth:`Session.handle_text` / :meth:`Session.handle_binary`
+and drains :attr:`Session.outbox`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+from . import filters, tokens
+from .channels import Binding, Channel
+from .frames import FrameError, Message, decode_binary, decode_text, encode, encode_user_broadcast, reply
+
+if TYPE_CHECKING:
+    from .server import LocalRealtime
+
+log = logging.getLogger("supabase_push.local")
+
+CLOSE_SLOW_CONSUMER = 1013
+
+
+def _flag(value: Any, default: bool = False) -> bool:
+    """Booleans as Realtime casts them: true/false or the strings "true"/"false"."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return default
+
+
+class Session:
+    def __init__(self, server: LocalRealtime, vsn: str, claims: dict[str, Any],
+                 close: Callable[[int, str], Awaitable[None]]) -> None:
+        self.server = server
+        self.vsn = vsn
+        self.claims = claims
+        self.channels: dict[str, Channel] = {}
+        self.outbox: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+        self._close = close
+        self._expiry: dict[str, asyncio.TimerHandle] = {}
+        self.closed = False
+
+    # -- outbound ---------------------------------------------------------------------------
+
+    def deliver(self, frame: str | bytes) -> None:
+        if self.closed:
+            return
+        if self.outbox.qsize() >= self.server.config.outbox_limit:
+            log.warning("closing a client that is %d frames behind", self.outbox.qsize())
+            self.closed = True
+            asyncio.get_running_loop().create_task(self._close(CLOSE_SLOW_CONSUMER, "too far behind"))
+            return
+        self.outbox.put_nowait(frame)
+
+    def push(self, msg: Message) -> None:
+        self.deliver(encode(self.vsn, msg))
+
+    def system(self, channel: Channel, extension: str, status: str, message: str) -> None:
+        self.push(Message(channel.topic, "system",
+                          {"extension": extension, "status": status, "message": message,
+                           "channel": channel.sub_topic}, None, channel.join_ref))
+
+    def close_channel(self, channel: Channel) -> None:
+        """phx_close to the client, then forget the channel."""
+        self.push(Message(channel.topic, "phx_close", {}, channel.join_ref, channel.join_ref))
+        self.drop(channel)
+
+    def drop(self, channel: Channel) -> None:
+        if self.channels.get(channel.topic) is channel:
+            del self.channels[channel.topic]
+        self.server.hub.remove(channel)
+        timer = self._expiry.pop(channel.topic, None)
+        if timer is not None:
+            timer.cancel()
+
+    def shutdown_channel(self, channel: Channel, message: str) -> None:
+        """A channel-level error: a system error message, then phx_close (Realtime's shutdown)."""
+        self.system(channel, "system", "error", message)
+        self.close_channel(channel)
+
+    def disconnect(self) -> None:
+        self.closed = True
+        for channel in list(self.channels.values()):
+            self.drop(channel)
+        self.outbox.put_nowait(None)
+
+    # -- inbound ----------------------------------------------------------------------------
+
+    async def handle_text(self, text: str) -> None:
+        try:
+            msg = decode_text(self.vsn, text)
+        except FrameError as exc:
+            log.info("dropped a malformed frame: %s", exc)  # as Realtime: log and carry on
+            return
+        await self.handle(msg)
+
+    async def handle_binary(self, data: bytes) -> None:
+        try:
+            msg = decode_binary(data)
+        except FrameError as exc:
+            log.info("dropped a malformed binary frame: %s", exc)
+            return
+        await self.handle(msg)
+
+    async def handle(self, msg: Message) -> None:
+        if msg.topic == "phoenix":
+            if msg.event == "heartbeat":
+                self.push(reply(msg, "ok", {}))
+            return
+        if msg.event == "phx_join":
+            await self._join(msg)
+            return
+        channel = self.channels.get(msg.topic)
+        if channel is None:
+            self.push(reply(msg, "error", {"reason": "unmatched topic"}))
+            return
+        if msg.join_ref is not None and msg.join_ref != channel.join_ref:
+            return  # from an earlier join of this topic: Phoenix ignores it
+        payload = msg.payload if isinstance(msg.payload, dict) else {}
+        if msg.event == "broadcast":
+            await self._broadcast(channel, msg, payload)
+        elif msg.event == "presence":
+            await self._presence(channel, msg, payload)
+        elif msg.event == "access_token":
+            await self._access_token(channel, payload)
+        elif msg.event == "phx_leave":
+            self.push(reply(msg, "ok", {}))
+            self.close_channel(channel)
+        else:
+            log.info("unexpected message from client of type %r", msg.event)
+
+    async def _join_error(self, msg: Message, reason: str) -> None:
+        if self.server.config.channel_error_backoff:
+            await asyncio.sleep(self.server.config.channel_error_backoff)
+        self.push(reply(msg, "error", {"reason": reason}))
+
+    async def _join(self, msg: Message) -> None:
+        sub_topic = msg.topic.removeprefix("realtime:")
+        if not msg.topic.startswith("realtime:") or not sub_topic:
+            await self._join_error(msg, "TopicNameRequired: You must provide a topic name starting with realtime:")
+            return
+        previous = self.channels.get(msg.topic)
+        if previous is not None:
+            self.close_channel(previous)  # a duplicate join replaces the channel
+        if len(self.channels) >= self.server.config.max_channels:
+            await self._join_error(msg, "ChannelRateLimitReached: Too many channels")
+            return
+        payload = msg.payload if isinstance(msg.payload, dict) else {}
+        config = payload.get("config") if isinstance(payload.get("config"), dict) else {}
+        claims = self.claims
+        token = payload.get("access_token") or payload.get("user_token")
+        if isinstance(token, str) and not token.startswith("sb_"):
+            try:
+                claims = self.server.verify(token)
+            except tokens.TokenError as exc:
+                await self._join_error(msg, str(exc))
+                return
+        broadcast = config.get("broadcast") if isinstance(config.get("broadcast"), dict) else {}
+        presence = config.get("presence") if isinstance(config.get("presence"), dict) else {}
+        channel = Channel(
+            receiver=self, topic=msg.topic, join_ref=msg.join_ref or msg.ref,
+            private=_flag(config.get("private")), claims=claims,
+            broadcast_self=_flag(broadcast.get("self")), broadcast_ack=_flag(broadcast.get("ack")),
+            presence_key=str(presence.get("key") or "") or str(uuid.uuid4()),
+            presence_enabled=_flag(presence.get("enabled")))
+        echoed, problems = await self._bindings(channel, config.get("postgres_changes"))
+        if channel.private:
+            wanted = ["broadcast", "presence"] if channel.presence_enabled else ["broadcast"]
+            readable = await self.server.db.can_read(claims, sub_topic, wanted)
+            if not any(readable.values()):
+                await self._join_error(
+                    msg, f"Unauthorized: You do not have permissions to read from this Channel topic: {sub_topic}")
+                return
+        self.channels[msg.topic] = channel
+        self.server.hub.add(channel)
+        self.push(reply(msg, "ok", {"postgres_changes": echoed}))
+        if echoed:
+            for problem in problems:
+                self.system(channel, "postgres_changes", "error", problem)
+            if not problems:
+                self.system(channel, "postgres_changes", "ok", "Subscribed to PostgreSQL")
+        if channel.presence_enabled:
+            self.push(Message(msg.topic, "presence_state", self.server.hub.presence_state(channel.stream),
+                              None, channel.join_ref))
+        self._watch_expiry(channel)
+
+    async def _bindings(self, channel: Channel, raw: Any) -> tuple[list[dict[str, Any]], list[str]]:
+        """The join reply's echo (client params + id, in order) and the problems to report."""
+        if not isinstance(raw, list):
+            return [], []
+        echoed: list[dict[str, Any]] = []
+        problems: list[str] = []
+        published: dict[tuple[str, str], set[str]] | None = None
+        for params in raw:
+            if not isinstance(params, dict):
+                continue  # null entries are removed, as Realtime does
+            try:
+                binding = Binding.from_params(params)
+            except (ValueError, filters.FilterError) as exc:
+                problems.append(str(exc))
+                echoed.append({**params, "id": Binding.from_params({"event": "*"}).id})
+                continue
+            echoed.append({**params, "id": binding.id})
+            if published is None:
+                published = await self.server.db.published_columns()
+            tables = [key for key in published if binding.covers(*key)]
+            column = binding.filter.column if binding.filter else None
+            if not tables or (column is not None and not any(column in published[t] for t in tables)):
+                problems.append(
+                    "Unable to subscribe to changes with given parameters. Please check Realtime is enabled "
+                    f"for the given connect parameters: [schema: {binding.schema}, table: {binding.table}, "
+                    f"filters: {[params.get('filter')] if params.get('filter') else []}]")
+                continue
+            channel.bindings.append(binding)
+        return echoed, problems
+
+    async def _broadcast(self, channel: Channel, msg: Message, payload: dict[str, Any]) -> None:
+        event = payload.get("event")
+        body = payload.get("payload")
+        if not isinstance(event, str):
+            return
+        if channel.private:
+            if channel.can_write is None:
+                channel.can_write = await self.server.db.can_write(channel.claims, channel.sub_topic)
+            if not channel.can_write:
+                return  # as on Supabase: dropped without a reply, even with ack
+        size = len(body) if isinstance(body, bytes) else len(json.dumps(body))
+        if size > self.server.config.max_payload_bytes:
+            if channel.broadcast_ack:
+                self.push(reply(msg, "error", {"error": "payload_size_exceeded"}))
+            return
+        exclude = None if channel.broadcast_self else channel
+        if isinstance(body, bytes):
+            frame = encode_user_broadcast(channel.topic, event, body)
+            self.server.hub.broadcast_binary(channel.stream, frame, exclude=exclude)
+        else:
+            relayed = {**payload, "type": "broadcast"}
+            self.server.hub.broadcast(channel.stream, relayed, exclude=exclude)
+        if channel.broadcast_ack:
+            self.push(reply(msg, "ok", {}))
+
+    async def _presence(self, channel: Channel, msg: Message, payload: dict[str, Any]) -> None:
+        event = payload.get("event")
+        if event == "track":
+            meta = payload.get("payload")
+            if not isinstance(meta, dict):
+                self.push(reply(msg, "error", {"reason": "Presence track payload must be a map"}))
+                return
+            if channel.private and not await self.server.db.can_write(channel.claims, channel.sub_topic, "presence"):
+                self.push(reply(msg, "error", {}))
+                return
+            self.server.hub.track(channel, meta)
+        elif event == "untrack":
+            self.server.hub.untrack(channel)
+        else:
+            self.push(reply(msg, "error", {"reason": "presence event must be track or untrack"}))
+            return
+        self.push(reply(msg, "ok", {}))
+
+    async def _access_token(self, channel: Channel, payload: dict[str, Any]) -> None:
+        token = payload.get("access_token")
+        if not isinstance(token, str) or token.startswith("sb_"):
+            return
+        try:
+            claims = self.server.verify(token)
+        except tokens.TokenError as exc:
+            self.shutdown_channel(channel, f"Received an invalid access token from client: {exc.message}")
+            return
+        if claims == channel.claims:
+            return
+        channel.claims = claims
+        channel.can_write = None
+        if channel.private:
+            readable = await self.server.db.can_read(claims, channel.sub_topic, ["broadcast"])
+            if not readable["broadcast"]:
+                self.shutdown_channel(
+                    channel, f"You no longer have permission to read from this Channel topic: {channel.sub_topic}")
+                return
+        self._watch_expiry(channel)
+
+    def _watch_expiry(self, channel: Channel) -> None:
+        """At the token's ``exp``: a system error, then phx_close (clients must refresh first)."""
+        old = self._expiry.pop(channel.topic, None)
+        if old is not None:
+            old.cancel()
+        delay = float(channel.claims.get("exp", 0)) - time.time()
+        if delay > 365 * 86400:
+            return
+
+        def expire() -> None:
+            if self.channels.get(channel.topic) is channel:
+                self.shutdown_channel(channel, "Token has expired 0 seconds ago")
+
+        self._expiry[channel.topic] = asyncio.get_running_loop().call_later(max(delay, 0), expire)

@@ -1,0 +1,69 @@
+"""HS256 JWTs: what Supabase Realtime checks (signature, ``role``, ``exp``) and nothing more."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from typing import Any
+
+# The secret the Supabase CLI's local stack uses: keys minted by either work with the other.
+DEV_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
+
+
+class TokenError(Exception):
+    """A token Realtime refuses; ``code`` is Supabase's error code (``InvalidJWTToken`` ...)."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign(claims: dict[str, Any], secret: str) -> str:
+    header = _b64(json.dumps({"alg": "HS256", "typ": "JWT"}, separators=(",", ":")).encode())
+    body = _b64(json.dumps(claims, separators=(",", ":")).encode())
+    signature = hmac.new(secret.encode(), f"{header}.{body}".encode(), hashlib.sha256).digest()
+    return f"{header}.{body}.{_b64(signature)}"
+
+
+def mint(role: str, secret: str, *, ttl: float = 10 * 365 * 86400, **claims: Any) -> str:
+    """A key like Supabase's anon/service_role keys (``iss`` supabase-push, ``exp`` ttl away)."""
+    now = int(time.time())
+    return sign({"iss": "supabase-push", "role": role, "iat": now, "exp": now + int(ttl), **claims}, secret)
+
+
+def verify(token: str | None, secret: str, *, now: float | None = None) -> dict[str, Any]:
+    """The claims of a valid token, else TokenError with the code Realtime would give."""
+    if not token:
+        raise TokenError("InvalidJWTToken", "no token given")
+    parts = token.split(".")
+    if len(parts) != 3:
+        raise TokenError("MalformedJWT", "The token provided is not a valid JWT")
+    try:
+        header = json.loads(_unb64(parts[0]))
+        claims = json.loads(_unb64(parts[1]))
+        signature = _unb64(parts[2])
+    except ValueError:
+        raise TokenError("MalformedJWT", "The token provided is not a valid JWT") from None
+    if not isinstance(header, dict) or header.get("alg") != "HS256" or not isinstance(claims, dict):
+        raise TokenError("JwtSignatureError", "Failed to validate JWT signature (HS256 only)")
+    expected = hmac.new(secret.encode(), f"{parts[0]}.{parts[1]}".encode(), hashlib.sha256).digest()
+    if not hmac.compare_digest(signature, expected):
+        raise TokenError("JwtSignatureError", "Failed to validate JWT signature")
+    if not isinstance(claims.get("role"), str) or not isinstance(claims.get("exp"), int | float):
+        raise TokenError("InvalidJWTToken", "Fields `role` and `exp` are required in JWT")
+    expired_for = (time.time() if now is None else now) - claims["exp"]
+    if expired_for >= 0:
+        raise TokenError("InvalidJWTToken", f"Token has expired {int(expired_for)} seconds ago")
+    return claims
