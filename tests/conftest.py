@@ -20,6 +20,7 @@ from psycopg import conninfo, sql
 from supabase_push import schema
 from supabase_push._sql import REFERENCE_TABLES, read_sql
 from supabase_push.embedded import LocalPostgres
+from supabase_push.local import LocalRealtime, ServerConfig
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -122,6 +123,31 @@ def conn(db_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
 def installed(installed_url: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     with psycopg.connect(installed_url, autocommit=True) as c:
         yield c
+
+
+@pytest.fixture(scope="session")
+def realtime_db(cluster: Cluster) -> Iterator[str]:
+    """The database behind the session's local Realtime server: reference tables, the
+    server's realtime schema, then the triggers (which therefore take the realtime.send path)."""
+    name = cluster.create_database()
+    url = cluster.url_for(name)
+    with psycopg.connect(url, autocommit=True) as c:
+        c.execute(read_sql(REFERENCE_TABLES).encode())
+        c.execute(read_sql("local_realtime.sql").encode())
+        schema.apply(c)
+        c.execute("CREATE TABLE public.orders (id bigint PRIMARY KEY, symbol text, qty numeric, status text,"
+                  " tags text[], placed_at timestamptz DEFAULT now(), meta jsonb)")
+        c.execute("ALTER TABLE public.orders REPLICA IDENTITY FULL")
+        c.execute("ALTER PUBLICATION supabase_realtime ADD TABLE public.orders")
+    yield url
+    cluster.drop_database(name)
+
+
+@pytest.fixture(scope="session")
+def realtime(realtime_db: str) -> Iterator[LocalRealtime]:
+    """One local Realtime server for the session, on a free port, in its own thread."""
+    with LocalRealtime(realtime_db, ServerConfig(port=0)).in_thread() as server:
+        yield server
 
 
 @pytest.fixture(autouse=True)
