@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 the operation failed or ``verify`` found a problem;
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import sys
@@ -233,6 +234,88 @@ def demo(
         _print_json(summary)
     if not summary["ok"]:
         raise typer.Exit(1)
+
+
+@app.command()
+def serve(
+    db_url: DbUrl = None,
+    host: Annotated[str, typer.Option(help="Interface to bind. Keep 127.0.0.1 unless you know why.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (54321 is the Supabase CLI's; 0 picks a free one).")] = 54321,
+    jwt_secret: Annotated[str | None, typer.Option(
+        envvar="SUPABASE_PUSH_JWT_SECRET", show_envvar=True, show_default=False,
+        help="HS256 secret for keys and access tokens (default: the Supabase CLI's local secret).")] = None,
+    apply_triggers: Annotated[bool, typer.Option(
+        "--apply", help="Also install the trigger SQL (always done on the embedded database).")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line (URLs and keys) once serving.")] = False,
+) -> None:
+    """Run a local Supabase Realtime-compatible server. FOR DEVELOPMENT AND TESTS ONLY.
+
+    Websockets at /realtime/v1/websocket, REST broadcast at /realtime/v1/api/broadcast,
+    postgres_changes by logical decoding, database broadcast through realtime.send().
+    Without --db-url it starts a throwaway Postgres with the trading tables and triggers.
+    It prints the project URL and an anon and a service_role key. Stop it with Ctrl-C.
+    """
+    import asyncio
+    import signal
+    from contextlib import ExitStack
+
+    import psycopg
+
+    from ._sql import REFERENCE_TABLES, read_sql
+    from .db import map_error
+    from .embedded import LocalPostgres
+    from .local import DEV_SECRET, LocalRealtime, ServerConfig
+    from .local.database import LOCAL_REALTIME_SQL
+
+    say = _say(as_json)
+    if importlib.util.find_spec("aiohttp") is None:
+        _fail(ConfigError("the local server needs aiohttp",
+                          hint="pip install 'supabase-push[server]'"), as_json)
+    config = ServerConfig(host=host, port=port, jwt_secret=jwt_secret or DEV_SECRET)
+    with _errors(as_json), ExitStack() as stack:
+        if db_url is None:
+            pg = stack.enter_context(LocalPostgres())
+            db_url, apply_triggers = pg.dsn, True
+            with connect(db_url) as conn:
+                conn.execute(read_sql(REFERENCE_TABLES).encode())
+            say(f"[green]✓[/green] throwaway Postgres {pg.version} with the trading tables")
+        if apply_triggers:
+            with connect(db_url) as conn:
+                conn.execute(read_sql(LOCAL_REALTIME_SQL).encode())  # first, so triggers use realtime.send
+                schema.apply(conn)
+            say("[green]✓[/green] triggers installed (database broadcast to position-updates, "
+                "trade-updates, portfolio-updates)")
+        server = LocalRealtime(db_url, config)
+
+        async def run() -> None:
+            try:
+                await server.start()
+            except psycopg.Error as exc:
+                raise map_error(exc, db_url) from None
+            except OSError as exc:
+                raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}",
+                                  hint="pick another --port, or 0 for a free one") from None
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            info = {"url": server.url, "realtime_url": server.realtime_url, "anon_key": server.anon_key,
+                    "service_role_key": server.service_role_key, "database": describe_dsn(db_url or "")}
+            if as_json:
+                print(json.dumps(info), flush=True)  # one line: scripts read it as the ready signal
+            else:
+                say(f"[green]✓[/green] local Realtime server on {server.url} [dim](development only)[/dim]")
+                say(f"  realtime   {server.realtime_url}/websocket")
+                say(f"  database   {info['database']}")
+                say(f"  anon key   {server.anon_key}")
+                say(f"  service    {server.service_role_key}")
+                say("  Ctrl-C to stop")
+            try:
+                await stop.wait()
+            finally:
+                await server.stop()
+
+        asyncio.run(run())
 
 
 def _say(quiet: bool) -> Callable[[str], None]:
