@@ -11,7 +11,6 @@ import sys
 from typing import Any
 
 import psycopg
-import pytest
 from realtime import AsyncRealtimeClient
 
 from tests.realtime_helpers import Inbox

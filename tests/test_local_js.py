@@ -5,7 +5,7 @@ and 1.0.0, and talking to the official Python client on the same topics."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import psycopg
@@ -32,7 +32,7 @@ async def py(realtime: LocalRealtime) -> AsyncIterator[AsyncRealtimeClient]:
 
 
 @pytest.fixture
-def db(realtime_db: str) -> psycopg.Connection[Any]:
+def db(realtime_db: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(realtime_db, autocommit=True) as conn:
         yield conn
 

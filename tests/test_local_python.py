@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import psycopg
 import pytest
 from realtime import AsyncRealtimeChannel, AsyncRealtimeClient, RealtimeSubscribeStates
+from realtime import RealtimeAcknowledgementStatus as Ack
+from realtime import RealtimePostgresChangesListenEvent as Event
 
 from supabase_push.local import LocalRealtime, mint
 from tests.realtime_helpers import Inbox, unique
@@ -23,7 +25,7 @@ async def client(realtime: LocalRealtime) -> AsyncIterator[AsyncRealtimeClient]:
 
 
 @pytest.fixture
-def db(realtime_db: str) -> psycopg.Connection[Any]:
+def db(realtime_db: str) -> Iterator[psycopg.Connection[Any]]:
     with psycopg.connect(realtime_db, autocommit=True) as conn:
         yield conn
 
@@ -44,7 +46,7 @@ async def test_postgres_changes_insert_update_delete_with_filter(
     symbol = unique("SYM")
     inbox, system = Inbox(), Inbox()
     channel = client.channel(unique("orders"))
-    channel.on_postgres_changes("*", inbox, table="orders", filter=f"symbol=eq.{symbol}")
+    channel.on_postgres_changes(Event.All, inbox, table="orders", filter=f"symbol=eq.{symbol}")
     channel.on_system(system)
     await subscribe(channel)
     await system.wait_for(lambda p: p.message == "Subscribed to PostgreSQL")
@@ -80,7 +82,7 @@ async def test_each_documented_filter_operator(client: AsyncRealtimeClient, db: 
     inboxes = {op: Inbox() for op in operators}
     channel = client.channel(unique("filters"))
     for op, value in operators.items():
-        channel.on_postgres_changes("INSERT", inboxes[op], table="orders", filter=f"qty={op}.{value}")
+        channel.on_postgres_changes(Event.Insert, inboxes[op], table="orders", filter=f"qty={op}.{value}")
     await subscribe(channel)
     for qty in range(1, 6):
         db.execute("INSERT INTO orders (id, symbol, qty) VALUES (%s, %s, %s)", (base + qty, symbol, qty))
@@ -88,7 +90,7 @@ async def test_each_documented_filter_operator(client: AsyncRealtimeClient, db: 
                 "in": {1, 3, 5}}
     mine = lambda p: p["data"]["record"]["symbol"] == symbol  # noqa: E731
     for op, qtys in expected.items():
-        got = await inboxes[op].wait_for(mine, count=len(qtys))
+        await inboxes[op].wait_for(mine, count=len(qtys))
         await asyncio.sleep(0.05)
         assert {p["data"]["record"]["qty"] for p in inboxes[op].matching(mine)} == qtys, op
 
@@ -175,7 +177,7 @@ async def test_broadcast_self_and_ack_between_clients(realtime: LocalRealtime, c
     await subscribe(b)
     try:
         acks = Inbox()
-        (await a.push("broadcast", {"type": "broadcast", "event": "ping", "payload": {"n": 1}})).receive("ok", acks)
+        (await a.push("broadcast", {"type": "broadcast", "event": "ping", "payload": {"n": 1}})).receive(Ack.Ok, acks)
         await acks.wait_for(lambda r: True)
         await b_inbox.wait_for(lambda p: p["payload"] == {"n": 1})
         await a_inbox.wait_for(lambda p: p["payload"] == {"n": 1})  # self: true
@@ -240,8 +242,8 @@ async def test_tables_added_to_and_removed_from_the_publication(
     db.execute(f"ALTER PUBLICATION supabase_realtime ADD TABLE {table}")
     inbox, marker = Inbox(), Inbox()
     channel = client.channel(unique("late"))
-    channel.on_postgres_changes("INSERT", inbox, table=table)
-    channel.on_postgres_changes("INSERT", marker, table="orders")
+    channel.on_postgres_changes(Event.Insert, inbox, table=table)
+    channel.on_postgres_changes(Event.Insert, marker, table="orders")
     await subscribe(channel)
     db.execute(f"INSERT INTO {table} VALUES (1, 'while published')")
     await inbox.wait_for(lambda p: p["data"]["record"]["id"] == 1)

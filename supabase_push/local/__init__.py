@@ -12,4 +12,4 @@ from __future__ import annotations
 from .server import DEFAULT_PORT, LocalRealtime, ServerConfig
 from .tokens import DEV_SECRET, mint
 
-__all__ = ["DEV_SECRET", "DEFAULT_PORT", "LocalRealtime", "ServerConfig", "mint"]
+__all__ = ["DEFAULT_PORT", "DEV_SECRET", "LocalRealtime", "ServerConfig", "mint"]

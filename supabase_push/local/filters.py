@@ -36,14 +36,14 @@ class Filter:
             if self.op == "in":
                 return left in rights
             right = rights[0]
-            return {
+            return bool({
                 "eq": left == right,
                 "neq": left != right,
                 "lt": left < right,  # type: ignore[operator]
                 "lte": left <= right,  # type: ignore[operator]
                 "gt": left > right,  # type: ignore[operator]
                 "gte": left >= right,  # type: ignore[operator]
-            }[self.op]
+            }[self.op])
         except TypeError:
             return False
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from .frames import RawJSON
 
-PG_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
+PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
 
 UNCHANGED_TOAST = object()  # a value that did not change and was not sent
 
@@ -47,7 +47,7 @@ class Relation:
     columns: tuple[Column, ...]
 
 
-Values = list[str | None | object]  # text, None for SQL NULL, UNCHANGED_TOAST
+Values = list[object]  # str text, None for NULL, or UNCHANGED_TOAST
 
 
 @dataclass(slots=True)

@@ -10,6 +10,7 @@ the slot also retains little WAL while running.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import struct
 import time
@@ -73,10 +74,8 @@ class ReplicationStream:
         conn, self._conn = self._conn, None
         if self._feedback_task:
             self._feedback_task.cancel()
-        try:
+        with contextlib.suppress(OSError, psycopg.OperationalError):
             asyncio.get_running_loop().remove_reader(conn.pgconn.socket)
-        except (OSError, psycopg.OperationalError):
-            pass
         await conn.close()
         self._closed.set()
 
@@ -107,7 +106,11 @@ class ReplicationStream:
         loop = asyncio.get_running_loop()
         ready = loop.create_future()
         add, remove = (loop.add_writer, loop.remove_writer) if write else (loop.add_reader, loop.remove_reader)
-        add(fd, lambda: ready.done() or ready.set_result(None))
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        add(fd, wake)
         try:
             await ready
         finally:

@@ -87,9 +87,7 @@ class LocalRealtime:
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.host, self.config.port, reuse_address=True)
         await site.start()
-        server = site._server
-        if server is not None and getattr(server, "sockets", None):
-            self._port = server.sockets[0].getsockname()[1]
+        self._port = self._runner.addresses[0][1]
         log.info("local Realtime server on %s", self.url)
         return self
 

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from . import filters, tokens
@@ -36,9 +36,14 @@ def _flag(value: Any, default: bool = False) -> bool:
     return default
 
 
+def _object(value: Any) -> dict[str, Any]:
+    """A JSON object from a client, or {} for anything else (Realtime casts what it can)."""
+    return value if isinstance(value, dict) else {}
+
+
 class Session:
     def __init__(self, server: LocalRealtime, vsn: str, claims: dict[str, Any],
-                 close: Callable[[int, str], Awaitable[None]]) -> None:
+                 close: Callable[[int, str], Coroutine[Any, Any, None]]) -> None:
         self.server = server
         self.vsn = vsn
         self.claims = claims
@@ -124,7 +129,7 @@ class Session:
             return
         if msg.join_ref is not None and msg.join_ref != channel.join_ref:
             return  # from an earlier join of this topic: Phoenix ignores it
-        payload = msg.payload if isinstance(msg.payload, dict) else {}
+        payload = _object(msg.payload)
         if msg.event == "broadcast":
             await self._broadcast(channel, msg, payload)
         elif msg.event == "presence":
@@ -153,8 +158,8 @@ class Session:
         if len(self.channels) >= self.server.config.max_channels:
             await self._join_error(msg, "ChannelRateLimitReached: Too many channels")
             return
-        payload = msg.payload if isinstance(msg.payload, dict) else {}
-        config = payload.get("config") if isinstance(payload.get("config"), dict) else {}
+        payload = _object(msg.payload)
+        config = _object(payload.get("config"))
         claims = self.claims
         token = payload.get("access_token") or payload.get("user_token")
         if isinstance(token, str) and not token.startswith("sb_"):
@@ -163,8 +168,7 @@ class Session:
             except tokens.TokenError as exc:
                 await self._join_error(msg, str(exc))
                 return
-        broadcast = config.get("broadcast") if isinstance(config.get("broadcast"), dict) else {}
-        presence = config.get("presence") if isinstance(config.get("presence"), dict) else {}
+        broadcast, presence = _object(config.get("broadcast")), _object(config.get("presence"))
         channel = Channel(
             receiver=self, topic=msg.topic, join_ref=msg.join_ref or msg.ref,
             private=_flag(config.get("private")), claims=claims,

@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 # The secret the Supabase CLI's local stack uses: keys minted by either work with the other.
-DEV_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"
+DEV_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105 (public, dev only)
 
 
 class TokenError(Exception):
