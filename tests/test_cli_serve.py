@@ -8,6 +8,8 @@ import signal
 import socket
 import subprocess
 import sys
+import time
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -95,3 +97,20 @@ def test_serve_help_says_development_only() -> None:
                             capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
     assert "DEVELOPMENT AND TESTS ONLY" in result.stdout and "127.0.0.1" in result.stdout
 
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_an_idle_server_does_not_burn_a_core(db_url: str) -> None:
+    served = serve("--db-url", db_url)
+    try:
+        time.sleep(0.5)
+        before = cpu_seconds(served.proc.pid)
+        time.sleep(3)
+        used = cpu_seconds(served.proc.pid) - before
+        assert used < 0.3, f"idle server used {used:.2f} s of CPU in 3 s"
+    finally:
+        assert served.stop() == 0

@@ -13,7 +13,7 @@ from realtime import AsyncRealtimeChannel, AsyncRealtimeClient, RealtimeSubscrib
 from realtime import RealtimeAcknowledgementStatus as Ack
 from realtime import RealtimePostgresChangesListenEvent as Event
 
-from supabase_push.local import LocalRealtime, mint
+from supabase_push.local import LocalRealtime, ServerConfig, mint
 from tests.realtime_helpers import Inbox, unique
 
 
@@ -288,3 +288,27 @@ async def test_private_channel_needs_a_read_policy(realtime: LocalRealtime, db: 
             db.execute(f"DROP POLICY {policy} ON realtime.messages")
     finally:
         await c.close()
+
+
+async def test_the_slot_advances_while_serving_and_is_gone_after_stop(realtime_db: str) -> None:
+    """Temporary slot: a stopped server retains no WAL; a running one confirms what it read."""
+    slots = "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'supabase_push_local_%%'"
+    with psycopg.connect(realtime_db, autocommit=True) as conn:
+        existing = {row[0] for row in conn.execute(slots)}
+        async with LocalRealtime(realtime_db, ServerConfig(port=0)):
+            [slot] = {row[0] for row in conn.execute(slots)} - existing
+            temporary, start = conn.execute(
+                "SELECT temporary, confirmed_flush_lsn FROM pg_replication_slots WHERE slot_name = %s",
+                (slot,)).fetchone() or (None, None)
+            assert temporary is True
+            conn.execute("INSERT INTO orders (id, symbol) VALUES (%s, 'WAL')", (uuid.uuid4().int % 10**9,))
+            for _ in range(50):
+                await asyncio.sleep(0.1)
+                row = conn.execute("SELECT confirmed_flush_lsn > %s::pg_lsn FROM pg_replication_slots"
+                                   " WHERE slot_name = %s", (str(start), slot)).fetchone()
+                if row and row[0]:
+                    break
+            else:
+                raise AssertionError("the slot's confirmed_flush_lsn never advanced")
+        await asyncio.sleep(0.2)
+        assert conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone() is None
