@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -21,7 +23,8 @@ def test_ruff() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_mypy() -> None:
-    done = subprocess.run([*_tool("mypy")], cwd=ROOT, capture_output=True, text=True,
+@pytest.mark.parametrize("target", [[], ["bench"]], ids=["package+tests", "bench"])
+def test_mypy(target: list[str]) -> None:
+    done = subprocess.run([*_tool("mypy"), *target], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
