@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -292,3 +293,63 @@ async def test_binary_rest_broadcast_reaches_vsn2_clients_only(realtime: LocalRe
         assert body[topic_len:topic_len + event_len] == b"blob" and encoding == 0
         assert body[topic_len + event_len + meta_len:] == b"\x00\xffraw"
         await raw1.alive()  # nothing else was queued for the vsn 1.0.0 client
+
+
+async def test_database_failures_answer_like_supabase_and_the_server_carries_on(
+        make_db: Any, caplog: pytest.LogCaptureFixture) -> None:
+    """realtime.messages without partitions: send() only warns; a private join gets
+    'Unknown Error on Channel'; a joined private channel whose write probe fails gets
+    phx_error; the socket keeps serving."""
+    import psycopg
+
+    url = make_db("tables")
+    caplog.set_level(logging.CRITICAL, logger="supabase_push.local")  # the failures are expected
+    async with LocalRealtime(url, ServerConfig(port=0)) as server:
+        async with connect(ws_url(server, server.service_role_key)) as ws:
+            raw = Raw(ws, "1.0.0")
+            topic = unique("p")
+            joined = await raw.join("realtime:" + topic, {"private": True})
+            assert joined["payload"]["status"] == "ok"
+            with psycopg.connect(url, autocommit=True) as conn:
+                for (name,) in conn.execute("SELECT inhrelid::regclass::text FROM pg_inherits"
+                                            " WHERE inhparent = 'realtime.messages'::regclass").fetchall():
+                    conn.execute(f"DROP TABLE {name}")
+                notices: list[str] = []
+                conn.add_notice_handler(lambda diag: notices.append(str(diag.message_primary)))
+                conn.execute("SELECT realtime.send('{}'::jsonb, 'e', 't')")  # no error for the caller
+                assert any(n.startswith("WarnSendingBroadcastMessage") for n in notices), notices
+
+            await raw.send("realtime:" + topic, "broadcast", {"type": "broadcast", "event": "e", "payload": {}},
+                           join_ref=joined["ref"])
+            crashed = await raw.expect("phx_error")
+            assert crashed["ref"] == joined["ref"] and crashed["payload"] == {}
+            refused = await raw.join("realtime:" + unique("p"), {"private": True})
+            assert refused["payload"] == {"status": "error", "response": {"reason": "Unknown Error on Channel"}}
+            await raw.alive()
+
+
+async def test_decoding_survives_a_dropped_replication_connection(realtime_db: str) -> None:
+    import psycopg
+
+    slots = "SELECT slot_name FROM pg_replication_slots WHERE slot_name LIKE 'supabase_push_local_%%'"
+    with psycopg.connect(realtime_db, autocommit=True) as conn:
+        existing = {row[0] for row in conn.execute(slots)}
+        async with LocalRealtime(realtime_db, ServerConfig(port=0)) as server:
+            [slot] = {row[0] for row in conn.execute(slots)} - existing
+            async with connect(ws_url(server, server.anon_key)) as ws:
+                raw = Raw(ws, "1.0.0")
+                symbol = unique("DROP")
+                await raw.join("realtime:" + unique("c"), {"postgres_changes": [
+                    {"event": "INSERT", "schema": "public", "table": "orders", "filter": f"symbol=eq.{symbol}"}]})
+                await raw.expect("system")
+                conn.execute("INSERT INTO orders (id, symbol) VALUES (%s, %s)", (int(time.time() * 1000), symbol))
+                assert (await raw.expect("postgres_changes"))["payload"]["data"]["record"]["symbol"] == symbol
+                conn.execute("SELECT pg_terminate_backend(active_pid) FROM pg_replication_slots WHERE slot_name = %s",
+                             (slot,))
+                for _ in range(100):
+                    if server.stream_restarts:
+                        break
+                    await asyncio.sleep(0.1)
+                assert server.stream_restarts == 1
+                conn.execute("INSERT INTO orders (id, symbol) VALUES (%s, %s)", (int(time.time() * 1000) + 1, symbol))
+                assert (await raw.expect("postgres_changes"))["payload"]["data"]["record"]["symbol"] == symbol

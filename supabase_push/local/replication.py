@@ -171,4 +171,6 @@ class ReplicationStream:
             try:
                 self._send_feedback(reply=False)
             except psycopg.Error as exc:
-                log.warning("replication feedback failed: %s", exc)
+                log.error("replication feedback failed: %s", exc)
+                self.error = exc
+                await self.close()

@@ -61,6 +61,7 @@ class LocalRealtime:
         self.anon_key = tokens.mint("anon", self.config.jwt_secret)
         self.service_role_key = tokens.mint("service_role", self.config.jwt_secret)
         self.delivered = 0  # postgres_changes and database broadcasts sent to clients
+        self.stream_restarts = 0
         self._database_url = database_url
         self._stream: ReplicationStream | None = None
         self._runner: web.AppRunner | None = None
@@ -72,12 +73,10 @@ class LocalRealtime:
 
     async def start(self) -> LocalRealtime:
         await self.db.open()
-        slot = f"supabase_push_local_{secrets.token_hex(6)}"
-        self._stream = ReplicationStream(self._database_url, slot, [PUBLICATION, MESSAGES_PUBLICATION],
-                                         self._changes.put_nowait)
-        await self._stream.start()
+        await self._start_stream()
         self._tasks = [asyncio.create_task(self._dispatch_changes()),
-                       asyncio.create_task(self._maintain_partitions())]
+                       asyncio.create_task(self._maintain_partitions()),
+                       asyncio.create_task(self._supervise_stream())]
         app = web.Application(client_max_size=self.config.max_frame_bytes)
         for prefix in ("/realtime/v1", ""):
             app.router.add_get(f"{prefix}/websocket" if prefix else "/socket/websocket", self._websocket)
@@ -91,6 +90,33 @@ class LocalRealtime:
         log.info("local Realtime server on %s", self.url)
         return self
 
+    async def _start_stream(self) -> None:
+        slot = f"supabase_push_local_{secrets.token_hex(6)}"
+        self._stream = ReplicationStream(self._database_url, slot, [PUBLICATION, MESSAGES_PUBLICATION],
+                                         self._changes.put_nowait)
+        await self._stream.start()
+
+    async def _supervise_stream(self) -> None:
+        """Restart the decoding stream when its connection drops (a new temporary slot: what
+        committed in between is not streamed, as on Supabase; the change log has it)."""
+        delay = 0.5
+        while True:
+            assert self._stream is not None
+            await self._stream.wait_closed()
+            log.warning("logical decoding stream lost (%s); reconnecting", self._stream.error)
+            while True:
+                await asyncio.sleep(delay)
+                try:
+                    await self._start_stream()
+                except Exception as exc:
+                    log.warning("could not restart logical decoding: %s", exc)
+                    delay = min(delay * 2, 10)
+                    continue
+                log.warning("logical decoding stream restarted")
+                self.stream_restarts += 1
+                delay = 0.5
+                break
+
     async def stop(self) -> None:
         for session in list(self.sessions):
             session.disconnect()
@@ -99,6 +125,7 @@ class LocalRealtime:
             self._runner = None
         for task in self._tasks:
             task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._stream is not None:
             await self._stream.close()
         await self.db.close()

@@ -121,7 +121,11 @@ class Session:
                 self.push(reply(msg, "ok", {}))
             return
         if msg.event == "phx_join":
-            await self._join(msg)
+            try:
+                await self._join(msg)
+            except Exception:
+                log.exception("join of %s failed", msg.topic)
+                self.push(reply(msg, "error", {"reason": "Unknown Error on Channel"}))
             return
         channel = self.channels.get(msg.topic)
         if channel is None:
@@ -129,6 +133,16 @@ class Session:
             return
         if msg.join_ref is not None and msg.join_ref != channel.join_ref:
             return  # from an earlier join of this topic: Phoenix ignores it
+        try:
+            await self._handle_in(channel, msg)
+        except Exception:
+            # As when a Phoenix channel process crashes: phx_error, the channel is gone, the
+            # socket and its other channels carry on (clients rejoin).
+            log.exception("channel %s failed on %r", channel.topic, msg.event)
+            self.push(Message(channel.topic, "phx_error", {}, channel.join_ref, channel.join_ref))
+            self.drop(channel)
+
+    async def _handle_in(self, channel: Channel, msg: Message) -> None:
         payload = _object(msg.payload)
         if msg.event == "broadcast":
             await self._broadcast(channel, msg, payload)
