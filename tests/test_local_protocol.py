@@ -304,28 +304,28 @@ async def test_database_failures_answer_like_supabase_and_the_server_carries_on(
 
     url = make_db("tables")
     caplog.set_level(logging.CRITICAL, logger="supabase_push.local")  # the failures are expected
-    async with LocalRealtime(url, ServerConfig(port=0)) as server:
-        async with connect(ws_url(server, server.service_role_key)) as ws:
-            raw = Raw(ws, "1.0.0")
-            topic = unique("p")
-            joined = await raw.join("realtime:" + topic, {"private": True})
-            assert joined["payload"]["status"] == "ok"
-            with psycopg.connect(url, autocommit=True) as conn:
-                for (name,) in conn.execute("SELECT inhrelid::regclass::text FROM pg_inherits"
-                                            " WHERE inhparent = 'realtime.messages'::regclass").fetchall():
-                    conn.execute(f"DROP TABLE {name}")
-                notices: list[str] = []
-                conn.add_notice_handler(lambda diag: notices.append(str(diag.message_primary)))
-                conn.execute("SELECT realtime.send('{}'::jsonb, 'e', 't')")  # no error for the caller
-                assert any(n.startswith("WarnSendingBroadcastMessage") for n in notices), notices
+    server = LocalRealtime(url, ServerConfig(port=0))
+    async with server, connect(ws_url(server, server.service_role_key)) as ws:
+        raw = Raw(ws, "1.0.0")
+        topic = unique("p")
+        joined = await raw.join("realtime:" + topic, {"private": True})
+        assert joined["payload"]["status"] == "ok"
+        with psycopg.connect(url, autocommit=True) as conn:
+            for (name,) in conn.execute("SELECT inhrelid::regclass::text FROM pg_inherits"
+                                        " WHERE inhparent = 'realtime.messages'::regclass").fetchall():
+                conn.execute(f"DROP TABLE {name}")
+            notices: list[str] = []
+            conn.add_notice_handler(lambda diag: notices.append(str(diag.message_primary)))
+            conn.execute("SELECT realtime.send('{}'::jsonb, 'e', 't')")  # no error for the caller
+            assert any(n.startswith("WarnSendingBroadcastMessage") for n in notices), notices
 
-            await raw.send("realtime:" + topic, "broadcast", {"type": "broadcast", "event": "e", "payload": {}},
-                           join_ref=joined["ref"])
-            crashed = await raw.expect("phx_error")
-            assert crashed["ref"] == joined["ref"] and crashed["payload"] == {}
-            refused = await raw.join("realtime:" + unique("p"), {"private": True})
-            assert refused["payload"] == {"status": "error", "response": {"reason": "Unknown Error on Channel"}}
-            await raw.alive()
+        await raw.send("realtime:" + topic, "broadcast", {"type": "broadcast", "event": "e", "payload": {}},
+                       join_ref=joined["ref"])
+        crashed = await raw.expect("phx_error")
+        assert crashed["ref"] == joined["ref"] and crashed["payload"] == {}
+        refused = await raw.join("realtime:" + unique("p"), {"private": True})
+        assert refused["payload"] == {"status": "error", "response": {"reason": "Unknown Error on Channel"}}
+        await raw.alive()
 
 
 async def test_decoding_survives_a_dropped_replication_connection(realtime_db: str) -> None:

@@ -312,3 +312,15 @@ async def test_the_slot_advances_while_serving_and_is_gone_after_stop(realtime_d
                 raise AssertionError("the slot's confirmed_flush_lsn never advanced")
         await asyncio.sleep(0.2)
         assert conn.execute("SELECT 1 FROM pg_replication_slots WHERE slot_name = %s", (slot,)).fetchone() is None
+
+
+def test_verify_passes_on_the_local_servers_realtime_schema(realtime: LocalRealtime, realtime_db: str) -> None:
+    """The foundation's Supabase-path checks, on the real realtime.messages partitions."""
+    from supabase_push import schema
+
+    with psycopg.connect(realtime_db, autocommit=True) as conn:
+        report = schema.verify(conn)
+        names = {check.name: check.status for check in report.checks}
+        assert names["realtime.send"] == "ok"
+        assert "realtime.messages partition for today" not in names, "only reported when missing"
+        assert report.ok, report.problems
