@@ -27,6 +27,12 @@ class Receiver(Protocol):
     def deliver(self, frame: str | bytes) -> None: ...
 
 
+def binding_id(params: dict[str, Any]) -> int:
+    """Identical parameters give the identical id, so ids survive rejoins (as Erlang phash2 does)."""
+    canonical = json.dumps(params, sort_keys=True, separators=(",", ":"), default=str)
+    return zlib.crc32(canonical.encode()) & 0x7FFFFFF
+
+
 @dataclass(frozen=True, slots=True)
 class Binding:
     """One postgres_changes listener of a channel, with the id its join reply gave it."""
@@ -46,10 +52,8 @@ class Binding:
             raise ValueError(f"event must be one of {', '.join(CHANGE_EVENTS)}, not {event!r}")
         schema = params.get("schema") or "public"
         table = params.get("table") or "*"
-        # Identical parameters give the identical id, so ids survive rejoins (as Erlang phash2 does).
-        canonical = json.dumps(params, sort_keys=True, separators=(",", ":"))
-        binding_id = zlib.crc32(canonical.encode()) & 0x7FFFFFF
-        return cls(binding_id, event.upper(), str(schema), str(table), filters.parse(params.get("filter")), params)
+        return cls(binding_id(params), event.upper(), str(schema), str(table), filters.parse(params.get("filter")),
+                   params)
 
     def covers(self, schema: str, table: str) -> bool:
         return self.schema in ("*", schema) and self.table in ("*", table)

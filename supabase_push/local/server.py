@@ -19,13 +19,13 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from . import tokens
-from .channels import Frames, Hub
+from . import filters, tokens
+from .channels import Hub
 from .database import MESSAGES_PUBLICATION, PUBLICATION, Database
-from .frames import VERSIONS, Message, RawJSON, encode_user_broadcast
-from .pgoutput import UNCHANGED_TOAST, Change, Transaction, record_json
+from .frames import VERSIONS, Message, RawJSON, encode, encode_user_broadcast
+from .pgoutput import UNCHANGED_TOAST, Change, Column, Transaction, record_json
 from .replication import ReplicationStream
-from .session import Session
+from .session import Session, cast_bool
 
 log = logging.getLogger("supabase_push.local")
 
@@ -276,7 +276,7 @@ class LocalRealtime:
                 return web.json_response({"errors": {"messages": ["Payload size exceeds tenant limit"]}}, status=422)
         for message in messages:
             await self._rest_deliver(claims, message["topic"], message["event"], message["payload"],
-                                     _flag(message.get("private")), message.get("id"))
+                                     cast_bool(message.get("private")), message.get("id"))
         return web.Response(status=202)
 
     async def _rest_single(self, request: web.Request) -> web.Response:
@@ -300,7 +300,7 @@ class LocalRealtime:
                 {"error": "Unsupported Media Type: use application/json or application/octet-stream"}, status=415)
         if len(raw) > self.config.max_payload_bytes:
             return web.json_response({"errors": {"payload": ["Payload size exceeds tenant limit"]}}, status=422)
-        private = _flag(request.query.get("private"))
+        private = cast_bool(request.query.get("private"))
         await self._rest_deliver(claims, request.match_info["topic"], request.match_info["event"], payload, private)
         return web.Response(status=202)
 
@@ -340,27 +340,25 @@ class LocalRealtime:
         listeners = self.hub.listeners(relation.schema, relation.table)
         if not listeners:
             return
-        types = self.db.types
         data = self._change_data(change, transaction)
-        filter_row = change.old if change.op == "DELETE" else change.new
-        values = {c.name: (v, types[c.type_oid].category if c.type_oid in types else "S")
-                  for c, v in zip(relation.columns, filter_row or [], strict=True)}
+        # Filters see the new row, or the old one for a DELETE.
+        row = (change.old if change.op == "DELETE" else change.new) or []
+        filtered_row = {c.name: (v, c) for c, v in zip(relation.columns, row, strict=False)}
         for channel, bindings in listeners:
-            ids = []
-            for binding in bindings:
-                if binding.event not in ("*", change.op):
-                    continue
-                if binding.filter is not None:
-                    value, category = values.get(binding.filter.column, (None, "S"))
-                    text = None if value is UNCHANGED_TOAST or value is None else str(value)
-                    if not binding.filter.matches(text, category):
-                        continue
-                ids.append(binding.id)
+            ids = [b.id for b in bindings if b.event in ("*", change.op)
+                   and (b.filter is None or self._passes(b.filter, filtered_row.get(b.filter.column)))]
             if ids:
                 payload = RawJSON(f'{{"ids":{json.dumps(ids)},"data":{data}}}')
-                channel.receiver.deliver(Frames(Message(channel.topic, "postgres_changes", payload)).get(
-                    channel.receiver.vsn))
+                channel.receiver.deliver(encode(channel.receiver.vsn,
+                                                Message(channel.topic, "postgres_changes", payload)))
                 self.delivered += 1
+
+    def _passes(self, row_filter: filters.Filter, cell: tuple[object, Column] | None) -> bool:
+        if cell is None or cell[0] is None or cell[0] is UNCHANGED_TOAST:
+            return row_filter.matches(None, "S")
+        value, column = cell
+        info = self.db.types.get(column.type_oid)
+        return row_filter.matches(str(value), info.category if info else "S")
 
     def _change_data(self, change: Change, transaction: Transaction) -> str:
         relation, types = change.relation, self.db.types
@@ -402,10 +400,6 @@ class LocalRealtime:
 
 def _commit_timestamp(when: datetime) -> str:
     return when.strftime("%Y-%m-%dT%H:%M:%S.") + f"{when.microsecond // 1000:03d}Z"
-
-
-def _flag(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.lower() == "true")
 
 
 def _validate_rest_message(message: Any) -> dict[str, list[str]]:

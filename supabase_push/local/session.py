@@ -16,7 +16,7 @@ from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
 from . import filters, tokens
-from .channels import Binding, Channel
+from .channels import Binding, Channel, binding_id
 from .frames import FrameError, Message, decode_binary, decode_text, encode, encode_user_broadcast, reply
 
 if TYPE_CHECKING:
@@ -27,7 +27,7 @@ log = logging.getLogger("supabase_push.local")
 CLOSE_SLOW_CONSUMER = 1013
 
 
-def _flag(value: Any, default: bool = False) -> bool:
+def cast_bool(value: Any, default: bool = False) -> bool:
     """Booleans as Realtime casts them: true/false or the strings "true"/"false"."""
     if isinstance(value, bool):
         return value
@@ -185,10 +185,10 @@ class Session:
         broadcast, presence = _object(config.get("broadcast")), _object(config.get("presence"))
         channel = Channel(
             receiver=self, topic=msg.topic, join_ref=msg.join_ref or msg.ref,
-            private=_flag(config.get("private")), claims=claims,
-            broadcast_self=_flag(broadcast.get("self")), broadcast_ack=_flag(broadcast.get("ack")),
+            private=cast_bool(config.get("private")), claims=claims,
+            broadcast_self=cast_bool(broadcast.get("self")), broadcast_ack=cast_bool(broadcast.get("ack")),
             presence_key=str(presence.get("key") or "") or str(uuid.uuid4()),
-            presence_enabled=_flag(presence.get("enabled")))
+            presence_enabled=cast_bool(presence.get("enabled")))
         echoed, problems = await self._bindings(channel, config.get("postgres_changes"))
         if channel.private:
             wanted = ["broadcast", "presence"] if channel.presence_enabled else ["broadcast"]
@@ -224,7 +224,7 @@ class Session:
                 binding = Binding.from_params(params)
             except (ValueError, filters.FilterError) as exc:
                 problems.append(str(exc))
-                echoed.append({**params, "id": Binding.from_params({"event": "*"}).id})
+                echoed.append({**params, "id": binding_id(params)})
                 continue
             echoed.append({**params, "id": binding.id})
             if published is None:
