@@ -268,6 +268,7 @@ def serve(
     from .local.database import LOCAL_REALTIME_SQL
 
     say = _say(as_json)
+    shown_db: str | None = None  # a throwaway cluster's URL is printed whole: it is the way in
     if importlib.util.find_spec("aiohttp") is None:
         _fail(ConfigError("the local server needs aiohttp",
                           hint="pip install 'supabase-push[server]'"), as_json)
@@ -276,6 +277,7 @@ def serve(
         if db_url is None:
             pg = stack.enter_context(LocalPostgres())
             db_url, apply_triggers = pg.dsn, True
+            shown_db = pg.dsn
             with connect(db_url) as conn:
                 conn.execute(read_sql(REFERENCE_TABLES).encode())
             say(f"[green]✓[/green] throwaway Postgres {pg.version} with the trading tables")
@@ -300,7 +302,8 @@ def serve(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             info = {"url": server.url, "realtime_url": server.realtime_url, "anon_key": server.anon_key,
-                    "service_role_key": server.service_role_key, "database": describe_dsn(db_url or "")}
+                    "service_role_key": server.service_role_key,
+                    "database": shown_db or describe_dsn(db_url or "")}
             if as_json:
                 print(json.dumps(info), flush=True)  # one line: scripts read it as the ready signal
             else:

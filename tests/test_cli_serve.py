@@ -71,6 +71,9 @@ async def test_serve_with_nothing_configured_starts_its_own_postgres() -> None:
         await subscribe(channel)
         await channel.http_send("hi", {"n": 1})
         await inbox.wait_for(lambda p: p["payload"] == {"n": 1})
+        # the throwaway database is printed whole (it is the only way in), trading tables ready
+        with psycopg.connect(served.info["database"], autocommit=True) as conn:
+            assert conn.execute("SELECT count(*) FROM positions").fetchone() == (0,)
         await client.close()
     finally:
         assert served.stop() == 0
