@@ -16,13 +16,12 @@ import argparse
 import asyncio
 import json
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from _common import local_server, percentile
 from realtime import AsyncRealtimeClient
 from realtime import RealtimePostgresChangesListenEvent as Event
 
@@ -66,7 +65,7 @@ async def measure(dsn: str, table: str, changes: int, gap: float,
 
 def report(name: str, delays: list[float], expected: int) -> float:
     p50 = statistics.median(delays)
-    p99 = sorted(delays)[min(len(delays) - 1, int(0.99 * len(delays)))]
+    p99 = percentile(delays, 0.99)
     print(f"{name:<44} p50 {p50:6.2f} ms   p99 {p99:6.2f} ms   received {len(delays)}/{expected}")
     return p50
 
@@ -76,54 +75,51 @@ async def main() -> None:
     parser.add_argument("--changes", type=int, default=200)
     parser.add_argument("--gap-ms", type=float, default=5)
     args = parser.parse_args()
-    gap = args.gap_ms / 1000
     with LocalPostgres() as pg:
         with psycopg.connect(pg.dsn, autocommit=True) as conn:
             conn.execute(read_sql(REFERENCE_TABLES).encode())
             conn.execute(read_sql("local_realtime.sql").encode())
             schema.apply(conn)
             conn.execute(SETUP.encode())
-        proc = subprocess.Popen([sys.executable, "-m", "supabase_push", "serve", "--db-url", pg.dsn, "--port", "0",
-                                 "--json"], stdout=subprocess.PIPE, text=True)
-        assert proc.stdout is not None
-        info = json.loads(proc.stdout.readline())
-        client = AsyncRealtimeClient(info["realtime_url"], info["service_role_key"])
-        try:
-            print(f"{args.changes} single-row commits, {args.gap_ms} ms apart, PG {pg.version}, loopback")
+        print(f"{args.changes} single-row commits, {args.gap_ms} ms apart, PG {pg.version}, loopback")
+        with local_server(pg.dsn) as info:
+            await compare(pg.dsn, info, args.changes, args.gap_ms / 1000)
 
-            async def changes(delays: list[float]) -> None:
-                channel = client.channel("bench-changes")
-                channel.on_postgres_changes(Event.Insert, lambda p: delays.append(
-                    (time.time() - p["data"]["record"]["sent"]) * 1000), table="bench_fills")
-                await channel.subscribe()
 
-            async def broadcast(delays: list[float]) -> None:
-                channel = client.channel("trade-updates", {"config": {"private": True}})
-                channel.on_broadcast("INSERT", lambda m: delays.append(
-                    (time.time() - float(m["payload"]["record"]["order_id"])) * 1000))
-                await channel.subscribe()
+async def compare(dsn: str, info: dict[str, Any], count: int, gap: float) -> None:
+    client = AsyncRealtimeClient(info["realtime_url"], info["service_role_key"])
+    listen_conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
+    await listen_conn.execute("LISTEN bench")
 
-            listen_conn = await psycopg.AsyncConnection.connect(pg.dsn, autocommit=True)
-            await listen_conn.execute("LISTEN bench")
+    async def changes(delays: list[float]) -> None:
+        channel = client.channel("bench-changes")
+        channel.on_postgres_changes(Event.Insert, lambda p: delays.append(
+            (time.time() - p["data"]["record"]["sent"]) * 1000), table="bench_fills")
+        await channel.subscribe()
 
-            async def notify(delays: list[float]) -> None:
-                async def pump() -> None:
-                    async for note in listen_conn.notifies():
-                        delays.append((time.time() - json.loads(note.payload)["sent"]) * 1000)
-                asyncio.get_running_loop().create_task(pump())
+    async def broadcast(delays: list[float]) -> None:
+        channel = client.channel("trade-updates", {"config": {"private": True}})
+        channel.on_broadcast("INSERT", lambda m: delays.append(
+            (time.time() - float(m["payload"]["record"]["order_id"])) * 1000))
+        await channel.subscribe()
 
-            a = report("postgres_changes (local server)", await measure(pg.dsn, "bench_fills", args.changes, gap,
-                                                                     changes), args.changes)
-            b = report("database broadcast, trigger SQL (local server)",
-                       await measure(pg.dsn, "trades", args.changes, gap, broadcast), args.changes)
-            c = report("peer: trigger pg_notify + psycopg LISTEN", await measure(pg.dsn, "bench_plain", args.changes,
-                                                                                 gap, notify), args.changes)
-            print(f"ratio p50 vs peer: postgres_changes {a / c:.2f}x   database broadcast {b / c:.2f}x")
-            await listen_conn.close()
-        finally:
-            await client.close()
-            proc.terminate()
-            proc.wait()
+    async def notify(delays: list[float]) -> None:
+        async def pump() -> None:
+            async for note in listen_conn.notifies():
+                delays.append((time.time() - json.loads(note.payload)["sent"]) * 1000)
+        asyncio.get_running_loop().create_task(pump())
+
+    try:
+        a = report("postgres_changes (local server)",
+                   await measure(dsn, "bench_fills", count, gap, changes), count)
+        b = report("database broadcast, trigger SQL (local server)",
+                   await measure(dsn, "trades", count, gap, broadcast), count)
+        c = report("peer: trigger pg_notify + psycopg LISTEN",
+                   await measure(dsn, "bench_plain", count, gap, notify), count)
+        print(f"ratio p50 vs peer: postgres_changes {a / c:.2f}x   database broadcast {b / c:.2f}x")
+    finally:
+        await listen_conn.close()
+        await client.close()
 
 
 if __name__ == "__main__":

@@ -21,16 +21,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from _common import local_server, percentile
 from websockets.asyncio.client import ClientConnection, connect
 
 from supabase_push.embedded import LocalPostgres
 
 HERE = Path(__file__).resolve().parent
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
 async def run_rounds(sender: ClientConnection, receivers: list[ClientConnection], rounds: int,
@@ -52,14 +48,10 @@ async def run_rounds(sender: ClientConnection, receivers: list[ClientConnection]
 
 
 async def ours(clients: int, rounds: int, dsn: str) -> tuple[list[float], list[float]]:
-    proc = subprocess.Popen([sys.executable, "-m", "supabase_push", "serve", "--db-url", dsn, "--port", "0",
-                             "--json"], stdout=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    info = json.loads(proc.stdout.readline())
-    url = f"{info['realtime_url']}/websocket?apikey={info['anon_key']}&vsn=1.0.0"
     join = json.dumps({"topic": "realtime:fanout", "event": "phx_join", "payload": {"config": {}}, "ref": "1",
                        "join_ref": "1"})
-    try:
+    with local_server(dsn) as info:
+        url = f"{info['realtime_url']}/websocket?apikey={info['anon_key']}&vsn=1.0.0"
         sockets = []
         for _ in range(clients + 1):
             ws = await connect(url, compression=None, max_queue=None)
@@ -75,9 +67,6 @@ async def ours(clients: int, rounds: int, dsn: str) -> tuple[list[float], list[f
         result = await run_rounds(sender, receivers, rounds, frame)
         await asyncio.gather(*(ws.close() for ws in sockets))
         return result
-    finally:
-        proc.terminate()
-        proc.wait()
 
 
 async def peer(clients: int, rounds: int) -> tuple[list[float], list[float]]:

@@ -150,6 +150,13 @@ def realtime(realtime_db: str) -> Iterator[LocalRealtime]:
         yield server
 
 
+@pytest.fixture
+def db(realtime_db: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
+    """An autocommit connection to the local Realtime server's database."""
+    with psycopg.connect(realtime_db, autocommit=True) as conn:
+        yield conn
+
+
 @pytest.fixture(autouse=True)
 def _clean_environ(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests see only the configuration they set themselves."""

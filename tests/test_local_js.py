@@ -5,7 +5,7 @@ and 1.0.0, and talking to the official Python client on the same topics."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -29,12 +29,6 @@ async def py(realtime: LocalRealtime) -> AsyncIterator[AsyncRealtimeClient]:
     client = AsyncRealtimeClient(realtime.realtime_url, realtime.anon_key)
     yield client
     await client.close()
-
-
-@pytest.fixture
-def db(realtime_db: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(realtime_db, autocommit=True) as conn:
-        yield conn
 
 
 async def test_js_receives_postgres_changes_with_a_filter(js: JsAgent, db: psycopg.Connection[Any]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
@@ -22,12 +22,6 @@ async def client(realtime: LocalRealtime) -> AsyncIterator[AsyncRealtimeClient]:
     c = AsyncRealtimeClient(realtime.realtime_url, realtime.service_role_key, max_retries=2)
     yield c
     await c.close()
-
-
-@pytest.fixture
-def db(realtime_db: str) -> Iterator[psycopg.Connection[Any]]:
-    with psycopg.connect(realtime_db, autocommit=True) as conn:
-        yield conn
 
 
 async def subscribe(channel: AsyncRealtimeChannel) -> None:
