@@ -74,6 +74,11 @@ class Decoder:
         self.relations: dict[int, Relation] = {}
         self._current: Transaction | None = None
 
+    @property
+    def in_transaction(self) -> bool:
+        """Between a Begin and its Commit."""
+        return self._current is not None
+
     def feed(self, data: bytes) -> Transaction | None:
         kind = data[:1]
         if kind == b"B":

@@ -48,7 +48,6 @@ class ReplicationStream:
         self._decoder = Decoder()
         self._confirmed = 0
         self._received = 0
-        self._in_transaction = False
         self._closed = asyncio.Event()
         self.error: BaseException | None = None
         self._feedback_task: asyncio.Task[None] | None = None
@@ -138,29 +137,24 @@ class ReplicationStream:
         tag = data[:1]
         if tag == b"w":
             (_start, wal_end) = struct.unpack_from("!QQ", data, 1)
-            message = data[25:]
-            kind = message[:1]
-            if kind == b"B":
-                self._in_transaction = True
-            transaction = self._decoder.feed(message)
+            transaction = self._decoder.feed(data[25:])
             if transaction is not None:
-                self._in_transaction = False
                 self._confirmed = max(self._confirmed, transaction.end_lsn)
                 self._on_transaction(transaction)
-                self._send_feedback(reply=False)
+                self._send_feedback()
             self._received = max(self._received, wal_end)
         elif tag == b"k":
             (wal_end, _ts, reply) = struct.unpack_from("!QqB", data, 1)
             self._received = max(self._received, wal_end)
             if reply:
-                self._send_feedback(reply=False)
+                self._send_feedback()
 
-    def _send_feedback(self, reply: bool) -> None:
+    def _send_feedback(self) -> None:
         if self._conn is None:
             return
         # Between transactions everything received is processed; inside one, only the last commit.
-        lsn = self._confirmed if self._in_transaction else max(self._confirmed, self._received)
-        message = b"r" + struct.pack("!QQQqB", lsn, lsn, lsn, _pg_now(), 1 if reply else 0)
+        lsn = self._confirmed if self._decoder.in_transaction else max(self._confirmed, self._received)
+        message = b"r" + struct.pack("!QQQqB", lsn, lsn, lsn, _pg_now(), 0)  # 0: no reply wanted
         pgconn = self._conn.pgconn
         pgconn.put_copy_data(message)
         pgconn.flush()
@@ -169,7 +163,7 @@ class ReplicationStream:
         while self._conn is not None:
             await asyncio.sleep(FEEDBACK_INTERVAL)
             try:
-                self._send_feedback(reply=False)
+                self._send_feedback()
             except psycopg.Error as exc:
                 log.error("replication feedback failed: %s", exc)
                 self.error = exc

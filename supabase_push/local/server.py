@@ -23,7 +23,7 @@ from . import filters, tokens
 from .channels import Hub
 from .database import MESSAGES_PUBLICATION, PUBLICATION, Database
 from .frames import VERSIONS, Message, RawJSON, encode, encode_user_broadcast
-from .pgoutput import UNCHANGED_TOAST, Change, Column, Transaction, record_json
+from .pgoutput import UNCHANGED_TOAST, Change, Column, Relation, Transaction, record_json
 from .replication import ReplicationStream
 from .session import Session, cast_bool
 
@@ -68,6 +68,7 @@ class LocalRealtime:
         self._port = self.config.port
         self._changes: asyncio.Queue[Transaction] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
+        self._columns: dict[int, tuple[Relation, str]] = {}  # relation oid -> (Relation, columns JSON)
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -324,12 +325,22 @@ class LocalRealtime:
         while True:
             transaction = await self._changes.get()
             try:
-                if any(c.type_oid not in self.db.types for ch in transaction.changes for c in ch.relation.columns):
-                    await self.db.load_types()  # a type created since start
+                for relation in {ch.relation.oid: ch.relation for ch in transaction.changes}.values():
+                    if self._columns.get(relation.oid, (None, ""))[0] is not relation:
+                        await self._learn(relation)
                 for change in transaction.changes:
                     self._dispatch(change, transaction)
             except Exception:  # one bad change must not stop the stream for everyone
                 log.exception("could not deliver a change of transaction %s", transaction.xid)
+
+    async def _learn(self, relation: Relation) -> None:
+        """Once per Relation message (not per change): type names, and the ``columns`` JSON."""
+        if any(c.type_oid not in self.db.types for c in relation.columns):
+            await self.db.load_types()  # a type created since start
+        types = self.db.types
+        columns = [{"name": c.name, "type": types[c.type_oid].name if c.type_oid in types else str(c.type_oid)}
+                   for c in relation.columns]
+        self._columns[relation.oid] = (relation, json.dumps(columns))
 
     def _dispatch(self, change: Change, transaction: Transaction) -> None:
         relation = change.relation
@@ -362,11 +373,9 @@ class LocalRealtime:
 
     def _change_data(self, change: Change, transaction: Transaction) -> str:
         relation, types = change.relation, self.db.types
-        columns = [{"name": c.name, "type": types[c.type_oid].name if c.type_oid in types else str(c.type_oid)}
-                   for c in relation.columns]
         parts = [f'"schema":{json.dumps(relation.schema)}', f'"table":{json.dumps(relation.table)}',
                  f'"commit_timestamp":{json.dumps(_commit_timestamp(transaction.commit_time))}',
-                 f'"type":"{change.op}"', f'"columns":{json.dumps(columns)}']
+                 f'"type":"{change.op}"', f'"columns":{self._columns[relation.oid][1]}']
         if change.new is not None:
             parts.append(f'"record":{record_json(relation, change.new, types)}')
         old = change.old
