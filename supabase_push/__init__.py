@@ -2,33 +2,67 @@
 
 from __future__ import annotations
 
+from .broadcast import (
+    Broadcaster,
+    MemoryBackend,
+    broadcast,
+    broadcast_portfolio_update,
+    broadcast_position_update,
+    broadcast_trade_executed,
+    close_default_broadcaster,
+)
+from .config import Settings
 from .errors import (
     AuthenticationError,
+    BroadcasterClosedError,
+    BroadcastError,
     ConfigError,
     ConnectError,
     DatabaseError,
+    DeliveryError,
+    DeliveryTimeout,
     EmbeddedPostgresError,
     MissingTableError,
+    PayloadError,
+    PayloadTooLargeError,
     PermissionDeniedError,
     SchemaError,
     SupabasePushError,
 )
 from .events import DEFAULT_ROUTES, ChangeEvent, Cursor
+from .models import PortfolioUpdate, PositionUpdate, TradeExecuted
 
 __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_ROUTES",
     "AuthenticationError",
+    "BroadcastError",
+    "Broadcaster",
+    "BroadcasterClosedError",
     "ChangeEvent",
     "ConfigError",
     "ConnectError",
     "Cursor",
     "DatabaseError",
+    "DeliveryError",
+    "DeliveryTimeout",
     "EmbeddedPostgresError",
+    "MemoryBackend",
     "MissingTableError",
+    "PayloadError",
+    "PayloadTooLargeError",
     "PermissionDeniedError",
+    "PortfolioUpdate",
+    "PositionUpdate",
     "SchemaError",
+    "Settings",
     "SupabasePushError",
+    "TradeExecuted",
     "__version__",
+    "broadcast",
+    "broadcast_portfolio_update",
+    "broadcast_position_update",
+    "broadcast_trade_executed",
+    "close_default_broadcaster",
 ]

@@ -1,7 +1,7 @@
 """The ``supabase-push`` command line: a thin shell over :mod:`supabase_push.schema`.
 
 Exit codes: 0 success; 1 the operation failed or ``verify`` found a problem;
-2 bad usage or configuration (no database URL, malformed route).
+2 bad usage or configuration (no database URL, malformed route, a payload that is not a JSON object).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from rich.table import Table
 
 from . import __version__, schema
 from .db import connect, describe_dsn
-from .errors import ConfigError, SupabasePushError
+from .errors import ConfigError, PayloadError, SupabasePushError
 
 app = typer.Typer(
     name="supabase-push",
@@ -63,7 +63,7 @@ def _main(
 
 
 def _fail(exc: SupabasePushError, as_json: bool) -> NoReturn:
-    code = 2 if isinstance(exc, ConfigError) else 1
+    code = 2 if isinstance(exc, ConfigError | PayloadError) else 1
     if as_json:
         print(json.dumps({"ok": False, "error": exc.message, "hint": exc.hint,
                           "type": type(exc).__name__}))
@@ -319,6 +319,72 @@ def serve(
                 await server.stop()
 
         asyncio.run(run())
+
+
+@app.command("broadcast")
+def broadcast_command(
+    topic: Annotated[str, typer.Argument(help="Topic, e.g. position-updates.")],
+    event: Annotated[str, typer.Argument(help="Event name, e.g. position_update.")],
+    data: Annotated[str | None, typer.Option(
+        "--data", "-d", show_default=False,
+        help="The payload, a JSON object. Without it the payload is read from stdin.")] = None,
+    private: Annotated[bool | None, typer.Option(
+        "--private/--public", show_default=False,
+        help="Private (RLS-authorised) or public topic; default SUPABASE_PUSH_PRIVATE, else private.")] = None,
+    backend: Annotated[str | None, typer.Option(
+        envvar="SUPABASE_PUSH_BROADCAST", show_envvar=True, show_default=False,
+        help="rest, websocket or notify; default: REST if SUPABASE_URL and a key are set, else NOTIFY.")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server, per attempt.")] = 5.0,
+    as_json: JsonOut = False,
+) -> None:
+    """Send one broadcast message, as a backend service would.
+
+    Reads SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY (Supabase REST, or the local server
+    from `supabase-push serve`), or DATABASE_URL (Postgres NOTIFY). Keys are read from the
+    environment only, never from the command line.
+    """
+    import asyncio
+    import dataclasses
+    import time
+
+    from .broadcast import Broadcaster, RetryPolicy
+    from .config import Settings
+
+    with _errors(as_json):
+        raw = data if data is not None else _read_stdin()
+        try:
+            payload = json.loads(raw)
+        except ValueError as exc:
+            raise ConfigError(f"the payload is not JSON: {exc}", hint="""e.g. --data '{"symbol": "SPY"}'""") from None
+        settings = Settings.from_env()
+        if backend:
+            if backend.lower() not in ("auto", "rest", "websocket", "notify"):
+                raise ConfigError(f"--backend {backend!r} is not one of rest, websocket, notify")
+            settings = dataclasses.replace(settings, broadcast_backend=backend.lower())
+        broadcaster = Broadcaster.from_settings(settings, timeout=timeout, retry=RetryPolicy(attempts=3))
+        started = time.perf_counter()
+
+        async def send() -> None:
+            async with broadcaster:
+                await broadcaster.broadcast(topic, event, payload, private=private)
+
+        asyncio.run(send())
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        is_private = settings.private if private is None else private
+        size = len(json.dumps(payload, separators=(",", ":")).encode())
+    if as_json:
+        _print_json({"ok": True, "topic": topic, "event": event, "private": is_private,
+                     "backend": broadcaster.backend.name, "bytes": size, "ms": round(elapsed_ms, 1)})
+    else:
+        scope = "private" if is_private else "public"
+        out.print(f"[green]✓[/green] sent {topic}/{event} ({size} bytes, {scope}) through "
+                  f"{broadcaster.backend.describe()} in {elapsed_ms:.1f} ms")
+
+
+def _read_stdin() -> str:
+    if sys.stdin.isatty():
+        raise ConfigError("no payload", hint="""pass --data '{"key": "value"}' or pipe JSON to stdin""")
+    return sys.stdin.read()
 
 
 def _say(quiet: bool) -> Callable[[str], None]:

@@ -18,7 +18,7 @@ from .errors import (
     PermissionDeniedError,
 )
 
-__all__ = ["connect", "describe_dsn", "map_error", "redact_dsn"]
+__all__ = ["aconnect", "connect", "describe_dsn", "map_error", "redact_dsn"]
 
 DEFAULT_CONNECT_TIMEOUT = 10  # seconds; libpq's minimum is 2
 NO_URL_HINT = "pass --db-url or set DATABASE_URL (postgresql://user:password@host:5432/dbname)"
@@ -66,6 +66,25 @@ def describe_dsn(dsn: str) -> str:
 
 def connect(dsn: str | None, *, autocommit: bool = True) -> psycopg.Connection[tuple[object, ...]]:
     """Open a connection, or raise a ConfigError/ConnectError/AuthenticationError."""
+    dsn = _checked(dsn)
+    try:
+        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=connect_timeout(),
+                               application_name="supabase-push")
+    except psycopg.Error as exc:
+        raise map_error(exc, dsn) from None
+
+
+async def aconnect(dsn: str | None, *, autocommit: bool = True) -> psycopg.AsyncConnection[tuple[object, ...]]:
+    """:func:`connect` for asyncio."""
+    dsn = _checked(dsn)
+    try:
+        return await psycopg.AsyncConnection.connect(dsn, autocommit=autocommit, connect_timeout=connect_timeout(),
+                                                     application_name="supabase-push")
+    except psycopg.Error as exc:
+        raise map_error(exc, dsn) from None
+
+
+def _checked(dsn: str | None) -> str:
     if not dsn:
         raise ConfigError("no database URL", hint=NO_URL_HINT)
     try:
@@ -74,15 +93,7 @@ def connect(dsn: str | None, *, autocommit: bool = True) -> psycopg.Connection[t
         raise ConfigError(
             f"malformed database URL {redact_dsn(dsn)!r}: {_first_line(exc)}", hint=NO_URL_HINT
         ) from None
-    try:
-        return psycopg.connect(
-            dsn,
-            autocommit=autocommit,
-            connect_timeout=connect_timeout(),
-            application_name="supabase-push",
-        )
-    except psycopg.Error as exc:
-        raise map_error(exc, dsn) from None
+    return dsn
 
 
 def map_error(exc: psycopg.Error, dsn: str | None = None) -> DatabaseError:

@@ -10,18 +10,30 @@
     │   ├── PermissionDeniedError the role lacks a privilege the operation needs
     │   └── MissingTableError     a routed table does not exist
     ├── SchemaError               installed objects are missing or were changed by hand
-    └── EmbeddedPostgresError     a throwaway local cluster could not be started
+    ├── EmbeddedPostgresError     a throwaway local cluster could not be started
+    └── BroadcastError            a broadcast was not delivered
+        ├── PayloadError          the payload is invalid or not serialisable (nothing was sent)
+        │   └── PayloadTooLargeError  it is over the size limit (nothing was sent)
+        ├── DeliveryError         the backend refused it or stayed unreachable through the retries
+        │   └── DeliveryTimeout   the backend did not answer in time
+        └── BroadcasterClosedError  the broadcaster was closed before the message could leave
 """
 
 from __future__ import annotations
 
 __all__ = [
     "AuthenticationError",
+    "BroadcastError",
+    "BroadcasterClosedError",
     "ConfigError",
     "ConnectError",
     "DatabaseError",
+    "DeliveryError",
+    "DeliveryTimeout",
     "EmbeddedPostgresError",
     "MissingTableError",
+    "PayloadError",
+    "PayloadTooLargeError",
     "PermissionDeniedError",
     "SchemaError",
     "SupabasePushError",
@@ -70,3 +82,34 @@ class SchemaError(SupabasePushError):
 
 class EmbeddedPostgresError(SupabasePushError):
     """A throwaway local Postgres cluster could not be started."""
+
+
+class BroadcastError(SupabasePushError):
+    """A broadcast was not delivered."""
+
+
+class PayloadError(BroadcastError, ValueError):
+    """The payload is invalid or cannot be serialised to JSON; nothing was sent."""
+
+
+class PayloadTooLargeError(PayloadError):
+    """The serialised payload is over the backend's size limit; nothing was sent."""
+
+
+class DeliveryError(BroadcastError):
+    """The backend refused the message, or stayed unreachable through every retry.
+
+    ``status`` is the HTTP status when there was one.
+    """
+
+    def __init__(self, message: str, *, hint: str | None = None, status: int | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.status = status
+
+
+class DeliveryTimeout(DeliveryError, TimeoutError):
+    """The backend did not answer within the timeout, through every retry."""
+
+
+class BroadcasterClosedError(BroadcastError):
+    """The broadcaster was closed before the message could be delivered."""

@@ -119,6 +119,10 @@ class LocalRealtime:
                 break
 
     async def stop(self) -> None:
+        # Close every socket ourselves: a handler waiting in receive() would otherwise hold the
+        # connection open until aiohttp's shutdown timeout, and clients would see a silent peer.
+        await asyncio.gather(*(session.close_socket(1001, "server shutting down") for session in list(self.sessions)),
+                             return_exceptions=True)
         for session in list(self.sessions):
             session.disconnect()
         if self._runner is not None:

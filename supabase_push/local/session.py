@@ -65,6 +65,10 @@ class Session:
             return
         self.outbox.put_nowait(frame)
 
+    async def close_socket(self, code: int, reason: str) -> None:
+        self.closed = True
+        await self._close(code, reason)
+
     def push(self, msg: Message) -> None:
         self.deliver(encode(self.vsn, msg))
 

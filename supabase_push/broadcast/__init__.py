@@ -1,0 +1,51 @@
+"""Broadcast helpers for backend services: one line to push an update, async or sync.
+
+::
+
+    from supabase_push import broadcast_position_update
+    await broadcast_position_update(position_id=1, position_data={"symbol": "SPY", "current_price": 13.5})
+
+Sync twins live in :mod:`supabase_push.sync`. For control over the backend, batching and
+retries, build a :class:`Broadcaster`.
+"""
+
+from __future__ import annotations
+
+from .backend import Backend, TransientError
+from .broadcaster import Broadcaster, BroadcastStats, RetryPolicy, backend_from_settings
+from .default import (
+    broadcast,
+    broadcast_portfolio_update,
+    broadcast_position_update,
+    broadcast_trade_executed,
+    close_default_broadcaster,
+    default_broadcaster,
+)
+from .memory import MemoryBackend, NullBackend
+from .message import Message, encode_payload, jsonable
+from .notify import NotifyBackend
+from .rest import RestBackend
+from .websocket import WebsocketBackend
+
+__all__ = [
+    "Backend",
+    "BroadcastStats",
+    "Broadcaster",
+    "MemoryBackend",
+    "Message",
+    "NotifyBackend",
+    "NullBackend",
+    "RestBackend",
+    "RetryPolicy",
+    "TransientError",
+    "WebsocketBackend",
+    "backend_from_settings",
+    "broadcast",
+    "broadcast_portfolio_update",
+    "broadcast_position_update",
+    "broadcast_trade_executed",
+    "close_default_broadcaster",
+    "default_broadcaster",
+    "encode_payload",
+    "jsonable",
+]

@@ -1,0 +1,118 @@
+"""Sync twins of the broadcast API, for Flask, Django, scripts and other non-async code.
+
+They block until the message is accepted, and work both outside any event loop and from
+sync code called inside a running one: the work runs on a separate event loop thread.
+
+::
+
+    from supabase_push.sync import broadcast_position_update
+    broadcast_position_update(position_id=1, position_data={"symbol": "SPY", "current_price": 13.5})
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any
+
+from pydantic import BaseModel
+
+from . import models
+from ._portal import Portal
+from .broadcast.backend import Backend
+from .broadcast.broadcaster import Broadcaster, BroadcastStats
+from .broadcast.default import close_default_broadcaster, on_default_sync
+from .errors import BroadcastError
+
+__all__ = [
+    "SyncBroadcaster",
+    "broadcast",
+    "broadcast_portfolio_update",
+    "broadcast_position_update",
+    "broadcast_trade_executed",
+    "close_default_broadcaster",
+]
+
+
+def broadcast(topic: str, event: str, payload: Mapping[str, Any] | BaseModel, *, private: bool | None = None) -> None:
+    """Send one message through the shared broadcaster; returns once it is accepted."""
+    on_default_sync(lambda b: b.broadcast(topic, event, payload, private=private))
+
+
+def broadcast_position_update(position_id: int | str, position_data: Mapping[str, Any] | models.PositionUpdate, *,
+                              private: bool | None = None) -> None:
+    on_default_sync(lambda b: b.broadcast_position_update(position_id, position_data, private=private))
+
+
+def broadcast_trade_executed(trade_id: int | str, trade_data: Mapping[str, Any] | models.TradeExecuted, *,
+                             private: bool | None = None) -> None:
+    on_default_sync(lambda b: b.broadcast_trade_executed(trade_id, trade_data, private=private))
+
+
+def broadcast_portfolio_update(account_id: str, portfolio_data: Mapping[str, Any] | models.PortfolioUpdate, *,
+                               private: bool | None = None) -> None:
+    on_default_sync(lambda b: b.broadcast_portfolio_update(account_id, portfolio_data, private=private))
+
+
+class SyncBroadcaster:
+    """A :class:`~supabase_push.broadcast.Broadcaster` for sync code: ``with SyncBroadcaster.from_env() as b:``."""
+
+    def __init__(self, broadcaster: Broadcaster) -> None:
+        self.broadcaster = broadcaster
+        self._portal = Portal("supabase-push-sync-broadcaster")
+
+    @classmethod
+    def from_env(cls, *, required: bool = True, **options: Any) -> SyncBroadcaster:
+        return cls(Broadcaster.from_env(required=required, **options))
+
+    @classmethod
+    def with_backend(cls, backend: Backend, **options: Any) -> SyncBroadcaster:
+        return cls(Broadcaster(backend, **options))
+
+    @property
+    def stats(self) -> BroadcastStats:
+        return self.broadcaster.stats
+
+    def broadcast(self, topic: str, event: str, payload: Mapping[str, Any] | BaseModel, *,
+                  private: bool | None = None) -> None:
+        self._portal.call(self.broadcaster.broadcast(topic, event, payload, private=private))
+
+    def broadcast_position_update(self, position_id: int | str,
+                                  position_data: Mapping[str, Any] | models.PositionUpdate, *,
+                                  private: bool | None = None) -> None:
+        self._portal.call(self.broadcaster.broadcast_position_update(position_id, position_data, private=private))
+
+    def broadcast_trade_executed(self, trade_id: int | str, trade_data: Mapping[str, Any] | models.TradeExecuted, *,
+                                 private: bool | None = None) -> None:
+        self._portal.call(self.broadcaster.broadcast_trade_executed(trade_id, trade_data, private=private))
+
+    def broadcast_portfolio_update(self, account_id: str,
+                                   portfolio_data: Mapping[str, Any] | models.PortfolioUpdate, *,
+                                   private: bool | None = None) -> None:
+        self._portal.call(self.broadcaster.broadcast_portfolio_update(account_id, portfolio_data, private=private))
+
+    def start(self) -> SyncBroadcaster:
+        self._portal.call(self.broadcaster.start())
+        return self
+
+    def flush(self) -> None:
+        self._portal.call(self.broadcaster.flush())
+
+    def close(self) -> None:
+        """Deliver what is queued, then stop; raises BroadcasterClosedError if some could not be."""
+        try:
+            self._portal.call(self.broadcaster.close())
+        finally:
+            self._portal.close()
+
+    def __enter__(self) -> SyncBroadcaster:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if exc is None:
+            self.close()
+        else:
+            with contextlib.suppress(BroadcastError):  # already logged; the original exception matters more
+                self.close()
