@@ -279,9 +279,13 @@ class LocalRealtime:
         for message in messages:
             if len(json.dumps(message["payload"])) > self.config.max_payload_bytes:
                 return web.json_response({"errors": {"messages": ["Payload size exceeds tenant limit"]}}, status=422)
+        allowed: dict[str, bool] = {}  # private topic -> may write; checked once per topic, as Realtime groups them
         for message in messages:
-            await self._rest_deliver(claims, message["topic"], message["event"], message["payload"],
-                                     cast_bool(message.get("private")), message.get("id"))
+            topic, private = message["topic"], cast_bool(message.get("private"))
+            if private and topic not in allowed:
+                allowed[topic] = await self.db.can_write(claims, topic)
+            if not private or allowed[topic]:  # denied ones are skipped silently; the call still answers 202
+                self._publish(topic, message["event"], message["payload"], private, message.get("id"))
         return web.Response(status=202)
 
     async def _rest_single(self, request: web.Request) -> web.Response:
@@ -305,14 +309,12 @@ class LocalRealtime:
                 {"error": "Unsupported Media Type: use application/json or application/octet-stream"}, status=415)
         if len(raw) > self.config.max_payload_bytes:
             return web.json_response({"errors": {"payload": ["Payload size exceeds tenant limit"]}}, status=422)
-        private = cast_bool(request.query.get("private"))
-        await self._rest_deliver(claims, request.match_info["topic"], request.match_info["event"], payload, private)
+        private, topic = cast_bool(request.query.get("private")), request.match_info["topic"]
+        if not private or await self.db.can_write(claims, topic):  # as on Supabase: denied is skipped, still 202
+            self._publish(topic, request.match_info["event"], payload, private)
         return web.Response(status=202)
 
-    async def _rest_deliver(self, claims: dict[str, Any], topic: str, event: str, payload: Any, private: bool,
-                            message_id: Any = None) -> None:
-        if private and not await self.db.can_write(claims, topic):
-            return  # as on Supabase: skipped without an error, the call still answers 202
+    def _publish(self, topic: str, event: str, payload: Any, private: bool, message_id: Any = None) -> None:
         stream = (private, topic)
         if isinstance(payload, bytes):
             meta = {"id": str(message_id)} if message_id is not None else None
