@@ -153,6 +153,7 @@ DECLARE
     v_change supabase_push.change_log;
     v_envelope jsonb;
     v_text text;
+    v_prev text;
 BEGIN
     SELECT broadcast_mode, private_broadcast INTO v_mode, v_private FROM supabase_push.installation;
     v_paths := supabase_push.broadcast_paths_v1(v_mode);
@@ -161,12 +162,24 @@ BEGIN
     IF NOT (v_realtime OR v_notify) THEN
         RETURN;
     END IF;
+    -- Each push names the change just before it in cursor order ("prev"). A subscriber whose
+    -- last change is exactly that one takes the push as it comes; any other knows it missed
+    -- something and reads by cursor. Under the commit-order lock the previous transaction is
+    -- visible (in READ COMMITTED); a staler answer only costs the subscriber a read.
+    SELECT t.seq::text || ':' || pg_catalog.max(l.id)::text INTO v_prev
+    FROM supabase_push.change_txn t
+    JOIN supabase_push.change_log l ON l.txid = t.txid
+    WHERE t.seq = (SELECT pg_catalog.max(seq) FROM supabase_push.change_txn WHERE seq < p_seq)
+    GROUP BY t.seq;
+    v_prev := coalesce(v_prev, '0:0');
     -- One subtransaction for the whole batch: a failure never aborts the user's write.
     BEGIN
         FOR v_change IN
             SELECT * FROM supabase_push.change_log WHERE txid = p_txid ORDER BY id
         LOOP
-            v_envelope := supabase_push.envelope_v1(v_change, p_seq, p_committed_at);
+            v_envelope := supabase_push.envelope_v1(v_change, p_seq, p_committed_at)
+                          || pg_catalog.jsonb_build_object('prev', v_prev);
+            v_prev := p_seq::text || ':' || v_change.id::text;
             IF v_realtime THEN
                 PERFORM realtime.send(v_envelope, v_change.op, v_change.topic, v_private);
             END IF;

@@ -174,3 +174,27 @@ async def test_concurrent_writers_lose_nothing(installed_url: str) -> None:
         quantities = [e.record["quantity"] for e in updates
                       if e.record and e.record["symbol"] == f"HOT{hot}"]
         assert quantities == list(range(1, len(quantities) + 1))
+
+
+async def test_pushes_form_an_exact_chain_under_concurrent_writers(installed_url: str) -> None:
+    """Every push names the change before it: listening to every topic, each push's prev is
+    the previous push's cursor, so a subscriber can tell a complete stream from a gap."""
+    async with await psycopg.AsyncConnection.connect(installed_url, autocommit=True) as listener:
+        for topic in ("trade-updates", "position-updates"):
+            await listener.execute(f'LISTEN "{topic}"')
+
+        async def writer(n: int) -> None:
+            async with await psycopg.AsyncConnection.connect(installed_url, autocommit=True) as db:
+                for i in range(10):
+                    async with db.transaction():
+                        await db.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES (%s,'buy',1,1)",
+                                         (f"{n}-{i}",))
+                        if i % 2:
+                            await db.execute("INSERT INTO positions (symbol) VALUES (%s)", (f"{n}-{i}",))
+
+        await asyncio.gather(*(writer(n) for n in range(8)))
+        pushed = [ChangeEvent.model_validate_json(note.payload)
+                  async for note in listener.notifies(timeout=5, stop_after=120)]
+    assert len(pushed) == 120
+    assert pushed[0].prev == "0:0"
+    assert [e.prev for e in pushed[1:]] == [e.cursor for e in pushed[:-1]]
