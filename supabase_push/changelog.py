@@ -10,7 +10,7 @@ from psycopg.rows import dict_row
 
 from .events import START, ChangeEvent, Cursor, Source
 
-__all__ = ["fetch_change", "read_changes"]
+__all__ = ["aread_changes", "fetch_change", "read_changes", "row_to_event"]
 
 _READ = """
 SELECT seq, id, topic, schema_name, table_name, op, record, old_record, committed_at
@@ -33,10 +33,29 @@ def read_changes(
             {"seq": after.seq, "id": after.id, "limit": limit,
              "topics": list(topics) if topics is not None else None},
         )
-        return [_to_event(row, source) for row in cur.fetchall()]
+        return [row_to_event(row, source) for row in cur.fetchall()]
 
 
-def _to_event(row: dict[str, Any], source: Source) -> ChangeEvent:
+async def aread_changes(
+    conn: psycopg.AsyncConnection[Any],
+    after: Cursor = START,
+    *,
+    limit: int = 500,
+    topics: Sequence[str] | None = None,
+    source: Source = "poll",
+) -> list[ChangeEvent]:
+    """:func:`read_changes` for asyncio."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            _READ,
+            {"seq": after.seq, "id": after.id, "limit": limit,
+             "topics": list(topics) if topics is not None else None},
+        )
+        return [row_to_event(row, source) for row in await cur.fetchall()]
+
+
+def row_to_event(row: dict[str, Any], source: Source) -> ChangeEvent:
+    """A row of ``supabase_push_changes()`` (SQL or PostgREST JSON) as an event."""
     return ChangeEvent(
         id=row["id"],
         cursor=str(Cursor(row["seq"], row["id"])),

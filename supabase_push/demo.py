@@ -14,7 +14,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -134,7 +134,7 @@ class _Listener(threading.Thread):
                 for note in self.conn.notifies(timeout=0.2):
                     event = ChangeEvent.model_validate_json(note.payload).model_copy(
                         update={"source": "listen"})
-                    self.received.append((event, datetime.now(timezone.utc)))
+                    self.received.append((event, datetime.now(UTC)))
 
     def wait_for(self, count: int, timeout: float) -> list[tuple[ChangeEvent, datetime]]:
         deadline = time.monotonic() + timeout

@@ -11,6 +11,7 @@
     │   └── MissingTableError     a routed table does not exist
     ├── SchemaError               installed objects are missing or were changed by hand
     ├── EmbeddedPostgresError     a throwaway local cluster could not be started
+    ├── TransportError            a subscriber's push transport or change-log reader failed (it retries)
     └── BroadcastError            a broadcast was not delivered
         ├── PayloadError          the payload is invalid or not serialisable (nothing was sent)
         │   └── PayloadTooLargeError  it is over the size limit (nothing was sent)
@@ -37,6 +38,7 @@ __all__ = [
     "PermissionDeniedError",
     "SchemaError",
     "SupabasePushError",
+    "TransportError",
 ]
 
 
@@ -82,6 +84,10 @@ class SchemaError(SupabasePushError):
 
 class EmbeddedPostgresError(SupabasePushError):
     """A throwaway local Postgres cluster could not be started."""
+
+
+class TransportError(SupabasePushError):
+    """A subscriber's push transport or change-log reader failed; the subscriber retries it."""
 
 
 class BroadcastError(SupabasePushError):

@@ -9,7 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["DEFAULT_ROUTES", "START", "ChangeEvent", "Cursor", "Operation", "Source"]
 
-Operation = Literal["INSERT", "UPDATE", "DELETE"]
+Operation = Literal["INSERT", "UPDATE", "DELETE", "GAP"]
+"""GAP: changes up to this cursor were pruned from the log before this subscriber read them."""
 Source = Literal["realtime", "listen", "poll", "catch-up"]
 
 # table -> topic, as installed when no routes are given.

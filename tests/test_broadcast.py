@@ -9,9 +9,9 @@ import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from decimal import Decimal
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 from uuid import uuid4
 
@@ -89,7 +89,7 @@ async def test_rest_typed_helpers_reach_a_private_subscriber(realtime: LocalReal
                 "symbol": "SPY251219C00600000", "current_price": 13.50, "unrealized_pnl": Decimal("1200.00")})
             await broadcaster.broadcast_trade_executed(trade_id, {
                 "symbol": "SPY", "side": "buy", "quantity": 2, "price": "13.25",
-                "executed_at": datetime(2026, 11, 21, 14, 30, tzinfo=timezone.utc)})
+                "executed_at": datetime(2026, 11, 21, 14, 30, tzinfo=UTC)})
             await broadcaster.broadcast_portfolio_update(account, {"total_value": Decimal("100250.75"), "cash": 250})
 
         [position] = await positions.wait_for(lambda m: m["payload"].get("id") == position_id)
@@ -186,7 +186,7 @@ async def test_memory_backend_records_for_users_tests() -> None:
         await broadcaster.broadcast_position_update(1, {"symbol": "SPY", "current_price": 13.5})
         broadcaster.broadcast_nowait("alerts", "margin_call", {
             "account": uuid.UUID(int=1), "venue": Venue.NYSE, "due": Decimal("0.1000000000000000055511151231257827"),
-            "at": datetime(2026, 11, 21, tzinfo=timezone.utc), "tags": {"b", "a"}})
+            "at": datetime(2026, 11, 21, tzinfo=UTC), "tags": {"b", "a"}})
     assert [(m.topic, m.event, m.payload) for m in backend.messages] == [
         ("position-updates", "position_update", {"id": 1, "symbol": "SPY", "current_price": 13.5}),
         ("alerts", "margin_call", {"account": "00000000-0000-0000-0000-000000000001", "venue": 1,
@@ -369,7 +369,7 @@ async def test_unreachable_websocket_server_error_does_not_quote_the_key(caplog:
 # -- bad payloads are refused before anything is sent ------------------------------------------
 
 
-class Side(str, Enum):
+class Side(StrEnum):
     BUY = "buy"
 
 

@@ -66,7 +66,7 @@ class NotifyBackend:
             await asyncio.wait_for(self._conn.execute(
                 "SELECT pg_catalog.pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS t(c, p)",
                 (channels, payloads)), self.timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             await self.close()
             raise TransientError(f"no answer from {self.describe()} within {self.timeout:g} s", timeout=True) from None
         except psycopg.OperationalError as exc:

@@ -1,0 +1,69 @@
+"""Push through Postgres LISTEN/NOTIFY (psycopg 3)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Literal
+
+import psycopg
+from psycopg import sql
+
+from ..db import aconnect, describe_dsn, map_error
+from ..errors import DatabaseError, TransportError
+from ..events import ChangeEvent
+
+__all__ = ["ListenTransport", "parse_push"]
+
+Emit = Callable[[ChangeEvent | None], Awaitable[None]]
+
+
+def parse_push(payload: object) -> ChangeEvent | None:
+    """A change envelope from a push payload, or None for anything else (a service broadcast)."""
+    if isinstance(payload, (str, bytes)):
+        try:
+            payload = json.loads(payload)
+        except ValueError:
+            return None
+    if not isinstance(payload, dict) or "cursor" not in payload:
+        return None
+    try:
+        return ChangeEvent.model_validate(payload)
+    except ValueError:
+        return None
+
+
+class ListenTransport:
+    name: Literal["listen"] = "listen"
+
+    def __init__(self, database_url: str, *, liveness_interval: float = 10.0) -> None:
+        self._dsn = database_url
+        self.liveness_interval = liveness_interval
+
+    def describe(self) -> str:
+        return f"LISTEN at {describe_dsn(self._dsn)}"
+
+    async def run(self, topics: Sequence[str], emit: Emit, up: Callable[[], Awaitable[None]]) -> None:
+        try:
+            conn = await aconnect(self._dsn)
+        except DatabaseError as exc:
+            raise TransportError(exc.message, hint=exc.hint) from None
+        try:
+            for topic in topics:
+                await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(topic)))
+            await up()
+            while True:
+                # aclosing: an abandoned notifies() generator keeps the connection's lock, and close() waits forever
+                async with contextlib.aclosing(conn.notifies(timeout=self.liveness_interval)) as notes:
+                    async for note in notes:
+                        await emit(parse_push(note.payload))
+                # Quiet for a while: make sure the server is still there (a half-open socket is silent).
+                await asyncio.wait_for(conn.execute("SELECT 1"), self.liveness_interval)
+        except TimeoutError:
+            raise TransportError(f"{self.describe()}: no answer within {self.liveness_interval:g} s") from None
+        except psycopg.Error as exc:
+            raise TransportError(f"{self.describe()}: {map_error(exc, self._dsn).message}") from None
+        finally:
+            await conn.close()

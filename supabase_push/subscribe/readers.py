@@ -1,0 +1,104 @@
+"""Reading the change log by cursor: through SQL (psycopg) or PostgREST (the official client)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import httpx
+import psycopg
+from postgrest import APIError, AsyncPostgrestClient
+
+from ..changelog import aread_changes, row_to_event
+from ..config import scrub
+from ..db import aconnect, describe_dsn, map_error
+from ..errors import DatabaseError, TransportError
+from ..events import ChangeEvent, Cursor, Source
+
+__all__ = ["Reader", "RestReader", "SqlReader"]
+
+
+class Reader(Protocol):
+    name: str
+
+    def describe(self) -> str: ...
+
+    async def read(self, after: Cursor, limit: int, topics: Sequence[str], source: Source) -> list[ChangeEvent]:
+        """Up to ``limit`` changes on ``topics`` after ``after``, in cursor order; TransportError if it cannot."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class SqlReader:
+    name = "sql"
+
+    def __init__(self, database_url: str) -> None:
+        self._dsn = database_url
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    def describe(self) -> str:
+        return f"SQL at {describe_dsn(self._dsn)}"
+
+    async def read(self, after: Cursor, limit: int, topics: Sequence[str], source: Source) -> list[ChangeEvent]:
+        try:
+            if self._conn is None or self._conn.closed:
+                self._conn = await aconnect(self._dsn)
+            return await aread_changes(self._conn, after, limit=limit, topics=topics, source=source)
+        except DatabaseError as exc:
+            await self.close()
+            raise TransportError(exc.message, hint=exc.hint) from None
+        except psycopg.Error as exc:
+            await self.close()
+            raise TransportError(str(map_error(exc, self._dsn))) from None
+
+    async def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            await conn.close()
+
+
+class RestReader:
+    """``POST <rest_url>/rpc/supabase_push_changes`` (``rest_url`` is ``<project>/rest/v1`` on Supabase)."""
+
+    name = "rest"
+
+    def __init__(self, rest_url: str, key: str, *, timeout: float = 10.0) -> None:
+        self.rest_url = rest_url.rstrip("/")
+        self._key = key
+        headers = {"apikey": key, "Accept": "application/json", "Content-Type": "application/json"}
+        if key.count(".") == 2:
+            headers["Authorization"] = f"Bearer {key}"
+        self._http = httpx.AsyncClient(base_url=self.rest_url, headers=headers, timeout=timeout)
+        self._client = AsyncPostgrestClient(self.rest_url, headers=headers, http_client=self._http)
+
+    def describe(self) -> str:
+        return f"PostgREST at {self.rest_url}"
+
+    async def read(self, after: Cursor, limit: int, topics: Sequence[str], source: Source) -> list[ChangeEvent]:
+        params: Any = {"after_seq": after.seq, "after_id": after.id, "max_rows": limit, "topics": list(topics)}
+        try:
+            response = await self._client.rpc("supabase_push_changes", params).execute()
+        except APIError as exc:
+            raise TransportError(f"{self.describe()} refused the read: {exc.code} {exc.message}",
+                                 hint=_hint(exc.code)) from None
+        except httpx.HTTPError as exc:
+            raise TransportError(f"cannot read from {self.describe()}: "
+                                 f"{scrub(str(exc) or type(exc).__name__, [self._key])}") from None
+        rows = response.data
+        if not isinstance(rows, list):
+            raise TransportError(f"{self.describe()} answered with something other than rows: {str(rows)[:100]}")
+        return [row_to_event(row, source) for row in rows]
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+
+def _hint(code: str | None) -> str | None:
+    if code in ("PGRST301", "PGRST302", "401"):
+        return "check the key: reading the change log needs the service role (or a grant to your role)"
+    if code in ("PGRST202", "42883"):
+        return "the change-log function is missing: run `supabase-push apply`"
+    if code == "42501":
+        return "this role may not read the change log: use the service role key, or GRANT SELECT to it"
+    return None

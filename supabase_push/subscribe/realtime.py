@@ -1,0 +1,194 @@
+"""Push through Supabase Realtime, supervised: the official client's gaps, filled.
+
+The client never checks heartbeat replies, gives up reconnecting silently, drops async
+callbacks and dies when a callback raises (research/clients.md). So: our callback only
+queues; a watchdog sends an acknowledged broadcast every ``liveness_interval`` and treats
+a missing ack as a dead connection; a user token is refreshed before it expires; any
+channel error, close or timeout ends ``run()`` with a TransportError, and the subscriber
+builds a new client (and so new channels) on its next attempt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import inspect
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Literal
+
+from realtime import AsyncRealtimeChannel, AsyncRealtimeClient, RealtimeSubscribeStates
+from realtime.types import RealtimeAcknowledgementStatus
+
+from ..broadcast.websocket import realtime_url
+from ..config import scrub
+from ..errors import TransportError
+from ..events import ChangeEvent
+from .listen import parse_push
+
+__all__ = ["RealtimeTransport", "TokenSource", "seconds_left"]
+
+Emit = Callable[[ChangeEvent | None], Awaitable[None]]
+TokenSource = str | Callable[[], str | Awaitable[str]]
+"""A user JWT, or a function (sync or async) that returns a fresh one."""
+CHANGE_EVENTS = {"INSERT", "UPDATE", "DELETE"}
+
+
+def seconds_left(token: str) -> float | None:
+    """Seconds until the JWT's ``exp`` (read, not verified), or None if it has none."""
+    try:
+        body = token.split(".")[1]
+        exp = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["exp"]
+        return float(exp) - time.time()
+    except (IndexError, KeyError, TypeError, ValueError):
+        return None
+
+
+class RealtimeTransport:
+    name: Literal["realtime"] = "realtime"
+
+    def __init__(self, url: str, key: str, *, private: bool = True, liveness_interval: float = 10.0,
+                 timeout: float = 10.0, buffer: int = 10_000, access_token: TokenSource | None = None) -> None:
+        self.url = realtime_url(url)
+        self.private = private
+        self.liveness_interval = liveness_interval
+        self.timeout = timeout
+        self._key = key
+        self._buffer = buffer
+        self._access_token = access_token
+        self._tokens_seen: list[str] = []  # to keep them out of messages
+
+    async def _fresh_token(self) -> str | None:
+        source = self._access_token
+        if source is None:
+            return None
+        token = source() if callable(source) else source
+        if inspect.isawaitable(token):
+            token = await token
+        if not isinstance(token, str) or not token:
+            raise TransportError("the access_token function returned no token")
+        self._tokens_seen = [*self._tokens_seen[-4:], token]
+        return token
+
+    def _scrub(self, text: str) -> str:
+        return scrub(text, [self._key, *self._tokens_seen])
+
+    def describe(self) -> str:
+        return f"Supabase Realtime at {self.url}"
+
+    async def run(self, topics: Sequence[str], emit: Emit, up: Callable[[], Awaitable[None]]) -> None:
+        loop = asyncio.get_running_loop()
+        failed: asyncio.Future[str] = loop.create_future()
+        pending: asyncio.Queue[ChangeEvent | None] = asyncio.Queue()
+        overflowed = False
+
+        def fail(reason: str) -> None:
+            if not failed.done():
+                failed.set_result(self._scrub(reason))
+
+        def on_broadcast(message: Any) -> None:
+            nonlocal overflowed
+            try:  # never let anything escape into the client's receive loop
+                if str(message.get("event", "")).upper() not in CHANGE_EVENTS:
+                    return
+                event = parse_push(message.get("payload"))
+                if event is None:
+                    return
+                if pending.qsize() >= self._buffer:
+                    overflowed = True  # dropped here, read back by cursor
+                    return
+                pending.put_nowait(event)
+            except Exception as exc:  # pragma: no cover - defensive
+                fail(f"could not take a message: {exc!r}")
+
+        def on_state(name: str) -> Callable[[RealtimeSubscribeStates, Exception | None], None]:
+            def callback(state: RealtimeSubscribeStates, error: Exception | None) -> None:
+                if state != RealtimeSubscribeStates.SUBSCRIBED:
+                    fail(f"channel {name}: {state.value}{f' ({error})' if error else ''}")
+            return callback
+
+        client = AsyncRealtimeClient(self.url, token=self._key, auto_reconnect=False,
+                                     timeout=max(1, round(self.timeout)))
+        try:
+            token = await self._fresh_token()
+            if token is not None:
+                await client.set_auth(token)
+            try:
+                await asyncio.wait_for(client.connect(), self.timeout + 1)
+            except Exception as exc:
+                raise TransportError(f"cannot connect to {self.url}: "
+                                     f"{self._scrub(str(exc) or type(exc).__name__)}") from None
+            for topic in topics:
+                options: Any = {"config": {"broadcast": {"ack": False, "self": False}, "private": self.private}}
+                channel = client.channel(topic, options)
+                channel.on_broadcast("*", on_broadcast)
+                await channel.subscribe(on_state(topic))
+                if not channel.is_joined:
+                    reason = failed.result() if failed.done() else f"channel {topic}: no reply"
+                    raise TransportError(f"{self.describe()} refused {topic!r}: {reason}",
+                                         hint="private topics need the service role key or an RLS read policy")
+            probe = client.channel(f"supabase-push-liveness-{uuid.uuid4().hex[:12]}",
+                                   {"config": {"broadcast": {"ack": True, "self": False}, "private": False,
+                                               "presence": None}})
+            await probe.subscribe(on_state("liveness"))
+            watchdog = asyncio.create_task(self._watch(probe, fail))
+            refresher = asyncio.create_task(self._refresh(client, token, fail))
+            await up()
+            try:
+                while not failed.done():
+                    getter = asyncio.ensure_future(pending.get())
+                    waiting: set[asyncio.Future[Any]] = {getter, failed}
+                    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+                    if not getter.done():
+                        getter.cancel()
+                        break
+                    await emit(getter.result())
+                    if overflowed:
+                        overflowed = False
+                        await emit(None)
+            finally:
+                for task in (watchdog, refresher):
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            raise TransportError(f"{self.describe()}: {failed.result()}")
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.close(), 2)
+
+    async def _refresh(self, client: AsyncRealtimeClient, token: str | None, fail: Callable[[str], None]) -> None:
+        """Hand the server a new token before the current one expires (a minute before, or at 80 % of a short life)."""
+        while token is not None:
+            left = seconds_left(token)
+            if left is None:
+                return
+            await asyncio.sleep(max(0.5, left - min(60.0, left * 0.2)))
+            try:
+                token = await self._fresh_token()
+                await client.set_auth(token)
+            except Exception as exc:
+                fail(f"could not refresh the access token: {exc}")
+                return
+
+    async def _watch(self, probe: AsyncRealtimeChannel, fail: Callable[[str], None]) -> None:
+        """An acknowledged round trip every interval: the Phoenix-level liveness check the client lacks."""
+        client_timeout = max(1, round(self.liveness_interval))
+        while True:
+            await asyncio.sleep(self.liveness_interval)
+            acked = asyncio.get_running_loop().create_future()
+
+            def ok(_: Any, acked: asyncio.Future[bool] = acked) -> None:
+                if not acked.done():
+                    acked.set_result(True)
+
+            try:
+                push = await probe.push("broadcast", {"type": "broadcast", "event": "ping", "payload": {}},
+                                        client_timeout)
+                push.receive(RealtimeAcknowledgementStatus.Ok, ok)
+                await asyncio.wait_for(acked, self.liveness_interval)
+            except (TimeoutError, Exception) as exc:
+                fail(f"no reply from the server within {self.liveness_interval:g} s ({type(exc).__name__})")
+                return

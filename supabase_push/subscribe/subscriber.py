@@ -1,0 +1,439 @@
+"""The Subscriber: the best configured transport, polling while it is down, nothing lost.
+
+One engine task owns the cursor. Pushes, transport state changes and timer ticks reach it
+through one queue, so a push never races a read: the engine delivers a push that
+continues the stream, reads the log by cursor for anything else, and polls while no push
+transport is up. A supervisor task keeps the push transport running, forever, with
+jittered backoff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import os
+import random
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Literal, Protocol
+
+from ..config import Settings
+from ..errors import ConfigError, SupabasePushError, TransportError
+from ..events import DEFAULT_ROUTES, START, ChangeEvent, Cursor, Source
+from .cursor_store import CursorStore, FileCursorStore
+from .filters import RowFilter
+from .listen import ListenTransport
+from .readers import Reader, RestReader, SqlReader
+from .realtime import RealtimeTransport, TokenSource
+from .sequencer import Sequencer, Verdict
+
+__all__ = ["PushTransport", "Subscriber", "SubscriberStats"]
+
+log = logging.getLogger("supabase_push.subscribe")
+
+Callback = Callable[[ChangeEvent], Any]
+Emit = Callable[[ChangeEvent | None], Awaitable[None]]
+
+
+class PushTransport(Protocol):
+    @property
+    def name(self) -> Literal["realtime", "listen"]: ...
+
+    def describe(self) -> str: ...
+
+    async def run(self, topics: Sequence[str], emit: Emit, up: Callable[[], Awaitable[None]]) -> None:
+        """Subscribe, await ``up()``, then ``emit`` pushes (None: some were dropped) until it fails."""
+        ...
+
+
+@dataclass
+class SubscriberStats:
+    state: str = "starting"
+    """``push:<transport>``, ``poll:<reader>`` (push down or not configured), ``stopped``."""
+    delivered: Counter[str] = field(default_factory=Counter)
+    """Events handed to you, by source: realtime, listen, poll, catch-up."""
+    duplicates: int = 0
+    """Pushes and reads of changes already delivered, dropped."""
+    catch_ups: int = 0
+    """Reads by cursor that found something the pushes had not brought."""
+    gaps: int = 0
+    """Gap events: changes pruned from the log before this subscriber read them."""
+    switches: int = 0
+    read_failures: int = 0
+    push_failures: int = 0
+    callback_errors: int = 0
+    filtered: int = 0
+    lag_ms: float | None = None
+    """Commit to delivery, of the last event delivered."""
+    cursor: str = str(START)
+    """The last change accounted for (delivered or filtered out)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"state": self.state, "delivered": dict(self.delivered), "duplicates": self.duplicates,
+                "catch_ups": self.catch_ups, "gaps": self.gaps, "switches": self.switches,
+                "read_failures": self.read_failures, "push_failures": self.push_failures,
+                "callback_errors": self.callback_errors, "filtered": self.filtered,
+                "lag_ms": None if self.lag_ms is None else round(self.lag_ms, 3), "cursor": self.cursor}
+
+
+@dataclass
+class _Push:
+    event: ChangeEvent | None
+
+
+@dataclass
+class _Up:
+    transport: str
+
+
+@dataclass
+class _Down:
+    reason: str
+
+
+_END = object()
+
+
+class Subscriber:
+    """``async with Subscriber.from_env(topics=[...]) as sub: async for event in sub: ...``
+
+    Every change on ``topics`` is delivered once, in cursor order, whatever the transport
+    does: pushes are checked for continuity, anything missed is read from the change log.
+
+    With ``cursor_store`` (a path, or your own :class:`CursorStore`), the cursor of the last
+    event you finished with is saved, and the next run starts after it. An event counts as
+    finished when your loop asks for the next one, when the ``async with`` block exits
+    without an exception, or, for ``on()`` callbacks, when they have returned.
+    """
+
+    def __init__(self, *, reader: Reader, push: PushTransport | None = None, topics: Sequence[str] | None = None,
+                 start: Cursor | str | None = None, cursor_store: CursorStore | str | os.PathLike[str] | None = None,
+                 filters: Sequence[str] = (), poll_interval: float = 1.0, verify_interval: float = 10.0,
+                 page_size: int = 500, queue_size: int = 1000, max_backoff: float = 30.0) -> None:
+        self.topics = list(topics) if topics is not None else list(DEFAULT_ROUTES.values())
+        if not self.topics:
+            raise ConfigError("no topics to subscribe to")
+        self.push = push
+        self.reader = reader
+        self.filters = [RowFilter.parse(f) for f in filters]
+        self.poll_interval = poll_interval
+        self.verify_interval = verify_interval
+        self.page_size = page_size
+        self.max_backoff = max_backoff
+        self.cursor_store: CursorStore | None = (
+            FileCursorStore(cursor_store) if isinstance(cursor_store, (str, os.PathLike)) else cursor_store)
+        self.stats = SubscriberStats()
+        saved = self.cursor_store.load() if self.cursor_store is not None else None
+        self._sequencer = Sequencer(saved or (Cursor.parse(start) if isinstance(start, str) else start or START))
+        self._saved = self._sequencer.cursor
+        self.stats.cursor = str(self._sequencer.cursor)
+        self._inbox: asyncio.Queue[_Push | _Up | _Down] = asyncio.Queue(queue_size)
+        self._out: asyncio.Queue[Any] = asyncio.Queue(queue_size)
+        self._callbacks: list[tuple[str | None, Callback]] = []
+        self._iterating = False
+        self._yielded: ChangeEvent | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._pushing = False
+        self._behind = False
+        self._last_push = time.monotonic()
+        self._read_failures_in_a_row = 0
+        self._ready = asyncio.Event()
+
+    # -- construction -----------------------------------------------------------------------
+
+    @classmethod
+    def from_env(cls, *, topics: Sequence[str] | None = None, transport: str = "auto", reader: str = "auto",
+                 **options: Any) -> Subscriber:
+        """Built from SUPABASE_URL, SUPABASE_SERVICE_ROLE_KEY / SUPABASE_ANON_KEY, DATABASE_URL and
+        SUPABASE_PUSH_REST_URL: see :meth:`from_settings`."""
+        return cls.from_settings(Settings.from_env(), topics=topics, transport=transport, reader=reader,
+                                 rest_url=os.environ.get("SUPABASE_PUSH_REST_URL") or None, **options)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, topics: Sequence[str] | None = None, transport: str = "auto",
+                      reader: str = "auto", rest_url: str | None = None, liveness_interval: float = 10.0,
+                      access_token: TokenSource | None = None, **options: Any) -> Subscriber:
+        """Push: Realtime when SUPABASE_URL and a key are set, else LISTEN when DATABASE_URL is.
+        Reads by cursor: SQL when DATABASE_URL is set, else PostgREST at ``rest_url``
+        (default ``<SUPABASE_URL>/rest/v1``).
+
+        ``transport`` forces the push transport (``realtime``, ``listen``, or ``poll`` for none);
+        ``reader`` forces the reader (``sql`` or ``rest``). ``access_token`` gives Realtime a user
+        JWT (a string, or a function returning a fresh one) that is refreshed before it expires.
+        """
+        key = settings.api_key
+        rest = rest_url or (f"{settings.supabase_url}/rest/v1" if settings.supabase_url else None)
+        chosen_reader = _choose_reader(reader, settings.database_url, rest, key)
+        push: PushTransport | None = None
+        realtime_ready = bool(settings.supabase_url and key)
+        if transport == "realtime" or (transport == "auto" and realtime_ready):
+            if not (settings.supabase_url and key):
+                raise ConfigError("transport 'realtime' needs SUPABASE_URL and a key",
+                                  hint="set SUPABASE_SERVICE_ROLE_KEY (or SUPABASE_ANON_KEY with an RLS read policy)")
+            push = RealtimeTransport(settings.supabase_url, key, private=settings.private,
+                                     liveness_interval=liveness_interval, access_token=access_token)
+        elif transport == "listen" or (transport == "auto" and settings.database_url):
+            if not settings.database_url:
+                raise ConfigError("transport 'listen' needs DATABASE_URL")
+            push = ListenTransport(settings.database_url, liveness_interval=liveness_interval)
+        elif transport not in ("auto", "poll"):
+            raise ConfigError(f"unknown transport {transport!r}", hint="use auto, realtime, listen or poll")
+        if push is None and transport == "auto":
+            log.warning("no push transport: Realtime is not configured (SUPABASE_URL and a key) and there is no "
+                        "DATABASE_URL to LISTEN on; polling the change log through %s every %.2g s",
+                        chosen_reader.describe(), options.get("poll_interval", 1.0))
+        return cls(topics=topics, push=push, reader=chosen_reader, **options)
+
+    # -- consuming --------------------------------------------------------------------------
+
+    def on(self, topic: str | None, callback: Callback) -> Subscriber:
+        """Call ``callback(event)`` for every event on ``topic`` (None: every topic; gap events go
+        to every callback). Sync or async; an exception is logged and counted, and delivery goes on."""
+        self._callbacks.append((topic, callback))
+        return self
+
+    def __aiter__(self) -> AsyncIterator[ChangeEvent]:
+        self._iterating = True
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[ChangeEvent]:
+        while True:
+            item = await self._out.get()
+            if item is _END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            event, visible = item
+            if visible:
+                self._yielded = event
+                yield event
+                self._yielded = None  # the consumer asked for the next one: it is done with this one
+            self._finished(event)
+
+    @property
+    def cursor(self) -> Cursor:
+        """The last change accounted for (may run ahead of what your loop has processed)."""
+        return self._sequencer.cursor
+
+    async def wait_ready(self) -> None:
+        """Until the push transport is subscribed or has failed its first try (at once without one).
+
+        Changes committed from then on are pushed; earlier ones are read from the log. Either
+        way every change after the start cursor is delivered."""
+        await self._ready.wait()
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    async def start(self) -> Subscriber:
+        if self._tasks:
+            raise RuntimeError("this subscriber is already running")
+        self._tasks = [asyncio.create_task(self._engine(), name="supabase-push-engine")]
+        if self.push is not None:
+            self._tasks.append(asyncio.create_task(self._supervise(self.push), name="supabase-push-transport"))
+        else:
+            self.stats.state = f"poll:{self.reader.name}"
+        return self
+
+    async def close(self, *, finished: bool = True) -> None:
+        """Stop. ``finished``: the event your loop holds now counts as done (its cursor is saved)."""
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.reader.close()
+        if finished and self._yielded is not None:
+            self._finished(self._yielded)
+        self.stats.state = "stopped"
+        while not self._out.empty():  # not handed out, not saved: the next run reads them again
+            self._out.get_nowait()
+        self._out.put_nowait(_END)
+
+    async def __aenter__(self) -> Subscriber:
+        return await self.start()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close(finished=exc is None)
+
+    async def run(self) -> None:
+        """Deliver to the ``on()`` callbacks until cancelled (for programs that only use callbacks)."""
+        async with self:
+            await self._tasks[0]
+
+    # -- the engine -------------------------------------------------------------------------
+
+    async def _engine(self) -> None:
+        try:
+            if self.push is None:
+                self._ready.set()
+            await self._catch_up("catch-up")
+            while True:
+                try:
+                    # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation
+                    async with asyncio.timeout(self._next_wake()):
+                        item = await self._inbox.get()
+                except TimeoutError:
+                    await self._catch_up("catch-up" if self._pushing else "poll")
+                    continue
+                if isinstance(item, _Push):
+                    await self._on_push(item.event)
+                elif isinstance(item, _Up):
+                    await self._catch_up("catch-up")  # whatever committed while push was down
+                    self._switch(f"push:{item.transport}")
+                    self._pushing = True
+                    self._last_push = time.monotonic()
+                else:
+                    if self._pushing or self.stats.state == "starting":
+                        log.warning("push transport down (%s): polling %s every %.2g s while it reconnects",
+                                    item.reason, self.reader.describe(), self.poll_interval)
+                        self._switch(f"poll:{self.reader.name}")
+                    self._pushing = False
+        except Exception as exc:  # a bug: end the iteration with it rather than hang
+            log.exception("the subscriber stopped on an unexpected error")
+            while not self._out.empty():  # not handed out, not saved: the next run reads them again
+                self._out.get_nowait()
+            self._out.put_nowait(exc)
+            raise
+
+    def _next_wake(self) -> float:
+        if self._behind:
+            return min(self.poll_interval, self._read_backoff())
+        if not self._pushing:
+            return self.poll_interval
+        return max(0.0, self.verify_interval - (time.monotonic() - self._last_push))
+
+    async def _on_push(self, event: ChangeEvent | None) -> None:
+        self._last_push = time.monotonic()
+        if event is None:  # the transport dropped some: read them
+            await self._catch_up("catch-up")
+            return
+        verdict = self._sequencer.judge(event)
+        if verdict is Verdict.DUPLICATE:
+            self.stats.duplicates += 1
+        elif verdict is Verdict.DELIVER and not self._behind:
+            assert self.push is not None
+            await self._deliver(event.model_copy(update={"source": self.push.name}))
+        else:
+            await self._catch_up("catch-up")
+
+    async def _catch_up(self, source: Source) -> None:
+        """Read from the cursor until the log has nothing more."""
+        try:
+            while True:
+                page = await self.reader.read(self._sequencer.cursor, self.page_size, self.topics, source)
+                fresh = self._sequencer.fresh(page)
+                self.stats.duplicates += len(page) - len(fresh)
+                if fresh and source == "catch-up":
+                    self.stats.catch_ups += 1
+                for event in fresh:
+                    await self._deliver(event)
+                if len(page) < self.page_size:
+                    break
+        except TransportError as exc:
+            self.stats.read_failures += 1
+            self._read_failures_in_a_row += 1
+            self._behind = True
+            log.warning("reading the change log failed (%s); retrying", exc)
+            return
+        self._behind = False
+        self._read_failures_in_a_row = 0
+
+    def _read_backoff(self) -> float:
+        return _jittered(min(self.max_backoff, 0.1 * 2 ** min(self._read_failures_in_a_row, 10)))
+
+    async def _deliver(self, event: ChangeEvent) -> None:
+        self._sequencer.advance(event)
+        self.stats.cursor = event.cursor
+        gap = event.op == "GAP"
+        visible = gap or all(f.matches(event) for f in self.filters)
+        if gap:
+            self.stats.gaps += 1
+            log.warning("gap: changes after %s up to %s were pruned from the change log before this subscriber "
+                        "read them", (event.record or {}).get("after"), event.cursor)
+        if visible:
+            self.stats.delivered[event.source or "poll"] += 1
+            self.stats.lag_ms = max(0.0, (time.time() - event.commit_ts.timestamp()) * 1000)
+            for topic, callback in self._callbacks:
+                if topic is None or topic == event.topic or gap:
+                    await self._call(callback, event)
+        else:
+            self.stats.filtered += 1
+        if self._iterating or not self._callbacks:
+            await self._out.put((event, visible))  # a slow consumer holds the engine here: backpressure, not loss
+        else:
+            self._finished(event)
+
+    async def _call(self, callback: Callback, event: ChangeEvent) -> None:
+        try:
+            result = callback(event)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            self.stats.callback_errors += 1
+            log.exception("a callback raised on %s %s (delivery goes on)", event.topic, event.cursor)
+
+    def _finished(self, event: ChangeEvent) -> None:
+        if self.cursor_store is not None and event.position > self._saved:
+            self.cursor_store.save(event.position)
+            self._saved = event.position
+
+    def _switch(self, state: str) -> None:
+        if state != self.stats.state:
+            if self.stats.state != "starting":
+                self.stats.switches += 1
+            log.info("subscriber: %s -> %s", self.stats.state, state)
+            self.stats.state = state
+
+    # -- the push transport's supervisor ------------------------------------------------------
+
+    async def _supervise(self, push: PushTransport) -> None:
+        async def up() -> None:
+            self._ready.set()
+            await self._inbox.put(_Up(push.name))
+
+        async def emit(event: ChangeEvent | None) -> None:
+            await self._inbox.put(_Push(event))
+
+        failures = 0
+        while True:
+            started = time.monotonic()
+            try:
+                await push.run(self.topics, emit, up)
+                reason = "the transport stopped"
+            except SupabasePushError as exc:
+                reason = str(exc)
+            except Exception as exc:  # a bug in a client library must not end the subscription
+                log.exception("push transport %s failed unexpectedly", push.name)
+                reason = repr(exc)
+            self.stats.push_failures += 1
+            self._ready.set()
+            failures = 1 if time.monotonic() - started > 30 else failures + 1
+            await self._inbox.put(_Down(reason))
+            delay = _jittered(min(self.max_backoff, 0.2 * 2 ** min(failures - 1, 10)))
+            log.info("reconnecting %s in %.2f s", push.describe(), delay)
+            await asyncio.sleep(delay)
+
+
+def _choose_reader(reader: str, database_url: str | None, rest_url: str | None, key: str | None) -> Reader:
+    if reader == "sql" or (reader == "auto" and database_url):
+        if not database_url:
+            raise ConfigError("reader 'sql' needs DATABASE_URL")
+        return SqlReader(database_url)
+    if reader in ("rest", "auto"):
+        if rest_url and key:
+            return RestReader(rest_url, key)
+        raise ConfigError("nothing to read the change log through: looked for DATABASE_URL, then SUPABASE_URL "
+                          "(or SUPABASE_PUSH_REST_URL) with SUPABASE_SERVICE_ROLE_KEY",
+                          hint="set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY")
+    raise ConfigError(f"unknown reader {reader!r}", hint="use auto, sql or rest")
+
+
+def _jittered(ceiling: float) -> float:
+    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (jitter, not a secret)
