@@ -79,6 +79,12 @@ CREATE TABLE IF NOT EXISTS supabase_push.change_txn (
 );
 CREATE SEQUENCE IF NOT EXISTS supabase_push.commit_seq;
 
+-- The cursor of each topic's last pushed change: what every push names as "prev".
+CREATE TABLE IF NOT EXISTS supabase_push.topic_heads (
+    topic text PRIMARY KEY,
+    head text NOT NULL
+);
+
 -- AFTER ROW trigger of every routed table: append the change. TG_ARGV[0] is the topic.
 CREATE OR REPLACE FUNCTION supabase_push.capture_change_v1()
 RETURNS trigger
@@ -153,33 +159,35 @@ DECLARE
     v_change supabase_push.change_log;
     v_envelope jsonb;
     v_text text;
-    v_prev text;
+    v_heads jsonb;
 BEGIN
     SELECT broadcast_mode, private_broadcast INTO v_mode, v_private FROM supabase_push.installation;
     v_paths := supabase_push.broadcast_paths_v1(v_mode);
     v_realtime := 'realtime' = ANY (v_paths);
     v_notify := 'notify' = ANY (v_paths);
+    -- Each push carries "prev": for every topic, the cursor of its last change before this
+    -- one. A subscriber to topics S whose last change is the latest of those cursors over S
+    -- takes the push as it comes; any other knows it missed something and reads by cursor.
+    -- The heads move under the commit-order lock, for every transaction, pushed or not, so
+    -- they are exact: a failed or skipped push can never be vouched for by a later one.
+    IF v_realtime OR v_notify THEN
+        SELECT coalesce(pg_catalog.jsonb_object_agg(topic, head), '{}') INTO v_heads FROM supabase_push.topic_heads;
+    END IF;
+    INSERT INTO supabase_push.topic_heads (topic, head)
+    SELECT topic, p_seq::text || ':' || pg_catalog.max(id)::text
+    FROM supabase_push.change_log WHERE txid = p_txid GROUP BY topic
+    ON CONFLICT (topic) DO UPDATE SET head = excluded.head;
     IF NOT (v_realtime OR v_notify) THEN
         RETURN;
     END IF;
-    -- Each push names the change just before it in cursor order ("prev"). A subscriber whose
-    -- last change is exactly that one takes the push as it comes; any other knows it missed
-    -- something and reads by cursor. Under the commit-order lock the previous transaction is
-    -- visible (in READ COMMITTED); a staler answer only costs the subscriber a read.
-    SELECT t.seq::text || ':' || pg_catalog.max(l.id)::text INTO v_prev
-    FROM supabase_push.change_txn t
-    JOIN supabase_push.change_log l ON l.txid = t.txid
-    WHERE t.seq = (SELECT pg_catalog.max(seq) FROM supabase_push.change_txn WHERE seq < p_seq)
-    GROUP BY t.seq;
-    v_prev := coalesce(v_prev, '0:0');
     -- One subtransaction for the whole batch: a failure never aborts the user's write.
     BEGIN
         FOR v_change IN
             SELECT * FROM supabase_push.change_log WHERE txid = p_txid ORDER BY id
         LOOP
             v_envelope := supabase_push.envelope_v1(v_change, p_seq, p_committed_at)
-                          || pg_catalog.jsonb_build_object('prev', v_prev);
-            v_prev := p_seq::text || ':' || v_change.id::text;
+                          || pg_catalog.jsonb_build_object('prev', v_heads);
+            v_heads := v_heads || pg_catalog.jsonb_build_object(v_change.topic, p_seq::text || ':' || v_change.id::text);
             IF v_realtime THEN
                 PERFORM realtime.send(v_envelope, v_change.op, v_change.topic, v_private);
             END IF;

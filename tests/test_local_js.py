@@ -13,8 +13,9 @@ import pytest
 from realtime import AsyncRealtimeClient
 
 from supabase_push.local import LocalRealtime
-from tests.realtime_helpers import Inbox, JsAgent, unique
 from tests.test_local_python import subscribe
+
+from .realtime_helpers import Inbox, JsAgent, options, unique
 
 
 @pytest.fixture(params=["2.0.0", "1.0.0"])
@@ -71,7 +72,7 @@ async def test_js_and_python_exchange_broadcasts_and_presence(js: JsAgent, py: A
                   config={"broadcast": {"ack": True}, "presence": {"key": "js"}})
     await js.subscribed(topic)
     py_inbox, py_sync = Inbox(), Inbox()
-    channel = py.channel(topic, {"config": {"presence": {"key": "py", "enabled": True}}})
+    channel = py.channel(topic, options(presence={"key": "py", "enabled": True}))
     channel.on_broadcast("*", py_inbox)
     channel.on_presence_sync(lambda: py_sync(dict(channel.presence_state())))
     await subscribe(channel)

@@ -14,7 +14,8 @@ from realtime import RealtimeAcknowledgementStatus as Ack
 from realtime import RealtimePostgresChangesListenEvent as Event
 
 from supabase_push.local import LocalRealtime, ServerConfig, mint
-from tests.realtime_helpers import Inbox, unique
+
+from .realtime_helpers import Inbox, options, unique
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ async def test_database_broadcast_from_the_trigger_sql(
         realtime: LocalRealtime, client: AsyncRealtimeClient, db: psycopg.Connection[Any]) -> None:
     """The foundation's triggers call realtime.send (private); the server delivers the rows."""
     inbox = Inbox()
-    channel = client.channel("position-updates", {"config": {"private": True}})
+    channel = client.channel("position-updates", options(private=True))
     channel.on_broadcast("*", inbox)
     await subscribe(channel)
     symbol = unique("AAPL")
@@ -124,7 +125,7 @@ async def test_realtime_send_and_broadcast_changes_semantics(
         realtime: LocalRealtime, client: AsyncRealtimeClient, db: psycopg.Connection[Any]) -> None:
     topic = unique("sql")
     private_inbox, public_inbox = Inbox(), Inbox()
-    private = client.channel(topic, {"config": {"private": True}})
+    private = client.channel(topic, options(private=True))
     private.on_broadcast("*", private_inbox)
     await subscribe(private)
     other = AsyncRealtimeClient(realtime.realtime_url, realtime.anon_key)
@@ -162,7 +163,7 @@ async def test_realtime_send_and_broadcast_changes_semantics(
 async def test_broadcast_self_and_ack_between_clients(realtime: LocalRealtime, client: AsyncRealtimeClient) -> None:
     topic = unique("room")
     a_inbox, b_inbox = Inbox(), Inbox()
-    a = client.channel(topic, {"config": {"broadcast": {"self": True, "ack": True}}})
+    a = client.channel(topic, options(broadcast={"self": True, "ack": True}))
     a.on_broadcast("*", a_inbox)
     await subscribe(a)
     other = AsyncRealtimeClient(realtime.realtime_url, realtime.anon_key)
@@ -191,7 +192,7 @@ async def test_rest_broadcast_with_http_send(realtime: LocalRealtime, client: As
     await subscribe(channel)
     # a client holds one channel per topic: a second client listens on the private stream
     other = AsyncRealtimeClient(realtime.realtime_url, realtime.service_role_key)
-    private = other.channel(topic, {"config": {"private": True}})
+    private = other.channel(topic, options(private=True))
     private.on_broadcast("*", private_inbox)
     await subscribe(private)
     try:
@@ -207,7 +208,7 @@ async def test_rest_broadcast_with_http_send(realtime: LocalRealtime, client: As
 
 async def test_presence_between_clients(realtime: LocalRealtime, client: AsyncRealtimeClient) -> None:
     topic = unique("presence")
-    a = client.channel(topic, {"config": {"presence": {"key": "alice", "enabled": True}}})
+    a = client.channel(topic, options(presence={"key": "alice", "enabled": True}))
     syncs = Inbox()
     joins = Inbox()
     a.on_presence_sync(lambda: syncs(dict(a.presence_state())))
@@ -215,7 +216,7 @@ async def test_presence_between_clients(realtime: LocalRealtime, client: AsyncRe
     await subscribe(a)
     await a.track({"status": "online"})
     other = AsyncRealtimeClient(realtime.realtime_url, realtime.anon_key)
-    b = other.channel(topic, {"config": {"presence": {"key": "bob", "enabled": True}}})
+    b = other.channel(topic, options(presence={"key": "bob", "enabled": True}))
     b.on_presence_sync(lambda: None)
     await subscribe(b)
     await b.track({"status": "away"})
@@ -257,7 +258,7 @@ async def test_private_channel_needs_a_read_policy(realtime: LocalRealtime, db: 
     c = AsyncRealtimeClient(realtime.realtime_url, token, max_retries=1)
     try:
         denied = Inbox()
-        channel = c.channel(topic, {"config": {"private": True}})
+        channel = c.channel(topic, options(private=True))
         await channel.subscribe(lambda state, err: denied((state, str(err))))
         state, err = denied.items[0]
         assert state == RealtimeSubscribeStates.CHANNEL_ERROR
@@ -269,7 +270,7 @@ async def test_private_channel_needs_a_read_policy(realtime: LocalRealtime, db: 
                        USING (realtime.topic() = '{topic}' AND (auth.jwt() ->> 'sub') = '{user}')""")
         try:
             inbox = Inbox()
-            allowed = c.channel(topic, {"config": {"private": True}})
+            allowed = c.channel(topic, options(private=True))
             allowed.on_broadcast("*", inbox)
             await subscribe(allowed)
             db.execute("SELECT realtime.send('{\"ok\": true}'::jsonb, 'ev', %s)", (topic,))

@@ -177,8 +177,9 @@ async def test_concurrent_writers_lose_nothing(installed_url: str) -> None:
 
 
 async def test_pushes_form_an_exact_chain_under_concurrent_writers(installed_url: str) -> None:
-    """Every push names the change before it: listening to every topic, each push's prev is
-    the previous push's cursor, so a subscriber can tell a complete stream from a gap."""
+    """Every push names each topic's last change before it: listening to some topics, the
+    latest of those is the previous push's cursor, so a subscriber can tell a complete
+    stream from a gap; per topic, it is the previous push on that topic."""
     async with await psycopg.AsyncConnection.connect(installed_url, autocommit=True) as listener:
         for topic in ("trade-updates", "position-updates"):
             await listener.execute(f'LISTEN "{topic}"')
@@ -196,5 +197,13 @@ async def test_pushes_form_an_exact_chain_under_concurrent_writers(installed_url
         pushed = [ChangeEvent.model_validate_json(note.payload)
                   async for note in listener.notifies(timeout=5, stop_after=120)]
     assert len(pushed) == 120
-    assert pushed[0].prev == "0:0"
-    assert [e.prev for e in pushed[1:]] == [e.cursor for e in pushed[:-1]]
+    assert pushed[0].prev == {}
+
+    def before(event: ChangeEvent, topics: set[str]) -> str:
+        assert event.prev is not None
+        return str(max((Cursor.parse(c) for t, c in event.prev.items() if t in topics), default=Cursor(0, 0)))
+
+    both = {"trade-updates", "position-updates"}
+    assert [before(e, both) for e in pushed[1:]] == [e.cursor for e in pushed[:-1]]
+    trades = [e for e in pushed if e.topic == "trade-updates"]
+    assert [before(e, {"trade-updates"}) for e in trades[1:]] == [e.cursor for e in trades[:-1]]

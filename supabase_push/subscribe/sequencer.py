@@ -1,17 +1,18 @@
 """Which events to deliver, in what order: the no-loss rules, without any I/O.
 
-Pushes arrive in commit order but at most once. Each names the change before it in the
-log (``prev``). A push whose ``prev`` is the last change this subscriber accounted for
-continues an unbroken stream and is delivered as it comes; anything else means something
-was missed (a dropped message, a reconnect, another topic's change in between), and the
-subscriber reads the log by cursor instead. Everything at or before the cursor is a
-duplicate. Reads by cursor are complete by construction.
+Pushes arrive in commit order but at most once. Each names, for every topic, the cursor
+of that topic's last change before it (``prev``). The latest of those over the topics
+this subscriber follows is the change just before the push in its own stream: if that is
+the last change it accounted for, the push continues an unbroken stream and is delivered
+as it comes; anything else means something was missed (a dropped message, a reconnect)
+and the subscriber reads the log by cursor instead. Everything at or before the cursor
+is a duplicate. Reads by cursor are complete by construction.
 """
 
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from ..events import START, ChangeEvent, Cursor
 
@@ -25,16 +26,21 @@ class Verdict(enum.Enum):
 
 
 class Sequencer:
-    def __init__(self, cursor: Cursor = START) -> None:
+    def __init__(self, topics: Sequence[str], cursor: Cursor = START) -> None:
+        self.topics = frozenset(topics)
         self.cursor = cursor
         """The last change delivered (or skipped by a filter)."""
 
     def judge(self, pushed: ChangeEvent) -> Verdict:
         if pushed.position <= self.cursor:
             return Verdict.DUPLICATE
-        if pushed.truncated or pushed.prev is None or pushed.prev != str(self.cursor):
+        if pushed.truncated or pushed.topic not in self.topics or pushed.prev is None:
             return Verdict.GAP
-        return Verdict.DELIVER
+        try:
+            before = max((Cursor.parse(pushed.prev[t]) for t in self.topics if t in pushed.prev), default=START)
+        except ValueError:
+            return Verdict.GAP
+        return Verdict.DELIVER if before == self.cursor else Verdict.GAP
 
     def fresh(self, read: Iterable[ChangeEvent]) -> list[ChangeEvent]:
         """The events of a read that come after the cursor (a read may overlap pushes already delivered)."""

@@ -129,7 +129,8 @@ class Subscriber:
             FileCursorStore(cursor_store) if isinstance(cursor_store, (str, os.PathLike)) else cursor_store)
         self.stats = SubscriberStats()
         saved = self.cursor_store.load() if self.cursor_store is not None else None
-        self._sequencer = Sequencer(saved or (Cursor.parse(start) if isinstance(start, str) else start or START))
+        first = saved or (Cursor.parse(start) if isinstance(start, str) else start) or START
+        self._sequencer = Sequencer(self.topics, first)
         self._saved = self._sequencer.cursor
         self.stats.cursor = str(self._sequencer.cursor)
         self._inbox: asyncio.Queue[_Push | _Up | _Down] = asyncio.Queue(queue_size)
@@ -321,6 +322,8 @@ class Subscriber:
             assert self.push is not None
             await self._deliver(event.model_copy(update={"source": self.push.name}))
         else:
+            log.debug("push %s does not follow %s (prev %s): reading by cursor", event.cursor,
+                      self._sequencer.cursor, event.prev)
             await self._catch_up("catch-up")
 
     async def _catch_up(self, source: Source) -> None:
