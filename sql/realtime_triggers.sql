@@ -79,6 +79,16 @@ CREATE TABLE IF NOT EXISTS supabase_push.change_txn (
 );
 CREATE SEQUENCE IF NOT EXISTS supabase_push.commit_seq;
 
+-- How far `prune` has deleted the change log: every change up to (pruned_seq, pruned_id) is
+-- gone. A reader whose cursor is behind it gets a GAP row first (supabase_push_changes).
+CREATE TABLE IF NOT EXISTS supabase_push.retention (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    pruned_seq bigint NOT NULL DEFAULT 0,
+    pruned_id bigint NOT NULL DEFAULT 0,
+    pruned_at timestamptz
+);
+INSERT INTO supabase_push.retention DEFAULT VALUES ON CONFLICT DO NOTHING;
+
 -- The cursor of each topic's last pushed change: what every push names as "prev".
 CREATE TABLE IF NOT EXISTS supabase_push.topic_heads (
     topic text PRIMARY KEY,
@@ -250,7 +260,9 @@ $$;
 
 -- Reads changes after a cursor (after_seq, after_id), in commit order. Call it from SQL or
 -- through PostgREST: POST /rest/v1/rpc/supabase_push_changes. Runs with the caller's
--- rights: only roles granted SELECT on the change log can read it.
+-- rights: only roles granted SELECT on the change log can read it. If `prune` deleted
+-- changes after the cursor, the first row is op 'GAP' at the pruned-through cursor, so a
+-- reader never skips lost changes silently (record: {"after": ..., "pruned_through": ...}).
 CREATE OR REPLACE FUNCTION public.supabase_push_changes(
     after_seq bigint DEFAULT 0,
     after_id bigint DEFAULT 0,
@@ -263,14 +275,23 @@ LANGUAGE sql
 STABLE
 SET search_path = ''
 AS $$
-    SELECT t.seq, l.id, l.topic, l.schema_name, l.table_name, l.op, l.record, l.old_record,
-           t.committed_at
-    FROM supabase_push.change_txn t
-    JOIN supabase_push.change_log l ON l.txid = t.txid
-    WHERE t.seq >= after_seq
-      AND (t.seq, l.id) > (after_seq, after_id)
-      AND (topics IS NULL OR l.topic = ANY (topics))
-    ORDER BY t.seq, l.id
+    SELECT r.pruned_seq, r.pruned_id, '*', '', '', 'GAP',
+           pg_catalog.jsonb_build_object('after', after_seq::text || ':' || after_id::text,
+                                         'pruned_through', r.pruned_seq::text || ':' || r.pruned_id::text),
+           NULL::jsonb, r.pruned_at
+    FROM supabase_push.retention r
+    WHERE (r.pruned_seq, r.pruned_id) > (after_seq, after_id)
+    UNION ALL
+    (SELECT t.seq, l.id, l.topic, l.schema_name, l.table_name, l.op, l.record, l.old_record,
+            t.committed_at
+     FROM supabase_push.change_txn t
+     JOIN supabase_push.change_log l ON l.txid = t.txid
+     WHERE t.seq >= after_seq
+       AND (t.seq, l.id) > (after_seq, after_id)
+       AND (topics IS NULL OR l.topic = ANY (topics))
+     ORDER BY t.seq, l.id
+     LIMIT max_rows)
+    ORDER BY 1, 2
     LIMIT max_rows
 $$;
 COMMENT ON FUNCTION public.supabase_push_changes(bigint, bigint, integer, text[]) IS
@@ -282,8 +303,39 @@ DO $$
 BEGIN
     IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'service_role') THEN
         GRANT USAGE ON SCHEMA supabase_push TO service_role;
-        GRANT SELECT ON supabase_push.change_log, supabase_push.change_txn TO service_role;
+        GRANT SELECT ON supabase_push.change_log, supabase_push.change_txn, supabase_push.retention TO service_role;
     END IF;
+END
+$$;
+
+-- Deletes the changes committed more than p_keep ago and moves the retention horizon, in
+-- one transaction: a reader sees the rows gone and the horizon moved together.
+CREATE OR REPLACE FUNCTION supabase_push.prune_v1(p_keep interval)
+RETURNS TABLE (deleted bigint, pruned_through text)
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    v_seq bigint;
+    v_id bigint;
+    v_deleted bigint := 0;
+BEGIN
+    SELECT pg_catalog.max(t.seq) INTO v_seq
+    FROM supabase_push.change_txn t
+    WHERE t.seq IS NOT NULL AND t.committed_at < pg_catalog.now() - p_keep;
+    IF v_seq IS NOT NULL THEN
+        SELECT coalesce(pg_catalog.max(l.id), 0) INTO v_id
+        FROM supabase_push.change_txn t JOIN supabase_push.change_log l ON l.txid = t.txid
+        WHERE t.seq = v_seq;
+        UPDATE supabase_push.retention r
+        SET pruned_seq = v_seq, pruned_id = v_id, pruned_at = pg_catalog.now()
+        WHERE (r.pruned_seq, r.pruned_id) < (v_seq, v_id);
+        WITH gone AS (DELETE FROM supabase_push.change_txn t WHERE t.seq <= v_seq RETURNING t.txid)
+        DELETE FROM supabase_push.change_log l USING gone WHERE l.txid = gone.txid;
+        GET DIAGNOSTICS v_deleted = ROW_COUNT;
+    END IF;
+    RETURN QUERY
+    SELECT v_deleted, r.pruned_seq::text || ':' || r.pruned_id::text FROM supabase_push.retention r;
 END
 $$;
 

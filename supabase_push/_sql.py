@@ -22,6 +22,7 @@ FUNCTIONS = (
     "supabase_push.fingerprint_v1()",
     "supabase_push.drop_route_v1(text,text)",
     "supabase_push.install_v1(jsonb,text,boolean)",
+    "supabase_push.prune_v1(interval)",
     "public.supabase_push_changes(bigint,bigint,integer,text[])",
 )
 TABLES = (
@@ -30,6 +31,8 @@ TABLES = (
     "supabase_push.routes",
     "supabase_push.change_log",
     "supabase_push.change_txn",
+    "supabase_push.topic_heads",
+    "supabase_push.retention",
 )
 
 

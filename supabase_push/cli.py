@@ -9,9 +9,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Annotated, Any, NoReturn
 
 import typer
@@ -211,6 +213,7 @@ def status(db_url: DbUrl = None, as_json: JsonOut = False) -> None:
                        f"last cursor {info.last_cursor or '-'} at {info.last_commit_at or '-'}"),
         ("broadcast failures", f"{info.broadcast_failures}"
                                + (f" (last: {info.last_failure})" if info.last_failure else "")),
+        ("pruned through", info.pruned_through or "- (nothing pruned)"),
     ]
     for route in info.routes:
         rows.append(("route", f"{route['schema_name']}.{route['table_name']} -> {route['topic']} "
@@ -218,6 +221,38 @@ def status(db_url: DbUrl = None, as_json: JsonOut = False) -> None:
     for key, value in rows:
         grid.add_row(f"[bold]{key}[/bold]", value)
     out.print(grid)
+
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90s``, ``30m``, ``12h``, ``7d``, ``2w`` (or a bare number of seconds)."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*", text.lower())
+    if not match:
+        raise ConfigError(f"not a duration: {text!r}", hint="use a number with s, m, h, d or w, e.g. 7d")
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2] or "s"])
+
+
+@app.command()
+def prune(
+    older_than: Annotated[str, typer.Option(
+        "--older-than", metavar="DURATION",
+        help="Delete changes committed longer ago than this: 90s, 30m, 12h, 7d, 2w.")],
+    db_url: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Delete old changes from the change log (retention). A subscriber whose cursor is
+    older gets a gap event, never a silent skip."""
+    with _errors(as_json):
+        keep = parse_duration(older_than)
+        with connect(db_url) as conn:
+            result = schema.prune(conn, keep)
+    if as_json:
+        _print_json({"ok": True, **result.as_dict()})
+        return
+    out.print(f"deleted {result.deleted} changes committed more than {older_than} ago; "
+              f"the log now starts after {result.pruned_through or '0:0'}")
 
 
 @app.command()

@@ -13,7 +13,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal, TypeVar
 
 import psycopg
@@ -22,19 +22,21 @@ from psycopg.rows import dict_row
 
 from . import _sql
 from .db import map_error
-from .errors import ConfigError, SupabasePushError
+from .errors import ConfigError, SchemaError, SupabasePushError
 from .events import DEFAULT_ROUTES
 
 __all__ = [
     "ApplyResult",
     "BroadcastMode",
     "Check",
+    "PruneResult",
     "Route",
     "Status",
     "VerifyReport",
     "apply",
     "apply_sql",
     "parse_route",
+    "prune",
     "status",
     "uninstall",
     "verify",
@@ -418,6 +420,8 @@ class Status:
     last_commit_at: datetime | None = None
     broadcast_failures: int = 0
     last_failure: str | None = None
+    pruned_through: str | None = None
+    """Changes up to this cursor were deleted by ``prune``; None if nothing was."""
 
     def as_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=str))  # type: ignore[no-any-return]
@@ -440,6 +444,8 @@ def status(conn: Conn) -> Status:
                           FROM supabase_push.change_txn t WHERE t.seq IS NOT NULL
                           ORDER BY t.seq DESC LIMIT 1) last) AS last_cursor,
                       (SELECT max(committed_at) FROM supabase_push.change_txn) AS last_commit_at,
+                      (SELECT nullif(r.pruned_seq::text || ':' || r.pruned_id::text, '0:0')
+                       FROM supabase_push.retention r) AS pruned_through,
                       h.broadcast_failures, h.last_failure
                FROM supabase_push.health h""",
         ) or {}
@@ -458,9 +464,41 @@ def status(conn: Conn) -> Status:
             last_commit_at=log.get("last_commit_at"),
             broadcast_failures=log.get("broadcast_failures", 0),
             last_failure=log.get("last_failure"),
+            pruned_through=log.get("pruned_through"),
         )
     except psycopg.Error as exc:
         raise map_error(exc) from None
+
+
+# ---------------------------------------------------------------- prune
+
+
+@dataclass
+class PruneResult:
+    deleted: int
+    """Changes deleted now."""
+    pruned_through: str | None
+    """Every change up to this cursor is gone (subscribers behind it get a gap event)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def prune(conn: Conn, older_than: timedelta) -> PruneResult:
+    """Delete the changes committed more than ``older_than`` ago, in one transaction."""
+    if older_than < timedelta(0):
+        raise ConfigError("the retention must not be negative")
+    try:
+        if not _exists(conn, "to_regprocedure", "supabase_push.prune_v1(interval)"):
+            raise SchemaError("the change log is not installed (or predates prune)",
+                              hint="run `supabase-push apply`")
+        with conn.transaction():
+            row = _row(conn, "SELECT deleted, pruned_through FROM supabase_push.prune_v1(%s)", (older_than,))
+    except psycopg.Error as exc:
+        raise map_error(exc) from None
+    assert row is not None
+    through = row["pruned_through"]
+    return PruneResult(deleted=int(row["deleted"]), pruned_through=None if through == "0:0" else through)
 
 
 # ---------------------------------------------------------------- helpers

@@ -97,7 +97,8 @@ async def test_realtime_refreshes_a_short_lived_token(realtime: LocalRealtime, r
 
     subscriber = Subscriber.from_settings(
         settings(supabase_url=realtime.url, anon_key=realtime.anon_key, database_url=realtime_db),
-        topics=["trade-updates"], access_token=fresh_token, liveness_interval=1, start=(logged(realtime_db, ["trade-updates"]) or ["0:0"])[-1])
+        topics=["trade-updates"], access_token=fresh_token, liveness_interval=1,
+        start=(logged(realtime_db, ["trade-updates"]) or ["0:0"])[-1])
     async with subscriber:
         await asyncio.wait_for(subscriber.wait_ready(), 10)
         await asyncio.sleep(7)  # two lifetimes of the token

@@ -50,7 +50,9 @@ class SqlReader:
             raise TransportError(exc.message, hint=exc.hint) from None
         except psycopg.Error as exc:
             await self.close()
-            raise TransportError(str(map_error(exc, self._dsn))) from None
+            error = map_error(exc, self._dsn)
+            hint = _hint(exc.sqlstate) or error.hint
+            raise TransportError(f"cannot read the change log: {error.message}", hint=hint) from None
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
