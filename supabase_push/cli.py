@@ -356,6 +356,61 @@ def serve(
         asyncio.run(run())
 
 
+@app.command()
+def tail(
+    topic: Annotated[list[str] | None, typer.Option(
+        "--topic", "-t", show_default=False,
+        help="Topic to follow (repeatable); default: position-updates, trade-updates, portfolio-updates.")] = None,
+    row_filter: Annotated[list[str] | None, typer.Option(
+        "--filter", "-f", metavar="COLUMN=OP.VALUE", show_default=False,
+        help="Only rows that pass, e.g. symbol=eq.SPY or user_id=in.(1,2) (repeatable: all must pass).")] = None,
+    transport: Annotated[str, typer.Option(
+        help="Push transport: auto (Realtime if SUPABASE_URL and a key are set, else LISTEN), "
+        "realtime, listen, or poll (none).")] = "auto",
+    reader: Annotated[str, typer.Option(
+        help="How to read the change log: auto (SQL with a database URL, else PostgREST), sql, rest.")] = "auto",
+    rest_url: Annotated[str | None, typer.Option(
+        envvar="SUPABASE_PUSH_REST_URL", show_envvar=True, show_default=False,
+        help="PostgREST base URL (default <SUPABASE_URL>/rest/v1).")] = None,
+    start: Annotated[str | None, typer.Option(
+        "--from", metavar="CURSOR", show_default=False,
+        help="Start after this cursor (seq:id); default 0:0, the whole log.")] = None,
+    cursor_file: Annotated[str | None, typer.Option(
+        help="Keep the cursor in this file: a restarted tail resumes where it stopped.")] = None,
+    count: Annotated[int | None, typer.Option(
+        help="Stop after this many events (exit 1 if --timeout passes first).")] = None,
+    timeout: Annotated[float | None, typer.Option(help="Stop after this many seconds.")] = None,
+    poll_interval: Annotated[float, typer.Option(help="Seconds between reads while polling.")] = 1.0,
+    stats_every: Annotated[float, typer.Option(
+        help="Print the subscriber's state on stderr every this many seconds (0: only at the end).")] = 0.0,
+    db_url: DbUrl = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="One JSON object per event on stdout; the state as JSON lines on stderr.")] = False,
+) -> None:
+    """Print live changes, exactly once and in order, from whatever is configured.
+
+    Uses SUPABASE_URL with SUPABASE_SERVICE_ROLE_KEY (Realtime) and/or DATABASE_URL
+    (LISTEN/NOTIFY and SQL reads); falls back to polling the change log when push is down.
+    """
+    import asyncio
+    import dataclasses
+
+    from .config import Settings
+    from .subscribe import Subscriber
+    from .tail import run_tail
+
+    with _errors(as_json):
+        settings = Settings.from_env()
+        if db_url:
+            settings = dataclasses.replace(settings, database_url=db_url)
+        subscriber = Subscriber.from_settings(
+            settings, topics=topic or None, transport=transport, reader=reader, rest_url=rest_url,
+            filters=row_filter or (), start=start, cursor_store=cursor_file, poll_interval=poll_interval)
+        code = asyncio.run(run_tail(subscriber, as_json=as_json, count=count, timeout=timeout,
+                                    stats_every=stats_every))
+    raise typer.Exit(code)
+
+
 @app.command("broadcast")
 def broadcast_command(
     topic: Annotated[str, typer.Argument(help="Topic, e.g. position-updates.")],

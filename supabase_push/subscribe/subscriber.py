@@ -129,7 +129,10 @@ class Subscriber:
             FileCursorStore(cursor_store) if isinstance(cursor_store, (str, os.PathLike)) else cursor_store)
         self.stats = SubscriberStats()
         saved = self.cursor_store.load() if self.cursor_store is not None else None
-        first = saved or (Cursor.parse(start) if isinstance(start, str) else start) or START
+        try:
+            first = saved or (Cursor.parse(start) if isinstance(start, str) else start) or START
+        except ValueError as exc:
+            raise ConfigError(str(exc), hint="a cursor is seq:id, as events carry it; 0:0 is the beginning") from None
         self._sequencer = Sequencer(self.topics, first)
         self._saved = self._sequencer.cursor
         self.stats.cursor = str(self._sequencer.cursor)

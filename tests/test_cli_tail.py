@@ -1,0 +1,81 @@
+"""``supabase-push tail``: live events exactly once, --json lines, state on stderr, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import psycopg
+import pytest
+from typer.testing import CliRunner
+
+from supabase_push.cli import app
+from supabase_push.local import LocalRealtime
+
+runner = CliRunner()
+
+
+def tail(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "supabase_push", "tail", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def insert(url: str, *symbols: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for symbol in symbols:
+            conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES (%s, 'buy', 1, 1)", (symbol,))
+
+
+def test_tail_json_reads_the_log_then_follows_live(installed_url: str) -> None:
+    insert(installed_url, "OLD1", "OLD2")
+    proc = tail("--db-url", installed_url, "--json", "--count", "4", "--timeout", "30", "--topic", "trade-updates")
+    time.sleep(1.5)
+    insert(installed_url, "NEW1", "NEW2")
+    out, err = proc.communicate(timeout=40)
+    assert proc.returncode == 0, err
+    events = [json.loads(line) for line in out.splitlines()]
+    assert [e["record"]["symbol"] for e in events] == ["OLD1", "OLD2", "NEW1", "NEW2"]
+    assert [e["source"] for e in events] == ["catch-up", "catch-up", "listen", "listen"]
+    assert all(e["topic"] == "trade-updates" and e["op"] == "INSERT" and e["lag_ms"] >= 0 for e in events)
+    final = json.loads(err.strip().splitlines()[-1])
+    assert final["final"] and final["stats"]["delivered"] == {"catch-up": 2, "listen": 2}
+    assert final["stats"]["state"] == "stopped" and final["stats"]["cursor"] == events[-1]["cursor"]
+
+
+def test_tail_through_the_local_realtime_server(realtime: LocalRealtime, realtime_db: str) -> None:
+    env = {"SUPABASE_URL": realtime.url, "SUPABASE_SERVICE_ROLE_KEY": realtime.service_role_key}
+    with psycopg.connect(realtime_db, autocommit=True) as conn:
+        head = conn.execute("SELECT coalesce(max(seq), 0)::text || ':' || coalesce(max(id), 0)::text "
+                            "FROM supabase_push_changes(0, 0, 1000000)").fetchone()
+    assert head is not None
+    proc = tail("--db-url", realtime_db, "--from", str(head[0]), "--count", "2", "--timeout", "30",
+                "--filter", "symbol=eq.RT", "--topic", "trade-updates", env=env)
+    time.sleep(2)
+    insert(realtime_db, "SKIP", "RT", "SKIP", "RT")
+    out, err = proc.communicate(timeout=40)
+    assert proc.returncode == 0, err
+    lines = [line for line in out.splitlines() if "INSERT" in line]
+    assert len(lines) == 2 and all('"symbol":"RT"' in line for line in lines)
+    assert "realtime" in lines[0] or "catch-up" in lines[0]
+    assert "push:realtime" in err.splitlines()[-1] or "stopped" in err.splitlines()[-1]
+    assert realtime.service_role_key not in out + err
+
+
+def test_tail_count_not_reached_exits_1(installed_url: str) -> None:
+    result = runner.invoke(app, ["tail", "--db-url", installed_url, "--count", "1", "--timeout", "1", "--json"])
+    assert result.exit_code == 1
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    ([], "nothing to read the change log through"),
+    (["--db-url", "postgresql://u@127.0.0.1:1/x", "--filter", "symbol~SPY"], "not a row filter"),
+    (["--db-url", "postgresql://u@127.0.0.1:1/x", "--from", "yesterday"], "not a cursor"),
+    (["--db-url", "postgresql://u@127.0.0.1:1/x", "--transport", "carrier-pigeon"], "unknown transport"),
+])
+def test_tail_bad_configuration_exits_2(args: list[str], message: str) -> None:
+    result = runner.invoke(app, ["tail", *args])
+    assert result.exit_code == 2, result.output
+    assert message in result.output and "Traceback" not in result.output
