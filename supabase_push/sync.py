@@ -1,18 +1,24 @@
-"""Sync twins of the broadcast API, for Flask, Django, scripts and other non-async code.
+"""Sync twins of the broadcast and subscribe API, for Flask, Django, scripts and other non-async code.
 
-They block until the message is accepted, and work both outside any event loop and from
-sync code called inside a running one: the work runs on a separate event loop thread.
+They block until the message is accepted (or the next event arrives), and work both outside
+any event loop and from sync code called inside a running one: the work runs on a separate
+event loop thread.
 
 ::
 
-    from supabase_push.sync import broadcast_position_update
+    from supabase_push.sync import SyncSubscriber, broadcast_position_update
     broadcast_position_update(position_id=1, position_data={"symbol": "SPY", "current_price": 13.5})
+
+    with SyncSubscriber.from_env(topics=["trade-updates"]) as sub:
+        for event in sub:
+            print(event.op, event.record)
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from types import TracebackType
 from typing import Any
 
@@ -24,9 +30,12 @@ from .broadcast.backend import Backend
 from .broadcast.broadcaster import Broadcaster, BroadcastStats
 from .broadcast.default import close_default_broadcaster, on_default_sync
 from .errors import BroadcastError
+from .events import ChangeEvent
+from .subscribe import Subscriber, SubscriberStats
 
 __all__ = [
     "SyncBroadcaster",
+    "SyncSubscriber",
     "broadcast",
     "broadcast_portfolio_update",
     "broadcast_position_update",
@@ -116,3 +125,67 @@ class SyncBroadcaster:
         else:
             with contextlib.suppress(BroadcastError):  # already logged; the original exception matters more
                 self.close()
+
+
+class SyncSubscriber:
+    """A :class:`~supabase_push.subscribe.Subscriber` for sync code.
+
+    ``with SyncSubscriber.from_env(topics=[...]) as sub: for event in sub: ...``, or
+    ``sub.on(topic, callback)`` then ``sub.run()`` (until Ctrl-C). Callbacks run on the
+    subscriber's own thread, one at a time, in order.
+    """
+
+    def __init__(self, subscriber: Subscriber) -> None:
+        self.subscriber = subscriber
+        self._portal = Portal("supabase-push-sync-subscriber")
+
+    @classmethod
+    def from_env(cls, **options: Any) -> SyncSubscriber:
+        """The same arguments as :meth:`Subscriber.from_env`."""
+        return cls(Subscriber.from_env(**options))
+
+    @property
+    def stats(self) -> SubscriberStats:
+        return self.subscriber.stats
+
+    def on(self, topic: str | None, callback: Callable[[ChangeEvent], Any]) -> SyncSubscriber:
+        self.subscriber.on(topic, callback)
+        return self
+
+    def start(self) -> SyncSubscriber:
+        self._portal.call(self.subscriber.start())
+        return self
+
+    def wait_ready(self, timeout: float | None = None) -> None:
+        self._portal.call(asyncio.wait_for(self.subscriber.wait_ready(), timeout))
+
+    def get(self, timeout: float | None = None) -> ChangeEvent | None:
+        """The next event, or None if none came within ``timeout`` seconds (or the subscriber stopped)."""
+        async def next_event() -> ChangeEvent | None:
+            try:
+                return await asyncio.wait_for(anext(self.subscriber), timeout)
+            except (StopAsyncIteration, TimeoutError):
+                return None
+
+        return self._portal.call(next_event())
+
+    def __iter__(self) -> Iterator[ChangeEvent]:
+        while (event := self.get()) is not None:
+            yield event
+
+    def run(self) -> None:
+        """Deliver to the ``on()`` callbacks until interrupted."""
+        self._portal.call(self.subscriber.run())
+
+    def close(self, *, finished: bool = True) -> None:
+        try:
+            self._portal.call(self.subscriber.close(finished=finished))
+        finally:
+            self._portal.close()
+
+    def __enter__(self) -> SyncSubscriber:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close(finished=exc is None)

@@ -11,6 +11,7 @@ import pytest
 
 from supabase_push.events import ChangeEvent
 from supabase_push.subscribe import Subscriber
+from supabase_push.sync import SyncSubscriber
 
 from .subscriber_helpers import (
     CHANGES,
@@ -121,3 +122,22 @@ async def test_row_filter(installed_url: str) -> None:
     assert subscriber.stats.filtered >= 2
 
 
+
+
+def test_sync_subscriber_for_scripts(installed_url: str, tmp_path: Path) -> None:
+    """No event loop in sight: iterate, time out politely, resume from the cursor file."""
+    cursor_file = tmp_path / "cursor"
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        for n in range(5):
+            conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES (%s, 'buy', 1, 1)", (f"S{n}",))
+    with SyncSubscriber(Subscriber.from_settings(settings(database_url=installed_url), topics=["trade-updates"],
+                                                 cursor_store=cursor_file)) as sub:
+        got = [sub.get(timeout=10) for _ in range(3)]
+        assert sub.get(timeout=0.01) is not None  # the 4th, already read
+    assert [e.record["symbol"] for e in got if e and e.record] == ["S0", "S1", "S2"]
+    with SyncSubscriber(Subscriber.from_settings(settings(database_url=installed_url), topics=["trade-updates"],
+                                                 cursor_store=cursor_file)) as sub:
+        rest = [sub.get(timeout=10)]
+        assert sub.get(timeout=0.3) is None
+        assert sub.stats.delivered["catch-up"] == 1
+    assert [e.record["symbol"] for e in rest if e and e.record] == ["S4"]

@@ -17,10 +17,10 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, cast
 
 from ..config import Settings
 from ..errors import ConfigError, SupabasePushError, TransportError
@@ -137,7 +137,7 @@ class Subscriber:
         self._saved = self._sequencer.cursor
         self.stats.cursor = str(self._sequencer.cursor)
         self._inbox: asyncio.Queue[_Push | _Up | _Down] = asyncio.Queue(queue_size)
-        self._out: asyncio.Queue[Any] = asyncio.Queue(queue_size)
+        self._out: asyncio.Queue[tuple[ChangeEvent, bool] | BaseException | object] = asyncio.Queue(queue_size)
         self._callbacks: list[tuple[str | None, Callback]] = []
         self._iterating = False
         self._yielded: ChangeEvent | None = None
@@ -201,22 +201,27 @@ class Subscriber:
         self._callbacks.append((topic, callback))
         return self
 
-    def __aiter__(self) -> AsyncIterator[ChangeEvent]:
+    def __aiter__(self) -> Subscriber:
         self._iterating = True
-        return self._iterate()
+        return self
 
-    async def _iterate(self) -> AsyncIterator[ChangeEvent]:
+    async def __anext__(self) -> ChangeEvent:
+        """The next event; asking for it marks the one before as done. Safe to cancel (nothing is lost)."""
+        self._iterating = True
+        if self._yielded is not None:
+            self._finished(self._yielded)
+            self._yielded = None
         while True:
             item = await self._out.get()
             if item is _END:
-                return
+                self._out.put_nowait(_END)  # every later call ends too
+                raise StopAsyncIteration
             if isinstance(item, BaseException):
                 raise item
-            event, visible = item
+            event, visible = cast(tuple[ChangeEvent, bool], item)
             if visible:
                 self._yielded = event
-                yield event
-                self._yielded = None  # the consumer asked for the next one: it is done with this one
+                return event
             self._finished(event)
 
     @property
