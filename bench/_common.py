@@ -7,7 +7,14 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
+
+from realtime import RealtimeChannelOptions
+
+
+def channel_options(**config: Any) -> RealtimeChannelOptions:
+    """Options for the official client's ``channel()``: ``channel_options(private=True)``."""
+    return cast(RealtimeChannelOptions, {"config": config})
 
 
 def percentile(values: list[float], q: float) -> float:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from _common import local_server, percentile
+from _common import channel_options, local_server, percentile
 from realtime import AsyncRealtimeClient
 from realtime import RealtimePostgresChangesListenEvent as Event
 
@@ -94,11 +94,11 @@ async def compare(dsn: str, info: dict[str, Any], count: int, gap: float) -> Non
     async def changes(delays: list[float]) -> None:
         channel = client.channel("bench-changes")
         channel.on_postgres_changes(Event.Insert, lambda p: delays.append(
-            (time.time() - p["data"]["record"]["sent"]) * 1000), table="bench_fills")
+            (time.time() - p["data"]["record"]["sent"]) * 1000), table="bench_fills")  # type: ignore[index]
         await channel.subscribe()
 
     async def broadcast(delays: list[float]) -> None:
-        channel = client.channel("trade-updates", {"config": {"private": True}})
+        channel = client.channel("trade-updates", channel_options(private=True))
         channel.on_broadcast("INSERT", lambda m: delays.append(
             (time.time() - float(m["payload"]["record"]["order_id"])) * 1000))
         await channel.subscribe()
