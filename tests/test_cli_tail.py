@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 import time
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -14,6 +18,8 @@ from typer.testing import CliRunner
 
 from supabase_push.cli import app
 from supabase_push.local import LocalRealtime
+
+from .subscriber_helpers import logged, write
 
 runner = CliRunner()
 
@@ -79,3 +85,27 @@ def test_tail_bad_configuration_exits_2(args: list[str], message: str) -> None:
     result = runner.invoke(app, ["tail", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def test_tail_process_restarted_with_a_cursor_file_loses_nothing(installed_url: str, tmp_path: Path) -> None:
+    """8 writers, 2,000 changes; the tail process is stopped (SIGTERM) midway and started again
+    with the same cursor file: together the two runs print every change once, in order."""
+    cursor_file = str(tmp_path / "cursor")
+    args = ("--db-url", installed_url, "--json", "--cursor-file", cursor_file, "--poll-interval", "0.1")
+    writers = threading.Thread(target=lambda: asyncio.run(write(installed_url)))
+    first = tail(*args)
+    writers.start()
+    assert first.stdout is not None
+    lines = [first.stdout.readline() for _ in range(700)]
+    first.send_signal(signal.SIGTERM)
+    rest, _ = first.communicate(timeout=30)
+    assert first.returncode == 0
+    lines += rest.splitlines()
+    writers.join()
+    printed = [json.loads(line)["cursor"] for line in lines if line.strip()]
+    assert printed[-1] == Path(cursor_file).read_text()
+    second = tail(*args, "--count", str(len(logged(installed_url)) - len(printed)), "--timeout", "60")
+    out, err = second.communicate(timeout=90)
+    assert second.returncode == 0, err
+    printed += [json.loads(line)["cursor"] for line in out.splitlines()]
+    assert printed == logged(installed_url)

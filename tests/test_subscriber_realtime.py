@@ -11,7 +11,15 @@ import pytest
 from supabase_push.local import LocalRealtime, ServerConfig, tokens
 from supabase_push.subscribe import RealtimeTransport, SqlReader, Subscriber
 
-from .subscriber_helpers import TOPICS, assert_exactly_once_in_order, logged, no_fault, run_with_fault, settings
+from .subscriber_helpers import (
+    TOPICS,
+    assert_exactly_once_in_order,
+    logged,
+    no_fault,
+    run_with_fault,
+    settings,
+    write,
+)
 from .tcp_proxy import FreezingProxy
 
 
@@ -130,3 +138,26 @@ async def test_realtime_refused_without_a_key_for_private_topics(realtime: Local
     assert subscriber.stats.state == "stopped" and subscriber.stats.push_failures >= 1
     assert "refused 'trade-updates'" in caplog.text and "RLS read policy" in caplog.text
     assert realtime.anon_key not in caplog.text
+
+
+async def test_a_slow_consumer_slows_reading_and_loses_nothing(realtime: LocalRealtime, realtime_db: str) -> None:
+    """Tiny queues and a consumer that dawdles: pushes overflow the transport's buffer, the
+    subscriber reads them back by cursor; every change still arrives once, in order."""
+    push = RealtimeTransport(realtime.url, realtime.service_role_key, buffer=5, liveness_interval=1)
+    subscriber = Subscriber(reader=SqlReader(realtime_db), push=push, topics=TOPICS, queue_size=5)
+    baseline = len(logged(realtime_db))
+    async with subscriber:
+        await asyncio.wait_for(subscriber.wait_ready(), 10)
+        got = []
+
+        async def dawdle() -> None:
+            async for event in subscriber:
+                got.append(event)
+                if len(got) % 50 == 0:
+                    await asyncio.sleep(0.05)
+                if len(got) >= baseline + 2000:
+                    return
+
+        await asyncio.gather(write(realtime_db), asyncio.wait_for(dawdle(), 60))
+    assert_exactly_once_in_order(got, realtime_db)
+    assert subscriber.stats.catch_ups > 0 and subscriber.stats.delivered["realtime"] > 0, subscriber.stats
