@@ -28,9 +28,11 @@ from .errors import (
     PermissionDeniedError,
     SchemaError,
     SupabasePushError,
+    TransportError,
 )
 from .events import DEFAULT_ROUTES, ChangeEvent, Cursor
 from .models import PortfolioUpdate, PositionUpdate, TradeExecuted
+from .subscribe import CursorStore, FileCursorStore, Subscriber, SubscriberStats
 
 __version__ = "0.1.0"
 
@@ -44,10 +46,12 @@ __all__ = [
     "ConfigError",
     "ConnectError",
     "Cursor",
+    "CursorStore",
     "DatabaseError",
     "DeliveryError",
     "DeliveryTimeout",
     "EmbeddedPostgresError",
+    "FileCursorStore",
     "MemoryBackend",
     "MissingTableError",
     "PayloadError",
@@ -57,8 +61,11 @@ __all__ = [
     "PositionUpdate",
     "SchemaError",
     "Settings",
+    "Subscriber",
+    "SubscriberStats",
     "SupabasePushError",
     "TradeExecuted",
+    "TransportError",
     "__version__",
     "broadcast",
     "broadcast_portfolio_update",

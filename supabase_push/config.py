@@ -23,6 +23,7 @@ ENVIRONMENT: dict[str, str] = {
     "SUPABASE_PUSH_BROADCAST": "broadcast backend: auto (default), rest, websocket, notify, memory, off",
     "SUPABASE_PUSH_PRIVATE": "broadcast to private topics (RLS-authorised); default true, like the triggers",
     "SUPABASE_PUSH_MAX_PAYLOAD_BYTES": "refuse larger broadcast payloads before sending; default 256000 (Free plan)",
+    "SUPABASE_PUSH_REST_URL": "PostgREST base URL for reading the change log; default <SUPABASE_URL>/rest/v1",
 }
 
 BACKENDS = ("auto", "rest", "websocket", "notify", "memory", "off")

@@ -144,8 +144,9 @@ async def test_a_slow_consumer_slows_reading_and_loses_nothing(realtime: LocalRe
     """Tiny queues and a consumer that dawdles: pushes overflow the transport's buffer, the
     subscriber reads them back by cursor; every change still arrives once, in order."""
     push = RealtimeTransport(realtime.url, realtime.service_role_key, buffer=5, liveness_interval=1)
-    subscriber = Subscriber(reader=SqlReader(realtime_db), push=push, topics=TOPICS, queue_size=5)
-    baseline = len(logged(realtime_db))
+    before = logged(realtime_db)
+    subscriber = Subscriber(reader=SqlReader(realtime_db), push=push, topics=TOPICS, queue_size=5,
+                            start=before[-1] if before else None)
     async with subscriber:
         await asyncio.wait_for(subscriber.wait_ready(), 10)
         got = []
@@ -155,9 +156,24 @@ async def test_a_slow_consumer_slows_reading_and_loses_nothing(realtime: LocalRe
                 got.append(event)
                 if len(got) % 50 == 0:
                     await asyncio.sleep(0.05)
-                if len(got) >= baseline + 2000:
+                if len(got) >= 2000:
                     return
 
         await asyncio.gather(write(realtime_db), asyncio.wait_for(dawdle(), 60))
+    assert [e.cursor for e in got] == logged(realtime_db)[len(before):]
+    assert subscriber.stats.catch_ups > 0 and subscriber.stats.push_failures == 0, subscriber.stats
+
+
+async def test_a_project_without_public_channels_still_pushes(realtime_db: str,
+                                                              caplog: pytest.LogCaptureFixture) -> None:
+    """The watchdog's public liveness channel is refused: one warning, and pushes still flow."""
+    async with LocalRealtime(realtime_db, ServerConfig(port=0, private_only=True)) as server:
+        subscriber = Subscriber.from_settings(
+            settings(supabase_url=server.url, service_role_key=server.service_role_key, database_url=realtime_db),
+            topics=TOPICS, liveness_interval=0.5)
+        with caplog.at_level(logging.WARNING, logger="supabase_push"):
+            got, state = await run_with_fault(subscriber, realtime_db, no_fault, fault_after=0)
     assert_exactly_once_in_order(got, realtime_db)
-    assert subscriber.stats.catch_ups > 0 and subscriber.stats.delivered["realtime"] > 0, subscriber.stats
+    assert state == "push:realtime" and subscriber.stats.push_failures == 0
+    assert subscriber.stats.delivered["realtime"] > 0
+    assert caplog.text.count("refused a public liveness channel") == 1

@@ -43,6 +43,7 @@ class ServerConfig:
     max_channels: int = 100  # per socket
     channel_error_backoff: float = 0.0  # Supabase waits 5 s before a join error; tests need not
     outbox_limit: int = 50_000  # frames queued to one client before it is cut off
+    private_only: bool = False  # Supabase's "allow public access" switched off: public joins refused
 
 
 class LocalRealtime:

@@ -193,6 +193,9 @@ class Session:
             broadcast_self=cast_bool(broadcast.get("self")), broadcast_ack=cast_bool(broadcast.get("ack")),
             presence_key=str(presence.get("key") or "") or str(uuid.uuid4()),
             presence_enabled=cast_bool(presence.get("enabled")))
+        if self.server.config.private_only and not channel.private:
+            await self._join_error(msg, "PrivateOnly: This project only allows private channels")
+            return
         echoed, problems = await self._bindings(channel, config.get("postgres_changes"))
         if channel.private:
             wanted = ["broadcast", "presence"] if channel.presence_enabled else ["broadcast"]

@@ -15,6 +15,7 @@ import base64
 import contextlib
 import inspect
 import json
+import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
@@ -30,6 +31,8 @@ from ..events import ChangeEvent
 from .listen import parse_push
 
 __all__ = ["RealtimeTransport", "TokenSource", "seconds_left"]
+
+log = logging.getLogger("supabase_push.subscribe")
 
 Emit = Callable[[ChangeEvent | None], Awaitable[None]]
 TokenSource = str | Callable[[], str | Awaitable[str]]
@@ -60,6 +63,7 @@ class RealtimeTransport:
         self._buffer = buffer
         self._access_token = access_token
         self._tokens_seen: list[str] = []  # to keep them out of messages
+        self._warned_no_probe = False
 
     async def _fresh_token(self) -> str | None:
         source = self._access_token
@@ -130,12 +134,10 @@ class RealtimeTransport:
                     reason = failed.result() if failed.done() else f"channel {topic}: no reply"
                     raise TransportError(f"{self.describe()} refused {topic!r}: {reason}",
                                          hint="private topics need the service role key or an RLS read policy")
-            probe = client.channel(f"supabase-push-liveness-{uuid.uuid4().hex[:12]}",
-                                   {"config": {"broadcast": {"ack": True, "self": False}, "private": False,
-                                               "presence": None}})
-            await probe.subscribe(on_state("liveness"))
-            watchdog = asyncio.create_task(self._watch(probe, fail))
-            refresher = asyncio.create_task(self._refresh(client, token, fail))
+            probe = await self._join_probe(client, fail)
+            tasks = [asyncio.create_task(self._refresh(client, token, fail))]
+            if probe is not None:
+                tasks.append(asyncio.create_task(self._watch(probe, fail)))
             await up()
             try:
                 while not failed.done():
@@ -150,7 +152,7 @@ class RealtimeTransport:
                         overflowed = False
                         await emit(None)
             finally:
-                for task in (watchdog, refresher):
+                for task in tasks:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await task
@@ -172,6 +174,29 @@ class RealtimeTransport:
             except Exception as exc:
                 fail(f"could not refresh the access token: {exc}")
                 return
+
+    async def _join_probe(self, client: AsyncRealtimeClient,
+                          fail: Callable[[str], None]) -> AsyncRealtimeChannel | None:
+        """A public channel of our own for the watchdog's acknowledged pings. A project that
+        refuses public channels gets no watchdog (warned once): the websocket keepalive
+        (~50 s) and the subscriber's periodic reads remain."""
+        joined = False
+
+        def on_state(state: RealtimeSubscribeStates, error: Exception | None) -> None:
+            if joined and state != RealtimeSubscribeStates.SUBSCRIBED:
+                fail(f"liveness channel: {state.value}{f' ({error})' if error else ''}")
+
+        options: Any = {"config": {"broadcast": {"ack": True, "self": False}, "private": False, "presence": None}}
+        probe = client.channel(f"supabase-push-liveness-{uuid.uuid4().hex[:12]}", options)
+        await probe.subscribe(on_state)
+        joined = probe.is_joined
+        if joined:
+            return probe
+        if not self._warned_no_probe:
+            self._warned_no_probe = True
+            log.warning("%s refused a public liveness channel: a silent connection is noticed only by the "
+                        "websocket keepalive (~50 s) and the subscriber's periodic reads", self.describe())
+        return None
 
     async def _watch(self, probe: AsyncRealtimeChannel, fail: Callable[[str], None]) -> None:
         """An acknowledged round trip every interval: the Phoenix-level liveness check the client lacks."""
