@@ -19,7 +19,7 @@ import asyncio
 import json
 import statistics
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import psycopg
@@ -89,6 +89,18 @@ def raw_realtime(url: str, key: str) -> Receiver:
     return start
 
 
+def running(loop: Coroutine[Any, Any, None], conn: psycopg.AsyncConnection[Any]) -> Callable[[], Awaitable[None]]:
+    """Run ``loop`` in a task; the returned function stops it and closes ``conn``."""
+    task = asyncio.create_task(loop)
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        await conn.close()
+
+    return stop
+
+
 def raw_listen(dsn: str) -> Receiver:
     async def start(delays: list[float]) -> Callable[[], Awaitable[None]]:
         conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
@@ -98,14 +110,7 @@ def raw_listen(dsn: str) -> Receiver:
             async for note in conn.notifies():
                 delays.append(delay_of(json.loads(note.payload)["record"]))
 
-        task = asyncio.create_task(pump())
-
-        async def stop() -> None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await conn.close()
-
-        return stop
+        return running(pump(), conn)
 
     return start
 
@@ -125,14 +130,7 @@ def plain_polling(dsn: str, interval: float) -> Receiver:
                     delays.append(delay_of({"order_id": order_id}))
                     last = trade_id
 
-        task = asyncio.create_task(poll())
-
-        async def stop() -> None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            await conn.close()
-
-        return stop
+        return running(poll(), conn)
 
     return start
 
