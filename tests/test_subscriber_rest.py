@@ -14,7 +14,7 @@ from supabase_push.local import LocalRealtime, ServerConfig, tokens
 from supabase_push.subscribe import RestReader, Subscriber
 
 from .postgrest import PostgREST
-from .subscriber_helpers import TOPICS, assert_exactly_once_in_order, logged, no_fault, run_with_fault, settings
+from .subscriber_helpers import TOPICS, assert_exactly_once_in_order, no_fault, run_with_fault, settings
 
 
 @pytest.fixture

@@ -139,19 +139,21 @@ class RealtimeTransport:
             if probe is not None:
                 tasks.append(asyncio.create_task(self._watch(probe, fail)))
             await up()
+            getter: asyncio.Future[ChangeEvent | None] | None = None
             try:
                 while not failed.done():
                     getter = asyncio.ensure_future(pending.get())
                     waiting: set[asyncio.Future[Any]] = {getter, failed}
                     await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                     if not getter.done():
-                        getter.cancel()
                         break
                     await emit(getter.result())
                     if overflowed:
                         overflowed = False
                         await emit(None)
             finally:
+                if getter is not None:
+                    getter.cancel()
                 for task in tasks:
                     task.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
