@@ -141,3 +141,19 @@ def test_sync_subscriber_for_scripts(installed_url: str, tmp_path: Path) -> None
         assert sub.get(timeout=0.3) is None
         assert sub.stats.delivered["catch-up"] == 1
     assert [e.record["symbol"] for e in rest if e and e.record] == ["S4"]
+
+
+async def test_garbage_on_the_channel_is_ignored_and_loses_nothing(installed_url: str) -> None:
+    """Not JSON, JSON that is not an envelope, a service broadcast, a malformed cursor: each is
+    taken as 'something may have been missed' (a read by cursor), never as an event."""
+    subscriber = Subscriber.from_settings(settings(database_url=installed_url), topics=TOPICS)
+
+    async def garbage() -> None:
+        async with await psycopg.AsyncConnection.connect(installed_url, autocommit=True) as db:
+            for payload in ["not json", "[1, 2]", '{"type": "broadcast", "event": "x", "payload": {}}',
+                            '{"cursor": "nope", "id": 1}', '{"cursor": "1:1"}', "\\u0000" * 3]:
+                await db.execute("SELECT pg_notify('trade-updates', %s)", (payload,))
+
+    got, state = await run_with_fault(subscriber, installed_url, garbage, fault_after=0.2)
+    assert_exactly_once_in_order(got, installed_url)
+    assert state == "push:listen" and subscriber.stats.push_failures == 0
