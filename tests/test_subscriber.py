@@ -157,3 +157,27 @@ async def test_garbage_on_the_channel_is_ignored_and_loses_nothing(installed_url
     got, state = await run_with_fault(subscriber, installed_url, garbage, fault_after=0.2)
     assert_exactly_once_in_order(got, installed_url)
     assert state == "push:listen" and subscriber.stats.push_failures == 0
+
+
+async def test_a_row_too_large_for_notify_arrives_whole(installed_url: str) -> None:
+    """NOTIFY carries it by reference (truncated); the subscriber reads it by cursor."""
+    subscriber = Subscriber.from_settings(settings(database_url=installed_url), topics=["trade-updates"])
+    delivered: list[ChangeEvent] = []
+    subscriber.on("trade-updates", delivered.append)
+    running = asyncio.create_task(subscriber.run())
+    try:
+        await asyncio.wait_for(subscriber.wait_ready(), 10)
+        async with await psycopg.AsyncConnection.connect(installed_url, autocommit=True) as db:
+            await db.execute("INSERT INTO trades (symbol, side, quantity, price, order_id) VALUES "
+                             "('BIG', 'buy', 1, 1, %s), ('SMALL', 'buy', 1, 1, 'x')", ("x" * 20_000,))
+        for _ in range(100):
+            if len(delivered) >= 2:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+    assert [e.record["symbol"] for e in delivered if e.record] == ["BIG", "SMALL"]
+    assert delivered[0].record is not None and len(delivered[0].record["order_id"]) == 20_000
+    assert not delivered[0].truncated and delivered[0].source == "catch-up"
+    assert subscriber.stats.state == "stopped"
