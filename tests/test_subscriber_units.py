@@ -1,0 +1,93 @@
+"""The subscriber's pure logic: the sequencer's verdicts, row filters, the cursor file, token lifetimes."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from supabase_push.errors import ConfigError
+from supabase_push.events import ChangeEvent, Cursor
+from supabase_push.local import tokens
+from supabase_push.subscribe import FileCursorStore, RowFilter, Sequencer, Verdict
+from supabase_push.subscribe.realtime import seconds_left
+
+
+def push(cursor: str, topic: str = "trade-updates", prev: dict[str, str] | None = None, **row: Any) -> ChangeEvent:
+    return ChangeEvent(id=int(cursor.split(":")[1]), cursor=cursor, topic=topic, schema="public", table="trades",
+                       op="INSERT", record=row or {"id": 1}, commit_ts=datetime.now(UTC), prev=prev)
+
+
+def test_a_push_that_follows_the_cursor_is_delivered() -> None:
+    seq = Sequencer(["trade-updates", "position-updates"], Cursor(5, 10))
+    assert seq.judge(push("6:11", prev={"trade-updates": "5:10", "position-updates": "4:9"})) is Verdict.DELIVER
+    # a change on a topic it does not follow came in between: nothing missed
+    assert seq.judge(push("6:11", prev={"trade-updates": "5:10", "position-updates": "5:10", "x": "6:10"})) \
+        is Verdict.DELIVER
+    # a position change (followed) came in between and never arrived: a gap
+    assert seq.judge(push("7:12", prev={"trade-updates": "5:10", "position-updates": "6:11"})) is Verdict.GAP
+
+
+def test_topics_you_do_not_follow_are_ignored_in_prev() -> None:
+    seq = Sequencer(["trade-updates"], Cursor(5, 10))
+    assert seq.judge(push("9:20", prev={"trade-updates": "5:10", "position-updates": "8:19"})) is Verdict.DELIVER
+
+
+def test_duplicates_gaps_and_malformed_pushes() -> None:
+    seq = Sequencer(["trade-updates"], Cursor(5, 10))
+    assert seq.judge(push("5:10", prev={})) is Verdict.DUPLICATE
+    assert seq.judge(push("4:1", prev={})) is Verdict.DUPLICATE
+    assert seq.judge(push("6:11", prev=None)) is Verdict.GAP
+    assert seq.judge(push("6:11", prev={"trade-updates": "garbage"})) is Verdict.GAP
+    assert seq.judge(push("6:11", topic="other", prev={"trade-updates": "5:10"})) is Verdict.GAP
+    first = Sequencer(["trade-updates"])
+    assert first.judge(push("1:1", prev={})) is Verdict.DELIVER  # the first change ever
+
+
+def test_the_cursor_never_moves_back() -> None:
+    seq = Sequencer(["trade-updates"], Cursor(5, 10))
+    seq.advance(push("6:11"))
+    with pytest.raises(ValueError, match="move back"):
+        seq.advance(push("6:11"))
+    assert [e.cursor for e in seq.fresh([push("5:9"), push("6:11"), push("7:1")])] == ["7:1"]
+
+
+@pytest.mark.parametrize(("text", "row", "passes"), [
+    ("symbol=eq.SPY", {"symbol": "SPY"}, True),
+    ("symbol=eq.SPY", {"symbol": "QQQ"}, False),
+    ("user_id=eq.42", {"user_id": 42}, True),
+    ("user_id=gt.41", {"user_id": 42}, True),
+    ("price=lte.1.5", {"price": 1.5}, True),
+    ("side=neq.buy", {"side": "sell"}, True),
+    ("status=in.(open,filled)", {"status": "filled"}, True),
+    ("status=in.(open,filled)", {"status": "cancelled"}, False),
+    ("user_id=eq.42", {"other": 42}, False),
+    ("user_id=eq.42", {"user_id": None}, False),
+    ("user_id=lt.abc", {"user_id": 42}, False),
+])
+def test_row_filters(text: str, row: dict[str, Any], passes: bool) -> None:
+    assert RowFilter.parse(text).matches(push("1:1", **row)) is passes
+
+
+@pytest.mark.parametrize("text", ["symbol", "symbol=SPY", "=eq.SPY", "symbol=like.SP%", "status=in.open"])
+def test_bad_row_filters_are_config_errors(text: str) -> None:
+    with pytest.raises(ConfigError, match="not a row filter"):
+        RowFilter.parse(text)
+
+
+def test_cursor_file(tmp_path: Path) -> None:
+    store = FileCursorStore(tmp_path / "c")
+    assert store.load() is None
+    store.save(Cursor(3, 7))
+    assert store.load() == Cursor(3, 7) and (tmp_path / "c").read_text() == "3:7"
+    (tmp_path / "c").write_text("yesterday")
+    with pytest.raises(ConfigError, match="does not hold a cursor"):
+        store.load()
+
+
+def test_token_lifetime() -> None:
+    left = seconds_left(tokens.mint("anon", tokens.DEV_SECRET, ttl=100))
+    assert left is not None and 98 < left <= 100
+    assert seconds_left("sb_publishable_abc") is None and seconds_left("a.b.c") is None
