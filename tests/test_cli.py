@@ -190,10 +190,10 @@ def test_help_and_version() -> None:
 def test_console_script_runs_the_demo() -> None:
     """The README's first command, as a user runs it: the real executable, a real cluster."""
     exe = shutil.which("supabase-push") or f"{sys.executable} -m supabase_push"
-    done = subprocess.run([*exe.split(), "demo", "--json", "--changes", "400"],
+    done = subprocess.run([*exe.split(), "demo", "--json", "--duration", "3"],
                           capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["ok"] and summary["lost"] == 0 and summary["duplicates"] == 0
-    assert summary["received_listen"] == summary["changes_written"] >= 400
     assert all(summary["by_table"][t] > 0 for t in ("positions", "trades", "portfolio_snapshots"))
+    assert set(summary["transports"]) == {"realtime", "listen", "poll"}

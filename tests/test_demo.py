@@ -1,0 +1,94 @@
+"""``supabase-push demo`` as a new user meets it: headless and live, Ctrl-C, and against a project."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psycopg
+from typer.testing import CliRunner
+
+from supabase_push.cli import app
+from supabase_push.demo.market import ACCOUNT
+from supabase_push.embedded import CLUSTERS_DIR
+from supabase_push.local import LocalRealtime
+
+TABLES = ("positions", "trades", "portfolio_snapshots")
+
+
+def demo(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "supabase_push", "demo", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
+
+
+def test_headless_demo_reports_every_table_and_loses_nothing() -> None:
+    started = time.monotonic()
+    proc = demo("--duration", "5", "--json")
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert time.monotonic() - started < 60 and summary["seconds"] < 60
+    assert summary["ok"] and summary["lost"] == 0 and summary["duplicates"] == 0
+    assert all(summary["by_table"][table] > 0 for table in TABLES)
+    assert summary["changes"] == sum(summary["by_table"].values())
+    for name, figures in summary["transports"].items():
+        assert figures["delivered"] == summary["changes"] and figures["lost"] == 0 and figures["in_order"], name
+        assert figures["latency_ms"]["p50"] is not None
+    assert summary["transports"]["realtime"]["by_source"].get("realtime", 0) > 0
+    assert summary["transports"]["listen"]["by_source"].get("listen", 0) > 0
+    assert summary["service_broadcasts"]["accepted"] > 0 and summary["service_broadcasts"]["failed"] == 0
+
+
+def test_ctrl_c_stops_everything_it_started() -> None:
+    proc = demo("--duration", "120")
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "trading for" in line:
+            break
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    assert "lost 0, duplicates 0" in out and "removed the throwaway Postgres" in out
+    assert not list(CLUSTERS_DIR.glob(f"{proc.pid}-*")), "the demo left its cluster behind"
+
+
+def test_live_dashboard_renders() -> None:
+    """On a terminal: positions, trades, portfolio and a row per transport."""
+    from rich.console import Console
+
+    from supabase_push.demo import run_demo
+
+    console = Console(force_terminal=True, width=120, record=True)
+    summary = run_demo(duration=2, live=True, say=console.print, console=console)
+    text = console.export_text()
+    assert summary["ok"]
+    for heading in ("Positions", "Latest trades", "Transports", "portfolio", "push:realtime", "push:listen",
+                    "poll:sql", "SPY"):
+        assert heading in text, heading
+
+
+def test_demo_against_a_project(realtime: LocalRealtime, realtime_db: str) -> None:
+    """--supabase with the local server standing in for the project: Realtime and polling, rows cleaned up."""
+    env = {"SUPABASE_URL": realtime.url, "SUPABASE_SERVICE_ROLE_KEY": realtime.service_role_key,
+           "DATABASE_URL": realtime_db}
+    proc = demo("--supabase", "--duration", "3", "--json", env=env)
+    out, err = proc.communicate(timeout=90)
+    assert proc.returncode == 0, err
+    summary = json.loads(out)
+    assert summary["ok"] and summary["mode"] == "supabase" and set(summary["transports"]) == {"realtime", "poll"}
+    assert realtime.service_role_key not in out + err
+    with psycopg.connect(realtime_db) as conn:
+        for table in TABLES:
+            row = conn.execute(f"SELECT count(*) FROM {table} WHERE account_id = %s", (ACCOUNT,)).fetchone()
+            assert row == (0,), table
+
+
+def test_demo_against_a_project_needs_its_settings() -> None:
+    result = CliRunner().invoke(app, ["demo", "--supabase", "--json"])
+    assert result.exit_code == 2
+    assert "DATABASE_URL" in result.output and "SUPABASE_SERVICE_ROLE_KEY" in result.output
