@@ -62,6 +62,8 @@ def _main(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not verbose:  # the official client logs every failed attempt; ours says what matters once
+        logging.getLogger("realtime").setLevel(logging.CRITICAL)
 
 
 def _fail(exc: SupabasePushError, as_json: bool) -> NoReturn:
@@ -364,6 +366,46 @@ def serve(
                 await server.stop()
 
         asyncio.run(run())
+
+
+@app.command()
+def doctor(
+    db_url: DbUrl = None,
+    rest_url: Annotated[str | None, typer.Option(
+        envvar="SUPABASE_PUSH_REST_URL", show_envvar=True, show_default=False,
+        help="PostgREST base URL (default <SUPABASE_URL>/rest/v1).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for each service.")] = 5.0,
+    as_json: JsonOut = False,
+) -> None:
+    """Check the configuration and, per transport (database, LISTEN, Realtime, PostgREST), what
+    works and what to fix. Exit 1 if anything fails; warnings alone exit 0. Never prints a key."""
+    import asyncio
+    import dataclasses
+
+    from .config import Settings
+    from .doctor import diagnose
+
+    with _errors(as_json):
+        settings = Settings.from_env()
+        if db_url:
+            settings = dataclasses.replace(settings, database_url=db_url)
+        report = asyncio.run(diagnose(settings, rest_url=rest_url, timeout=timeout))
+    if as_json:
+        _print_json(report.as_dict())
+    else:
+        style = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
+        table = Table(show_header=True, header_style="bold", expand=False)
+        for column in ("area", "check", "", "detail"):
+            table.add_column(column)
+        for finding in report.findings:
+            detail = finding.detail + (f"\n[dim]fix: {finding.fix}[/dim]" if finding.fix else "")
+            table.add_row(finding.area, finding.check, f"[{style[finding.status]}]{finding.status}[/]", detail)
+        out.print(table)
+        failed = sum(f.status == "fail" for f in report.findings)
+        warned = sum(f.status == "warn" for f in report.findings)
+        out.print(f"[{'red' if failed else 'green'}]{failed} failed[/], {warned} warning(s)")
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -97,6 +97,9 @@ class RestReader:
 
 
 def _hint(code: str | None) -> str | None:
+    if code == "404":
+        return ("no PostgREST answers at this URL: set SUPABASE_PUSH_REST_URL to yours "
+                "(the local server has none; hosted Supabase serves <project>/rest/v1)")
     if code in ("PGRST301", "PGRST302", "401"):
         return "check the key: reading the change log needs the service role (or a grant to your role)"
     if code in ("PGRST202", "42883"):
