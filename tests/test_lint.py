@@ -23,7 +23,7 @@ def test_ruff() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-@pytest.mark.parametrize("target", [[], ["bench"]], ids=["package+tests", "bench"])
+@pytest.mark.parametrize("target", [[], ["bench"], ["examples"]], ids=["package+tests", "bench", "examples"])
 def test_mypy(target: list[str]) -> None:
     done = subprocess.run([*_tool("mypy"), *target], cwd=ROOT, capture_output=True, text=True,
                           timeout=300, check=False)
