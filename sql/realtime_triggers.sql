@@ -102,14 +102,30 @@ LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = ''
 AS $$
+DECLARE
+    v_first boolean;
+    v_seq bigint;
+    v_id bigint;
 BEGIN
     INSERT INTO supabase_push.change_txn DEFAULT VALUES ON CONFLICT DO NOTHING;
+    GET DIAGNOSTICS v_first = ROW_COUNT;
     INSERT INTO supabase_push.change_log (topic, schema_name, table_name, op, record, old_record)
     VALUES (
         TG_ARGV[0], TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP,
         CASE WHEN TG_OP <> 'DELETE' THEN pg_catalog.to_jsonb(NEW) END,
         CASE WHEN TG_OP <> 'INSERT' THEN pg_catalog.to_jsonb(OLD) END
-    );
+    )
+    RETURNING id INTO v_id;
+    IF NOT v_first THEN
+        -- Stamped already (SET CONSTRAINTS ALL IMMEDIATE ran the commit stamp early): this
+        -- change is read by cursor, not pushed. This transaction holds the commit-order lock,
+        -- so moving its topic's head keeps every later push's "prev" exact.
+        SELECT seq INTO v_seq FROM supabase_push.change_txn WHERE txid = pg_catalog.pg_current_xact_id();
+        IF v_seq IS NOT NULL THEN
+            INSERT INTO supabase_push.topic_heads (topic, head) VALUES (TG_ARGV[0], v_seq::text || ':' || v_id::text)
+            ON CONFLICT (topic) DO UPDATE SET head = excluded.head;
+        END IF;
+    END IF;
     RETURN NULL;
 END
 $$;

@@ -181,3 +181,21 @@ async def test_a_row_too_large_for_notify_arrives_whole(installed_url: str) -> N
     assert delivered[0].record is not None and len(delivered[0].record["order_id"]) == 20_000
     assert not delivered[0].truncated and delivered[0].source == "catch-up"
     assert subscriber.stats.state == "stopped"
+
+
+async def test_changes_after_an_early_commit_stamp_are_not_skipped(installed_url: str) -> None:
+    """SET CONSTRAINTS ALL IMMEDIATE runs the commit stamp before the transaction's last change,
+    which is then logged but not pushed; the next push must not vouch for a stream without it."""
+    subscriber = Subscriber.from_settings(settings(database_url=installed_url), topics=["trade-updates"])
+    async with subscriber:
+        await asyncio.wait_for(subscriber.wait_ready(), 10)
+        async with await psycopg.AsyncConnection.connect(installed_url, autocommit=True) as db:
+            await db.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('A', 'buy', 1, 1)")
+            async with db.transaction():
+                await db.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('B', 'buy', 1, 1)")
+                await db.execute("SET CONSTRAINTS ALL IMMEDIATE")
+                await db.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('C', 'buy', 1, 1)")
+            await db.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('D', 'buy', 1, 1)")
+        got = await collect(subscriber, 4, timeout=10)
+    assert [e.record["symbol"] for e in got if e.record] == ["A", "B", "C", "D"]
+    assert got[2].source == "catch-up"
