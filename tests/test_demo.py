@@ -92,3 +92,28 @@ def test_demo_against_a_project_needs_its_settings() -> None:
     result = CliRunner().invoke(app, ["demo", "--supabase", "--json"])
     assert result.exit_code == 2
     assert "DATABASE_URL" in result.output and "SUPABASE_SERVICE_ROLE_KEY" in result.output
+
+
+def test_kill_9_leaves_no_postgres_behind() -> None:
+    proc = demo("--duration", "120")
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        if "trading for" in line:
+            break
+    clusters = list(CLUSTERS_DIR.glob(f"{proc.pid}-*"))
+    assert len(clusters) == 1
+    postmaster = int((clusters[0] / "data" / "postmaster.pid").read_text().splitlines()[0])
+    proc.kill()
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and (clusters[0].exists() or _alive(postmaster)):
+        time.sleep(0.1)
+    assert not clusters[0].exists() and not _alive(postmaster), "the killed demo's Postgres outlived it"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
