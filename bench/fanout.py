@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from _common import local_server, percentile
+from _report import Ratio, Section
+from _stack import Stack
 from websockets.asyncio.client import ClientConnection, connect
 
 from supabase_push.embedded import LocalPostgres
@@ -83,6 +85,31 @@ async def peer(clients: int, rounds: int) -> tuple[list[float], list[float]]:
     finally:
         proc.terminate()
         proc.wait()
+
+
+async def section(env: Stack, *, quick: bool, runs: int) -> Section:
+    counts, rounds = ((1, 100), 5) if quick else ((1, 100, 1000), 30)
+    dsn = env.database(realtime=True)
+    out = Section("fanout", "Fan-out: one broadcast to N websocket subscribers",
+                  f"Per N: {rounds} rounds; each round one message, time to each receiver (p50, p99 over all "
+                  "deliveries) and until the last has it (mean). Receivers share one Python process.", "ms",
+                  ["p50", "p99", "all delivered"], runs=runs, log_scale=True)
+    for clients in counts:
+        mine = {"p50": [], "p99": [], "last": []}  # type: dict[str, list[float]]
+        theirs = {"p50": [], "p99": [], "last": []}  # type: dict[str, list[float]]
+        for _ in range(runs):
+            for into, (deliveries, lasts) in ((mine, await ours(clients, rounds, dsn)),
+                                              (theirs, await peer(clients, rounds))):
+                into["p50"].append(statistics.median(deliveries))
+                into["p99"].append(percentile(deliveries, 0.99))
+                into["last"].append(statistics.mean(lasts))
+        out.add(f"ours: local server, {clients:,} subscriber(s)", [statistics.median(mine[k]) for k in mine])
+        out.add(f"peer: websockets.broadcast relay, {clients:,}", [statistics.median(theirs[k]) for k in theirs])
+        out.ratios.append(Ratio(f"{clients:,} subscribers: all delivered, ours / relay",
+                                statistics.median(mine["last"]) / statistics.median(theirs["last"])))
+    out.notes.append("The relay forwards the same bytes with no protocol; ours parses Phoenix frames, routes by "
+                     "channel and writes through one task per client.")
+    return out
 
 
 def report(name: str, deliveries: list[float], lasts: list[float]) -> dict[str, float]:

