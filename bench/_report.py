@@ -96,6 +96,9 @@ def markdown(sections: list[Section], *, postgres: int, quick: bool, plots: dict
         lines += [f"| {title} | {r.label} | {r.value:.2f}x | {r.target} | {'yes' if r.met else '**no**'} |"
                   for title, r in verdicts]
         lines.append("")
+        missed = [f"{r.label} ({title})" for title, r in verdicts if not r.met]
+        if missed:
+            lines += ["Where we miss a target: " + "; ".join(missed) + ". Each section's notes say why.", ""]
     for section in sections:
         lines += [f"## {section.title}", "", section.what, "",
                   f"Runs: {section.runs}; unit: {section.unit}.", "",

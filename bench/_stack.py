@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import itertools
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
+from _report import Section, print_section
 from psycopg import sql
 
 from supabase_push import schema
@@ -68,3 +71,19 @@ class Stack:
 def stack() -> Iterator[Stack]:
     with LocalPostgres() as pg, ExitStack() as exits:
         yield Stack(pg, exits)
+
+
+def run_alone(section: Callable[..., Awaitable[Section | list[Section]]], doc: str | None, quick: str) -> None:
+    """A benchmark script's ``main``: ``--runs N`` or ``--quick``, its section(s) printed."""
+    parser = argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", type=int, default=3, help="repetitions (medians are reported)")
+    parser.add_argument("--quick", action="store_true", help=quick)
+    args = parser.parse_args()
+
+    async def run() -> None:
+        with stack() as env:
+            results = await section(env, quick=args.quick, runs=1 if args.quick else args.runs)
+            for result in results if isinstance(results, list) else [results]:
+                print_section(result)
+
+    asyncio.run(run())

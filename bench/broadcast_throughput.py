@@ -14,15 +14,14 @@ Medians over the runs; ratios ours / peer (higher is better).
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import statistics
 import time
 from collections.abc import Awaitable, Callable
 
 from _common import channel_options
-from _report import Ratio, Section, print_section
-from _stack import Stack, stack
+from _report import Ratio, Section
+from _stack import Stack, run_alone
 from realtime import AsyncRealtimeClient
 
 from supabase_push.broadcast import Broadcaster, RestBackend
@@ -98,18 +97,5 @@ async def section(env: Stack, *, quick: bool, runs: int) -> Section:
     return out
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="500 messages (50 for the peer), 1 run")
-    args = parser.parse_args()
-
-    async def run() -> None:
-        with stack() as env:
-            print_section(await section(env, quick=args.quick, runs=1 if args.quick else args.runs))
-
-    asyncio.run(run())
-
-
 if __name__ == "__main__":
-    main()
+    run_alone(section, __doc__, "500 messages (50 for the peer), 1 run")

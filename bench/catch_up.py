@@ -1,6 +1,6 @@
 """Reading the change log by cursor: catch-up time for a backlog, and one subscriber's ingest rate.
 
-    python bench/catch_up.py [--changes 100000] [--runs 3] [--quick]      (all sections: python -m bench)
+    python bench/catch_up.py [--runs 3] [--quick]      (all sections: python -m bench)
 
 A backlog of changes (trades inserted 1,000 per transaction) is read from the start:
 - catch-up: through SQL (`SqlReader`) and through a real PostgREST (`RestReader`, the
@@ -12,15 +12,14 @@ A backlog of changes (trades inserted 1,000 per transaction) is read from the st
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
 import httpx
 import psycopg
-from _report import Ratio, Section, median, print_section
-from _stack import Stack, stack
+from _report import Ratio, Section, median
+from _stack import Stack, run_alone
 
 from supabase_push.changelog import aread_changes
 from supabase_push.events import START
@@ -96,8 +95,8 @@ async def timed(way: Callable[[], Awaitable[int]], expected: int) -> float:
     return time.perf_counter() - started
 
 
-async def sections(env: Stack, *, quick: bool, runs: int, changes: int | None = None) -> list[Section]:
-    changes = changes or (10_000 if quick else 100_000)
+async def sections(env: Stack, *, quick: bool, runs: int) -> list[Section]:
+    changes = 10_000 if quick else 100_000
     dsn = env.database(realtime=True, broadcast="none")  # the realtime schema brings the roles PostgREST uses
     await asyncio.to_thread(fill, dsn, changes)
     rest = env.postgrest(dsn)
@@ -147,17 +146,5 @@ async def sections(env: Stack, *, quick: bool, runs: int, changes: int | None = 
     return [catch_up, rate]
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--changes", type=int)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="10,000 changes, 1 run")
-    args = parser.parse_args()
-    with stack() as env:
-        for result in await sections(env, quick=args.quick, runs=1 if args.quick else args.runs,
-                                     changes=args.changes):
-            print_section(result)
-
-
 if __name__ == "__main__":
-    asyncio.run(main())
+    run_alone(sections, __doc__, "10,000 changes, 1 run")

@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 the operation failed or ``verify`` found a problem;
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import logging
@@ -21,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__, schema
+from .config import Settings
 from .db import connect, describe_dsn
 from .errors import ConfigError, PayloadError, SupabasePushError
 
@@ -41,6 +43,11 @@ DbUrl = Annotated[
                  help="Postgres URL, e.g. postgresql://postgres:pw@db.xyz.supabase.co:5432/postgres"),
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
+RestUrl = Annotated[
+    str | None,
+    typer.Option(envvar="SUPABASE_PUSH_REST_URL", show_envvar=True, show_default=False,
+                 help="PostgREST base URL for reading the change log (default <SUPABASE_URL>/rest/v1)."),
+]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the SQL instead of running it.")]
 
 STATUS_STYLE = {"ok": "green", "missing": "red", "drifted": "red", "warning": "yellow"}
@@ -371,24 +378,18 @@ def serve(
 @app.command()
 def doctor(
     db_url: DbUrl = None,
-    rest_url: Annotated[str | None, typer.Option(
-        envvar="SUPABASE_PUSH_REST_URL", show_envvar=True, show_default=False,
-        help="PostgREST base URL (default <SUPABASE_URL>/rest/v1).")] = None,
+    rest_url: RestUrl = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for each service.")] = 5.0,
     as_json: JsonOut = False,
 ) -> None:
     """Check the configuration and, per transport (database, LISTEN, Realtime, PostgREST), what
     works and what to fix. Exit 1 if anything fails; warnings alone exit 0. Never prints a key."""
     import asyncio
-    import dataclasses
 
-    from .config import Settings
     from .doctor import diagnose
 
     with _errors(as_json):
-        settings = Settings.from_env()
-        if db_url:
-            settings = dataclasses.replace(settings, database_url=db_url)
+        settings = _settings(db_url)
         report = asyncio.run(diagnose(settings, rest_url=rest_url, timeout=timeout))
     if as_json:
         _print_json(report.as_dict())
@@ -421,9 +422,7 @@ def tail(
         "realtime, listen, or poll (none).")] = "auto",
     reader: Annotated[str, typer.Option(
         help="How to read the change log: auto (SQL with a database URL, else PostgREST), sql, rest.")] = "auto",
-    rest_url: Annotated[str | None, typer.Option(
-        envvar="SUPABASE_PUSH_REST_URL", show_envvar=True, show_default=False,
-        help="PostgREST base URL (default <SUPABASE_URL>/rest/v1).")] = None,
+    rest_url: RestUrl = None,
     start: Annotated[str | None, typer.Option(
         "--from", metavar="CURSOR", show_default=False,
         help="Start after this cursor (seq:id); default 0:0, the whole log.")] = None,
@@ -445,16 +444,12 @@ def tail(
     (LISTEN/NOTIFY and SQL reads); falls back to polling the change log when push is down.
     """
     import asyncio
-    import dataclasses
 
-    from .config import Settings
     from .subscribe import Subscriber
     from .tail import run_tail
 
     with _errors(as_json):
-        settings = Settings.from_env()
-        if db_url:
-            settings = dataclasses.replace(settings, database_url=db_url)
+        settings = _settings(db_url)
         subscriber = Subscriber.from_settings(
             settings, topics=topic or None, transport=transport, reader=reader, rest_url=rest_url,
             filters=row_filter or (), start=start, cursor_store=cursor_file, poll_interval=poll_interval)
@@ -486,11 +481,9 @@ def broadcast_command(
     environment only, never from the command line.
     """
     import asyncio
-    import dataclasses
     import time
 
     from .broadcast import Broadcaster, RetryPolicy
-    from .config import Settings
 
     with _errors(as_json):
         raw = data if data is not None else _read_stdin()
@@ -527,6 +520,12 @@ def _read_stdin() -> str:
     if sys.stdin.isatty():
         raise ConfigError("no payload", hint="""pass --data '{"key": "value"}' or pipe JSON to stdin""")
     return sys.stdin.read()
+
+
+def _settings(db_url: str | None) -> Settings:
+    """The environment's settings, with ``--db-url`` in place of DATABASE_URL."""
+    settings = Settings.from_env()
+    return dataclasses.replace(settings, database_url=db_url) if db_url else settings
 
 
 def _say(quiet: bool) -> Callable[[str], None]:

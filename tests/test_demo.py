@@ -43,12 +43,18 @@ def test_headless_demo_reports_every_table_and_loses_nothing() -> None:
     assert summary["service_broadcasts"]["accepted"] > 0 and summary["service_broadcasts"]["failed"] == 0
 
 
-def test_ctrl_c_stops_everything_it_started() -> None:
+def trading_demo() -> subprocess.Popen[str]:
+    """A demo that will run for minutes, once it has started trading."""
     proc = demo("--duration", "120")
     assert proc.stdout is not None
     for line in proc.stdout:
         if "trading for" in line:
             break
+    return proc
+
+
+def test_ctrl_c_stops_everything_it_started() -> None:
+    proc = trading_demo()
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -95,11 +101,7 @@ def test_demo_against_a_project_needs_its_settings() -> None:
 
 
 def test_kill_9_leaves_no_postgres_behind() -> None:
-    proc = demo("--duration", "120")
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if "trading for" in line:
-            break
+    proc = trading_demo()
     clusters = list(CLUSTERS_DIR.glob(f"{proc.pid}-*"))
     assert len(clusters) == 1
     postmaster = int((clusters[0] / "data" / "postmaster.pid").read_text().splitlines()[0])
