@@ -11,6 +11,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from .. import _json
+
 VSN1 = "1.0.0"
 VSN2 = "2.0.0"
 VERSIONS = (VSN1, VSN2)
@@ -46,8 +48,8 @@ def dumps(value: Any) -> str:
 
 def decode_text(vsn: str, text: str | bytes) -> Message:
     try:
-        data = json.loads(text)
-    except (ValueError, UnicodeDecodeError) as exc:
+        data = _json.loads(text)
+    except ValueError as exc:
         raise FrameError(f"not JSON: {exc}") from None
     if vsn == VSN2:
         if not isinstance(data, list) or len(data) != 5:
@@ -87,8 +89,8 @@ def decode_binary(data: bytes) -> Message:
     payload: Any = body
     if encoding == ENCODING_JSON:
         try:
-            payload = json.loads(body)
-        except (ValueError, UnicodeDecodeError):
+            payload = _json.loads(body)
+        except ValueError:
             raise FrameError("binary frame says JSON but its payload is not") from None
     elif encoding != ENCODING_BINARY:
         raise FrameError(f"unknown payload encoding {encoding}")

@@ -19,6 +19,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from .. import _json
 from . import filters, tokens
 from .channels import Hub
 from .database import MESSAGES_PUBLICATION, PUBLICATION, Database
@@ -268,7 +269,7 @@ class LocalRealtime:
         if claims is None:
             return web.json_response({"message": "Unauthorized"}, status=401)
         try:
-            body = await request.json()
+            body = _json.loads(await request.read())
         except ValueError:
             return web.json_response({"message": "Malformed JSON body"}, status=400)
         messages = body.get("messages") if isinstance(body, dict) else None
@@ -300,7 +301,7 @@ class LocalRealtime:
             payload = raw
         elif content_type == "application/json":
             try:
-                payload = json.loads(raw) if raw else {}
+                payload = _json.loads(raw) if raw else {}
             except ValueError:
                 return web.json_response({"message": "Malformed JSON body"}, status=400)
             if not isinstance(payload, dict):

@@ -9,6 +9,8 @@ import json
 import time
 from typing import Any
 
+from .. import _json
+
 # The secret the Supabase CLI's local stack uses: keys minted by either work with the other.
 DEV_SECRET = "super-secret-jwt-token-with-at-least-32-characters-long"  # noqa: S105 (public, dev only)
 
@@ -51,8 +53,8 @@ def verify(token: str | None, secret: str, *, now: float | None = None) -> dict[
     if len(parts) != 3:
         raise TokenError("MalformedJWT", "The token provided is not a valid JWT")
     try:
-        header = json.loads(_unb64(parts[0]))
-        claims = json.loads(_unb64(parts[1]))
+        header = _json.loads(_unb64(parts[0]))
+        claims = _json.loads(_unb64(parts[1]))
         signature = _unb64(parts[2])
     except ValueError:
         raise TokenError("MalformedJWT", "The token provided is not a valid JWT") from None

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal
 
 import psycopg
 from psycopg import sql
 
+from .. import _json
 from ..db import aconnect, describe_dsn, map_error
 from ..errors import DatabaseError, TransportError
 from ..events import ChangeEvent
@@ -24,7 +24,7 @@ def parse_push(payload: object) -> ChangeEvent | None:
     """A change envelope from a push payload, or None for anything else (a service broadcast)."""
     if isinstance(payload, (str, bytes)):
         try:
-            payload = json.loads(payload)
+            payload = _json.loads(payload)
         except ValueError:
             return None
     if not isinstance(payload, dict) or "cursor" not in payload:
