@@ -65,7 +65,10 @@ def verify(token: str | None, secret: str, *, now: float | None = None) -> dict[
         raise TokenError("JwtSignatureError", "Failed to validate JWT signature")
     if not isinstance(claims.get("role"), str) or not isinstance(claims.get("exp"), int | float):
         raise TokenError("InvalidJWTToken", "Fields `role` and `exp` are required in JWT")
-    expired_for = (time.time() if now is None else now) - claims["exp"]
+    current = time.time() if now is None else now
+    if isinstance(claims.get("nbf"), int | float) and current < claims["nbf"]:
+        raise TokenError("InvalidJWTToken", "Token is not valid yet (nbf)")
+    expired_for = current - claims["exp"]
     if expired_for >= 0:
         raise TokenError("InvalidJWTToken", f"Token has expired {int(expired_for)} seconds ago")
     return claims
