@@ -166,10 +166,18 @@ def _run_script(conn: Conn, script: str) -> None:
     if not conn.autocommit:
         raise ConfigError("schema scripts need an autocommit connection")
 
+    # The script goes to the server as one query. Its final COMMIT is sent on its own, after
+    # the rest has run: a client killed midway never sends it, so the server rolls back
+    # instead of running the script to its end once it gets its locks.
+    body, commit = script.rstrip().rsplit("\n", 1)
+    if commit.strip().upper() != "COMMIT;":
+        raise SchemaError("a schema script must end with COMMIT;")
+
     def attempt() -> None:
         try:
             conn.execute(sql.SQL("SET lock_timeout = {}").format(sql.Literal(LOCK_TIMEOUT)))
-            conn.execute(script.encode())
+            conn.execute(body.encode())
+            conn.execute("COMMIT")
         except psycopg.Error:
             _rollback(conn)
             raise
