@@ -148,7 +148,8 @@ async def soak(changes: int, seconds_between_faults: float = 0.5, seed: int = 5)
             for w in watched:
                 await w.subscriber.close()
             await servers[-1].stop()
-        report = {w.name: {"state at the end": states[w.name], "delivered": len(w.got), "duplicates suppressed": w.subscriber.stats.duplicates,
+        report = {w.name: {"state at the end": states[w.name], "delivered": len(w.got),
+                           "duplicates suppressed": w.subscriber.stats.duplicates,
                            "catch-ups": w.subscriber.stats.catch_ups, "switches": w.subscriber.stats.switches,
                            "by source": dict(w.subscriber.stats.delivered)} for w in watched}
         print(f"soak: {len(logged)} changes in {time.monotonic() - started:.1f} s; faults {dict(faults)}")
