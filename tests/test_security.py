@@ -139,3 +139,18 @@ async def test_library_logs_never_carry_a_key(realtime: LocalRealtime, installed
                 time_left -= 0.1
     assert subscriber.stats.push_failures >= 1
     assert key not in caplog.text
+
+
+@pytest.mark.parametrize("route", ['trades; DROP TABLE positions; --=x', 'x"; DROP TABLE positions; --=y',
+                                   "trades=x'; DROP TABLE positions; --"])
+def test_the_cli_takes_injections_as_names(installed_url: str, route: str) -> None:
+    from typer.testing import CliRunner
+
+    from supabase_push.cli import app
+
+    result = CliRunner().invoke(app, ["apply", "--db-url", installed_url, "-t", route, "--json"])
+    with psycopg.connect(installed_url) as conn:
+        assert conn.execute("SELECT to_regclass('public.positions') IS NOT NULL").fetchone() == (True,)
+    if result.exit_code != 0:
+        assert result.exit_code in (1, 2) and "Traceback" not in result.output
+        assert json.loads(result.stdout.splitlines()[0])["error"]
