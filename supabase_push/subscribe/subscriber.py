@@ -253,16 +253,14 @@ class Subscriber:
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Exception):  # an engine failure was logged already
                 await task
         self._tasks = []
         await self.reader.close()
         if finished and self._yielded is not None:
             self._finished(self._yielded)
         self.stats.state = "stopped"
-        while not self._out.empty():  # not handed out, not saved: the next run reads them again
-            self._out.get_nowait()
-        self._out.put_nowait(_END)
+        self._end_iteration(_END)
 
     async def __aenter__(self) -> Subscriber:
         return await self.start()
@@ -306,10 +304,15 @@ class Subscriber:
                     self._pushing = False
         except Exception as exc:  # a bug: end the iteration with it rather than hang
             log.exception("the subscriber stopped on an unexpected error")
-            while not self._out.empty():  # not handed out, not saved: the next run reads them again
-                self._out.get_nowait()
-            self._out.put_nowait(exc)
+            self._end_iteration(exc)
             raise
+
+    def _end_iteration(self, last: object) -> None:
+        """Drop what is queued but not handed out (not saved, so the next run reads it again),
+        then make ``last`` (the end, or the error) the next thing ``async for`` gets."""
+        while not self._out.empty():
+            self._out.get_nowait()
+        self._out.put_nowait(last)
 
     def _next_wake(self) -> float:
         if self._behind:
