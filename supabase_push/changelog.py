@@ -28,11 +28,7 @@ def read_changes(
 ) -> list[ChangeEvent]:
     """Up to ``limit`` changes after ``after``, in commit order."""
     with conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            _READ,
-            {"seq": after.seq, "id": after.id, "limit": limit,
-             "topics": list(topics) if topics is not None else None},
-        )
+        cur.execute(_READ, _params(after, limit, topics))
         return [row_to_event(row, source) for row in cur.fetchall()]
 
 
@@ -46,12 +42,12 @@ async def aread_changes(
 ) -> list[ChangeEvent]:
     """:func:`read_changes` for asyncio."""
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            _READ,
-            {"seq": after.seq, "id": after.id, "limit": limit,
-             "topics": list(topics) if topics is not None else None},
-        )
+        await cur.execute(_READ, _params(after, limit, topics))
         return [row_to_event(row, source) for row in await cur.fetchall()]
+
+
+def _params(after: Cursor, limit: int, topics: Sequence[str] | None) -> dict[str, Any]:
+    return {"seq": after.seq, "id": after.id, "limit": limit, "topics": list(topics) if topics is not None else None}
 
 
 def row_to_event(row: dict[str, Any], source: Source) -> ChangeEvent:

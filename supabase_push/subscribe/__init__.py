@@ -12,10 +12,11 @@ from __future__ import annotations
 from .cursor_store import CursorStore, FileCursorStore
 from .filters import RowFilter
 from .listen import ListenTransport
+from .push import PushTransport
 from .readers import Reader, RestReader, SqlReader
 from .realtime import RealtimeTransport, TokenSource
 from .sequencer import Sequencer, Verdict
-from .subscriber import PushTransport, Subscriber, SubscriberStats
+from .subscriber import Subscriber, SubscriberStats
 
 __all__ = [
     "CursorStore",

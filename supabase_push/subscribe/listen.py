@@ -4,35 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 from typing import Literal
 
 import psycopg
 from psycopg import sql
 
-from .. import _json
 from ..db import aconnect, describe_dsn, map_error
 from ..errors import DatabaseError, TransportError
-from ..events import ChangeEvent
+from .push import Emit, Up, parse_push
 
-__all__ = ["ListenTransport", "parse_push"]
-
-Emit = Callable[[ChangeEvent | None], Awaitable[None]]
-
-
-def parse_push(payload: object) -> ChangeEvent | None:
-    """A change envelope from a push payload, or None for anything else (a service broadcast)."""
-    if isinstance(payload, (str, bytes)):
-        try:
-            payload = _json.loads(payload)
-        except ValueError:
-            return None
-    if not isinstance(payload, dict) or "cursor" not in payload:
-        return None
-    try:
-        return ChangeEvent.model_validate(payload)
-    except ValueError:
-        return None
+__all__ = ["ListenTransport"]
 
 
 class ListenTransport:
@@ -45,7 +27,7 @@ class ListenTransport:
     def describe(self) -> str:
         return f"LISTEN at {describe_dsn(self._dsn)}"
 
-    async def run(self, topics: Sequence[str], emit: Emit, up: Callable[[], Awaitable[None]]) -> None:
+    async def run(self, topics: Sequence[str], emit: Emit, up: Up) -> None:
         try:
             conn = await aconnect(self._dsn)
         except DatabaseError as exc:

@@ -28,13 +28,12 @@ from ..broadcast.websocket import realtime_url
 from ..config import scrub
 from ..errors import TransportError
 from ..events import ChangeEvent
-from .listen import parse_push
+from .push import Emit, Up, parse_push
 
 __all__ = ["RealtimeTransport", "TokenSource", "seconds_left"]
 
 log = logging.getLogger("supabase_push.subscribe")
 
-Emit = Callable[[ChangeEvent | None], Awaitable[None]]
 TokenSource = str | Callable[[], str | Awaitable[str]]
 """A user JWT, or a function (sync or async) that returns a fresh one."""
 CHANGE_EVENTS = {"INSERT", "UPDATE", "DELETE"}
@@ -83,7 +82,7 @@ class RealtimeTransport:
     def describe(self) -> str:
         return f"Supabase Realtime at {self.url}"
 
-    async def run(self, topics: Sequence[str], emit: Emit, up: Callable[[], Awaitable[None]]) -> None:
+    async def run(self, topics: Sequence[str], emit: Emit, up: Up) -> None:
         loop = asyncio.get_running_loop()
         failed: asyncio.Future[str] = loop.create_future()
         pending: asyncio.Queue[ChangeEvent | None] = asyncio.Queue()

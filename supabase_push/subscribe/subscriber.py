@@ -17,10 +17,10 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Literal, Protocol, cast
+from typing import Any, cast
 
 from ..config import Settings
 from ..errors import ConfigError, SupabasePushError, TransportError
@@ -28,28 +28,16 @@ from ..events import DEFAULT_ROUTES, START, ChangeEvent, Cursor, Source
 from .cursor_store import CursorStore, FileCursorStore
 from .filters import RowFilter
 from .listen import ListenTransport
+from .push import PushTransport
 from .readers import Reader, RestReader, SqlReader
 from .realtime import RealtimeTransport, TokenSource
 from .sequencer import Sequencer, Verdict
 
-__all__ = ["PushTransport", "Subscriber", "SubscriberStats"]
+__all__ = ["Subscriber", "SubscriberStats"]
 
 log = logging.getLogger("supabase_push.subscribe")
 
 Callback = Callable[[ChangeEvent], Any]
-Emit = Callable[[ChangeEvent | None], Awaitable[None]]
-
-
-class PushTransport(Protocol):
-    @property
-    def name(self) -> Literal["realtime", "listen"]: ...
-
-    def describe(self) -> str: ...
-
-    async def run(self, topics: Sequence[str], emit: Emit, up: Callable[[], Awaitable[None]]) -> None:
-        """Subscribe, await ``up()``, then ``emit`` pushes (None: some were dropped) until it fails."""
-        ...
-
 
 @dataclass
 class SubscriberStats:
