@@ -89,11 +89,8 @@ def running(loop: Coroutine[Any, Any, None], *closers: Callable[[], Awaitable[An
 
 def subscriber(settings: Settings, transport: str, **options: Any) -> Receiver:
     async def start(delays: list[float]) -> Stop:
-        with psycopg.connect(settings.database_url or "", autocommit=True) as conn:
-            head = conn.execute("SELECT coalesce(max(seq), 0) || ':' || coalesce(max(id), 0) "
-                                "FROM supabase_push_changes(0, 0, 100000000, '{trade-updates}')").fetchone()
-        sub = Subscriber.from_settings(settings, topics=["trade-updates"], transport=transport,
-                                       start=str(head[0]) if head else None, **options)
+        sub = Subscriber.from_settings(settings, topics=["trade-updates"], transport=transport, start="now",
+                                       **options)
         sub.on("trade-updates", lambda event: delays.append(delay_of(event.record)))
         await sub.start()
         await asyncio.wait_for(sub.wait_ready(), 10)

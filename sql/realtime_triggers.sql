@@ -313,6 +313,32 @@ $$;
 COMMENT ON FUNCTION public.supabase_push_changes(bigint, bigint, integer, text[]) IS
     'supabase-push: changes after the cursor (after_seq, after_id), in commit order';
 
+-- The cursor of the newest change (or the retention horizon, if newer; 0:0 for an empty
+-- log): where a reader that wants only what comes next starts. Same rights as above.
+CREATE OR REPLACE FUNCTION public.supabase_push_head()
+RETURNS TABLE (seq bigint, id bigint)
+LANGUAGE sql
+STABLE
+SET search_path = ''
+AS $$
+    SELECT h.seq, h.id FROM (
+        (SELECT t.seq, (SELECT pg_catalog.max(l.id) FROM supabase_push.change_log l WHERE l.txid = t.txid) AS id
+         FROM supabase_push.change_txn t
+         WHERE t.seq IS NOT NULL
+         ORDER BY t.seq DESC
+         LIMIT 1)
+        UNION ALL
+        SELECT r.pruned_seq, r.pruned_id FROM supabase_push.retention r
+        UNION ALL
+        SELECT 0, 0
+    ) h
+    WHERE h.id IS NOT NULL
+    ORDER BY 1 DESC, 2 DESC
+    LIMIT 1
+$$;
+COMMENT ON FUNCTION public.supabase_push_head() IS
+    'supabase-push: the cursor of the newest change in the log';
+
 -- On Supabase the service role reads the change log (PostgREST polling); anon and
 -- authenticated get nothing unless you grant it.
 DO $$
@@ -370,6 +396,7 @@ AS $$
         FROM pg_catalog.pg_proc p
         WHERE p.pronamespace = 'supabase_push'::regnamespace
            OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_changes(bigint,bigint,integer,text[])')
+           OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_head()')
         UNION ALL
         SELECT pg_catalog.pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text
         FROM pg_catalog.pg_trigger t

@@ -33,6 +33,7 @@ END
 $$;
 
 DROP FUNCTION IF EXISTS public.supabase_push_changes(bigint, bigint, integer, text[]);
+DROP FUNCTION IF EXISTS public.supabase_push_head();
 DROP SCHEMA IF EXISTS supabase_push CASCADE;
 
 COMMIT;

@@ -24,6 +24,7 @@ FUNCTIONS = (
     "supabase_push.install_v1(jsonb,text,boolean)",
     "supabase_push.prune_v1(interval)",
     "public.supabase_push_changes(bigint,bigint,integer,text[])",
+    "public.supabase_push_head()",
 )
 TABLES = (
     "supabase_push.installation",

@@ -10,7 +10,7 @@ from psycopg.rows import dict_row
 
 from .events import START, ChangeEvent, Cursor, Source
 
-__all__ = ["aread_changes", "fetch_change", "read_changes", "row_to_event"]
+__all__ = ["ahead", "aread_changes", "fetch_change", "head", "read_changes", "row_to_event"]
 
 _READ = """
 SELECT seq, id, topic, schema_name, table_name, op, record, old_record, committed_at
@@ -44,6 +44,21 @@ async def aread_changes(
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_READ, _params(after, limit, topics))
         return [row_to_event(row, source) for row in await cur.fetchall()]
+
+
+_HEAD = "SELECT seq, id FROM public.supabase_push_head()"
+
+
+def head(conn: psycopg.Connection[Any]) -> Cursor:
+    """The cursor of the newest change: start after it to get only what comes next."""
+    row = conn.execute(_HEAD).fetchone()
+    return Cursor(int(row[0]), int(row[1])) if row else START
+
+
+async def ahead(conn: psycopg.AsyncConnection[Any]) -> Cursor:
+    """:func:`head` for asyncio."""
+    row = await (await conn.execute(_HEAD)).fetchone()
+    return Cursor(int(row[0]), int(row[1])) if row else START
 
 
 def _params(after: Cursor, limit: int, topics: Sequence[str] | None) -> dict[str, Any]:

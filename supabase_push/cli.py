@@ -458,6 +458,88 @@ def tail(
     raise typer.Exit(code)
 
 
+@app.command()
+def relay(
+    db_url: DbUrl = None,
+    rest_url: RestUrl = None,
+    host: Annotated[str, typer.Option(help="Interface to bind (0.0.0.0 behind your proxy).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port (0 picks a free one).")] = 8787,
+    jwt_secret: Annotated[str | None, typer.Option(
+        envvar="SUPABASE_JWT_SECRET", show_envvar=True, show_default=False,
+        help="HS256 secret that signs your users' tokens (Supabase: Settings > API > JWT secret).")] = None,
+    jwks_url: Annotated[str | None, typer.Option(
+        envvar="SUPABASE_JWKS_URL", show_envvar=True, show_default=False,
+        help="Or verify RS256/ES256 tokens with the keys at this URL "
+             "(Supabase: <project>/auth/v1/.well-known/jwks.json).")] = None,
+    audience: Annotated[str | None, typer.Option(help="Require this 'aud' (Supabase: authenticated).")] = None,
+    topic: Annotated[list[str] | None, typer.Option(
+        "--topic", help="A topic to serve (repeat; default: the three trading topics).")] = None,
+    owner_column: Annotated[str, typer.Option(
+        help="Users see rows whose column equals their token's sub.")] = "user_id",
+    shared_topic: Annotated[list[str] | None, typer.Option(
+        "--shared-topic", help="A topic every user sees whole, e.g. market data (repeat).")] = None,
+    tier: Annotated[list[str] | None, typer.Option(
+        "--tier", help="Limit a topic to tiers: 'premium-signals=pro,elite' (repeat).")] = None,
+    tier_claim: Annotated[str, typer.Option(help="Dotted path of the tier in the token's claims.")] =
+        "app_metadata.tier",
+    max_per_user: Annotated[int, typer.Option(help="Streams one user may hold open at once.")] = 5,
+    buffer: Annotated[int, typer.Option(help="Unsent events after which a slow stream is cut off.")] = 1000,
+    replay: Annotated[int, typer.Option(help="Newest events kept in memory for reconnecting browsers.")] = 10_000,
+    heartbeat: Annotated[float, typer.Option(help="Seconds between heartbeat comments.")] = 15.0,
+    allow_origin: Annotated[list[str] | None, typer.Option(
+        "--allow-origin", help="A web origin allowed to connect (CORS; repeat, or '*').")] = None,
+    transport: Annotated[str, typer.Option(help="How the relay's subscriber is pushed to: auto, realtime, "
+                                                "listen or poll.")] = "auto",
+    reader: Annotated[str, typer.Option(help="How it reads the change log: auto, sql or rest.")] = "auto",
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line (the URL) once serving.")] = False,
+) -> None:
+    """Serve changes to browsers over Server-Sent Events: GET /events?topics=..., /stats, /healthz.
+
+    One subscriber for the whole process. Each user (a JWT) sees only their rows and the
+    topics their tier allows; a browser that reconnects resumes from its Last-Event-ID.
+    """
+    import asyncio
+
+    from .events import DEFAULT_ROUTES
+    from .relay import Authenticator, Policy, RelayConfig, create_app
+    from .relay.server import RelayServer
+
+    say = _say(as_json)
+    with _errors(as_json):
+        if importlib.util.find_spec("uvicorn") is None:
+            raise ConfigError("the relay needs starlette and uvicorn", hint="pip install 'supabase-push[relay]'")
+        policy = Policy(topics=topic or list(DEFAULT_ROUTES.values()), owner_column=owner_column,
+                        shared_topics=shared_topic or (), topic_tiers=_parse_tiers(tier or []))
+        config = RelayConfig(settings=_settings(db_url), policy=policy, heartbeat=heartbeat, buffer=buffer,
+                             ring_size=replay, max_per_user=max_per_user, allow_origins=allow_origin or (),
+                             transport=transport, reader=reader, rest_url=rest_url,
+                             authenticator=Authenticator(secret=jwt_secret, jwks_url=jwks_url, audience=audience,
+                                                         tier_claim=tier_claim))
+
+        async def run() -> None:
+            server = await RelayServer(create_app(config), host=host, port=port).start()
+            if as_json:
+                print(json.dumps({"url": server.url, "events": f"{server.url}/events",
+                                  "topics": list(policy.topics)}), flush=True)
+            else:
+                say(f"[green]✓[/green] relay on {server.url}/events serving {', '.join(policy.topics)}")
+                say("  Ctrl-C to stop")
+            await server.wait()
+
+        asyncio.run(run())
+
+
+def _parse_tiers(specs: list[str]) -> dict[str, list[str]]:
+    tiers: dict[str, list[str]] = {}
+    for spec in specs:
+        topic_name, sep, names = spec.partition("=")
+        allowed = [name.strip() for name in names.split(",") if name.strip()]
+        if not sep or not topic_name or not allowed:
+            raise ConfigError(f"not a tier rule: {spec!r}", hint="write it as topic=tier1,tier2")
+        tiers[topic_name] = allowed
+    return tiers
+
+
 @app.command("broadcast")
 def broadcast_command(
     topic: Annotated[str, typer.Argument(help="Topic, e.g. position-updates.")],

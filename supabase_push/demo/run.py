@@ -22,12 +22,12 @@ from rich.live import Live
 from .. import schema
 from .._sql import read_sql
 from ..broadcast import Broadcaster
-from ..changelog import aread_changes
+from ..changelog import ahead, aread_changes
 from ..config import Settings
 from ..db import aconnect, connect
 from ..embedded import LocalPostgres
 from ..errors import ConfigError, SchemaError
-from ..events import DEFAULT_ROUTES, START, Cursor
+from ..events import DEFAULT_ROUTES, Cursor
 from ..subscribe import Subscriber
 from .dashboard import render
 from .market import ACCOUNT, Market
@@ -180,14 +180,8 @@ def _status(dsn: str) -> schema.Status:
 
 
 async def _head(dsn: str) -> Cursor:
-    """The last change on the demo's topics."""
     async with await aconnect(dsn) as conn:
-        cur = await conn.execute(
-            "SELECT t.seq, max(l.id) FROM supabase_push.change_txn t "
-            "JOIN supabase_push.change_log l ON l.txid = t.txid "
-            "WHERE t.seq IS NOT NULL AND l.topic = ANY(%s) GROUP BY t.seq ORDER BY t.seq DESC LIMIT 1", (TOPICS,))
-        row = await cur.fetchone()
-    return Cursor(int(str(row[0])), int(str(row[1]))) if row else START
+        return await ahead(conn)
 
 
 async def _logged(dsn: str, after: Cursor) -> list[tuple[str, str]]:

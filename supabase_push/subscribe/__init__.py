@@ -13,7 +13,7 @@ from .cursor_store import CursorStore, FileCursorStore
 from .filters import RowFilter
 from .listen import ListenTransport
 from .push import PushTransport
-from .readers import Reader, RestReader, SqlReader
+from .readers import Reader, RestReader, SqlReader, reader_for
 from .realtime import RealtimeTransport, TokenSource
 from .sequencer import Sequencer, Verdict
 from .subscriber import Subscriber, SubscriberStats
@@ -33,4 +33,5 @@ __all__ = [
     "SubscriberStats",
     "TokenSource",
     "Verdict",
+    "reader_for",
 ]

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import AsyncIterator, Sequence
 from typing import Any, Protocol
 
 import httpx
 import psycopg
 from postgrest import APIError, AsyncPostgrestClient
 
-from ..changelog import aread_changes, row_to_event
-from ..config import scrub
+from ..changelog import ahead, aread_changes, row_to_event
+from ..config import Settings, scrub
 from ..db import aconnect, describe_dsn, map_error
-from ..errors import DatabaseError, TransportError
-from ..events import ChangeEvent, Cursor, Source
+from ..errors import ConfigError, DatabaseError, TransportError
+from ..events import START, ChangeEvent, Cursor, Source
 
-__all__ = ["Reader", "RestReader", "SqlReader"]
+__all__ = ["Reader", "RestReader", "SqlReader", "reader_for"]
 
 
 class Reader(Protocol):
@@ -25,6 +26,10 @@ class Reader(Protocol):
 
     async def read(self, after: Cursor, limit: int, topics: Sequence[str], source: Source) -> list[ChangeEvent]:
         """Up to ``limit`` changes on ``topics`` after ``after``, in cursor order; TransportError if it cannot."""
+        ...
+
+    async def head(self) -> Cursor:
+        """The cursor of the newest change in the log; TransportError if it cannot tell."""
         ...
 
     async def close(self) -> None: ...
@@ -41,10 +46,20 @@ class SqlReader:
         return f"SQL at {describe_dsn(self._dsn)}"
 
     async def read(self, after: Cursor, limit: int, topics: Sequence[str], source: Source) -> list[ChangeEvent]:
+        async with self._connection() as conn:
+            return await aread_changes(conn, after, limit=limit, topics=topics, source=source)
+
+    async def head(self) -> Cursor:
+        async with self._connection() as conn:
+            return await ahead(conn)
+
+    @contextlib.asynccontextmanager
+    async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """The reader's connection (opened on first use); any failure closes it and becomes a TransportError."""
         try:
             if self._conn is None or self._conn.closed:
                 self._conn = await aconnect(self._dsn)
-            return await aread_changes(self._conn, after, limit=limit, topics=topics, source=source)
+            yield self._conn
         except DatabaseError as exc:
             await self.close()
             raise TransportError(exc.message, hint=exc.hint) from None
@@ -78,9 +93,16 @@ class RestReader:
         return f"PostgREST at {self.rest_url}"
 
     async def read(self, after: Cursor, limit: int, topics: Sequence[str], source: Source) -> list[ChangeEvent]:
-        params: Any = {"after_seq": after.seq, "after_id": after.id, "max_rows": limit, "topics": list(topics)}
+        params = {"after_seq": after.seq, "after_id": after.id, "max_rows": limit, "topics": list(topics)}
+        return [row_to_event(row, source) for row in await self._rpc("supabase_push_changes", params)]
+
+    async def head(self) -> Cursor:
+        rows = await self._rpc("supabase_push_head", {})
+        return Cursor(int(rows[0]["seq"]), int(rows[0]["id"])) if rows else START
+
+    async def _rpc(self, function: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         try:
-            response = await self._client.rpc("supabase_push_changes", params).execute()
+            response = await self._client.rpc(function, params).execute()
         except APIError as exc:
             raise TransportError(f"{self.describe()} refused the read: {exc.code} {exc.message}",
                                  hint=_hint(exc.code)) from None
@@ -90,10 +112,27 @@ class RestReader:
         rows = response.data
         if not isinstance(rows, list):
             raise TransportError(f"{self.describe()} answered with something other than rows: {str(rows)[:100]}")
-        return [row_to_event(row, source) for row in rows]
+        return rows
 
     async def close(self) -> None:
         await self._http.aclose()
+
+
+def reader_for(settings: Settings, reader: str = "auto", *, rest_url: str | None = None) -> Reader:
+    """SQL when DATABASE_URL is set, else PostgREST at ``rest_url`` (default ``<SUPABASE_URL>/rest/v1``);
+    ``reader`` (``sql``, ``rest``) forces one."""
+    rest = rest_url or (f"{settings.supabase_url}/rest/v1" if settings.supabase_url else None)
+    if reader == "sql" or (reader == "auto" and settings.database_url):
+        if not settings.database_url:
+            raise ConfigError("reader 'sql' needs DATABASE_URL")
+        return SqlReader(settings.database_url)
+    if reader in ("rest", "auto"):
+        if rest and settings.api_key:
+            return RestReader(rest, settings.api_key)
+        raise ConfigError("nothing to read the change log through: looked for DATABASE_URL, then SUPABASE_URL "
+                          "(or SUPABASE_PUSH_REST_URL) with SUPABASE_SERVICE_ROLE_KEY",
+                          hint="set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY")
+    raise ConfigError(f"unknown reader {reader!r}", hint="use auto, sql or rest")
 
 
 def _hint(code: str | None) -> str | None:

@@ -29,7 +29,7 @@ from .cursor_store import CursorStore, FileCursorStore
 from .filters import RowFilter
 from .listen import ListenTransport
 from .push import PushTransport
-from .readers import Reader, RestReader, SqlReader
+from .readers import Reader, reader_for
 from .realtime import RealtimeTransport, TokenSource
 from .sequencer import Sequencer, Verdict
 
@@ -93,7 +93,8 @@ class Subscriber:
     Every change on ``topics`` is delivered once, in cursor order, whatever the transport
     does: pushes are checked for continuity, anything missed is read from the change log.
 
-    With ``cursor_store`` (a path, or your own :class:`CursorStore`), the cursor of the last
+    ``start`` is a cursor (``"seq:id"``; default the beginning) or ``"now"``: the newest change
+    when :meth:`start` runs. With ``cursor_store`` (a path, or your own :class:`CursorStore`), the cursor of the last
     event you finished with is saved, and the next run starts after it. An event counts as
     finished when your loop asks for the next one, when the ``async with`` block exits
     without an exception, or, for ``on()`` callbacks, when they have returned.
@@ -117,10 +118,17 @@ class Subscriber:
             FileCursorStore(cursor_store) if isinstance(cursor_store, (str, os.PathLike)) else cursor_store)
         self.stats = SubscriberStats()
         saved = self.cursor_store.load() if self.cursor_store is not None else None
+        self._start_now = saved is None and start == "now"
         try:
-            first = saved or (Cursor.parse(start) if isinstance(start, str) else start) or START
+            if saved is not None:
+                first = saved
+            elif isinstance(start, str):
+                first = START if self._start_now else Cursor.parse(start)  # "now" is read from the log at start()
+            else:
+                first = start or START
         except ValueError as exc:
-            raise ConfigError(str(exc), hint="a cursor is seq:id, as events carry it; 0:0 is the beginning") from None
+            raise ConfigError(str(exc), hint="a cursor is seq:id, as events carry it; 0:0 is the beginning, "
+                              "'now' the newest change") from None
         self._sequencer = Sequencer(self.topics, first)
         self._saved = self._sequencer.cursor
         self.stats.cursor = str(self._sequencer.cursor)
@@ -159,8 +167,7 @@ class Subscriber:
         JWT (a string, or a function returning a fresh one) that is refreshed before it expires.
         """
         key = settings.api_key
-        rest = rest_url or (f"{settings.supabase_url}/rest/v1" if settings.supabase_url else None)
-        chosen_reader = _choose_reader(reader, settings.database_url, rest, key)
+        chosen_reader = reader_for(settings, reader, rest_url=rest_url)
         push: PushTransport | None = None
         realtime_ready = bool(settings.supabase_url and key)
         if transport == "realtime" or (transport == "auto" and realtime_ready):
@@ -229,6 +236,10 @@ class Subscriber:
     async def start(self) -> Subscriber:
         if self._tasks:
             raise RuntimeError("this subscriber is already running")
+        if self._start_now:
+            self._sequencer.cursor = self._saved = await self.reader.head()
+            self.stats.cursor = str(self._saved)
+            self._start_now = False
         self._tasks = [asyncio.create_task(self._engine(), name="supabase-push-engine")]
         if self.push is not None:
             self._tasks.append(asyncio.create_task(self._supervise(self.push), name="supabase-push-transport"))
@@ -421,20 +432,6 @@ class Subscriber:
             delay = _jittered(min(self.max_backoff, 0.2 * 2 ** min(failures - 1, 10)))
             log.info("reconnecting %s in %.2f s", push.describe(), delay)
             await asyncio.sleep(delay)
-
-
-def _choose_reader(reader: str, database_url: str | None, rest_url: str | None, key: str | None) -> Reader:
-    if reader == "sql" or (reader == "auto" and database_url):
-        if not database_url:
-            raise ConfigError("reader 'sql' needs DATABASE_URL")
-        return SqlReader(database_url)
-    if reader in ("rest", "auto"):
-        if rest_url and key:
-            return RestReader(rest_url, key)
-        raise ConfigError("nothing to read the change log through: looked for DATABASE_URL, then SUPABASE_URL "
-                          "(or SUPABASE_PUSH_REST_URL) with SUPABASE_SERVICE_ROLE_KEY",
-                          hint="set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY")
-    raise ConfigError(f"unknown reader {reader!r}", hint="use auto, sql or rest")
 
 
 def _jittered(ceiling: float) -> float:

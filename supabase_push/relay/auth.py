@@ -1,0 +1,88 @@
+"""Who is asking: a JWT (HS256 with a shared secret, or RS256/ES256 keys from a JWKS URL) to a Principal."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import jwt
+
+from ..errors import ConfigError, SupabasePushError
+
+__all__ = ["Authenticator", "Principal", "Refused"]
+
+_ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
+
+
+class Refused(SupabasePushError):
+    """The relay refuses a request; ``status`` is the HTTP status it answers with: 401 (no or bad
+    token), 403 (not allowed), 400 (a bad parameter), 429 (too many streams), 503 (cannot check now)."""
+
+    def __init__(self, message: str, *, status: int = 401) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True)
+class Principal:
+    user_id: str
+    tier: str | None = None
+    admin: bool = False
+    """The service role: every row, every topic, and /stats."""
+    claims: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+class Authenticator:
+    """Verifies tokens the way Supabase issues them: ``sub`` is the user, ``role`` service_role is admin.
+
+    ``tier_claim`` is a dotted path into the claims (Supabase keeps custom claims in
+    ``app_metadata``). ``audience``, when given, must match ``aud``.
+    """
+
+    def __init__(self, *, secret: str | None = None, jwks_url: str | None = None, audience: str | None = None,
+                 tier_claim: str = "app_metadata.tier", admin_role: str = "service_role", leeway: float = 0) -> None:
+        if bool(secret) == bool(jwks_url):
+            raise ConfigError("the relay needs exactly one of a JWT secret or a JWKS URL",
+                              hint="--jwt-secret (SUPABASE_JWT_SECRET) or --jwks-url "
+                                   "(https://<project>.supabase.co/auth/v1/.well-known/jwks.json)")
+        self._secret = secret
+        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=10) if jwks_url else None
+        self.audience = audience
+        self.tier_claim = tier_claim.split(".")
+        self.admin_role = admin_role
+        self.leeway = leeway
+
+    async def authenticate(self, token: str | None) -> Principal:
+        if not token:
+            raise Refused("no token: send 'Authorization: Bearer <jwt>' or ?access_token=<jwt>")
+        try:
+            if self._jwks is not None:
+                # PyJWKClient fetches with urllib (blocking) when a key id is not cached yet
+                signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
+                key: Any = signing_key.key
+                algorithms = _ASYMMETRIC
+            else:
+                key, algorithms = self._secret, ["HS256"]
+            claims = jwt.decode(token, key, algorithms=algorithms, audience=self.audience, leeway=self.leeway,
+                                options={"require": ["exp"], "verify_aud": self.audience is not None})
+        except jwt.PyJWKClientConnectionError:
+            raise Refused("cannot fetch the signing keys (JWKS) to check the token", status=503) from None
+        except jwt.PyJWKClientError as exc:
+            raise Refused(f"token not accepted: {exc}") from None
+        except jwt.InvalidTokenError as exc:
+            raise Refused(f"token not accepted: {exc}") from None
+        return self._principal(claims)
+
+    def _principal(self, claims: dict[str, Any]) -> Principal:
+        admin = claims.get("role") == self.admin_role
+        user = claims.get("sub")
+        if not isinstance(user, str) or not user:
+            if not admin:
+                raise Refused("token not accepted: it names no user ('sub')")
+            user = self.admin_role
+        tier: Any = claims
+        for part in self.tier_claim:
+            tier = tier.get(part) if isinstance(tier, Mapping) else None
+        return Principal(user_id=user, tier=tier if isinstance(tier, str) else None, admin=admin, claims=claims)
