@@ -10,10 +10,11 @@ One :class:`~supabase_push.Subscriber` per process feeds the :class:`Hub`; run i
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,8 +22,9 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from ..config import Settings
 from ..errors import TransportError
@@ -113,19 +115,12 @@ class _Relay:
         log.info("relay: stream %d opened for %s (tier %s) on %s from %s", conn.id, principal.user_id,
                  principal.tier, ",".join(topics), after or "now")
 
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                async for chunk in self.hub.stream(conn, heartbeat=self.config.heartbeat):
-                    yield chunk
-            except TransportError:
-                pass  # logged by the hub; ending the stream makes the browser retry
-            finally:
-                self.hub.close(conn)
-                log.info("relay: stream %d closed after %d events%s", conn.id, conn.sent,
-                         " (dropped: too slow)" if conn.dropped else "")
+        def closed() -> None:
+            self.hub.close(conn)
+            log.info("relay: stream %d closed after %d events%s", conn.id, conn.sent,
+                     " (cut off: too slow)" if conn.dropped else "")
 
-        return StreamingResponse(body(), media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        return _EventStream(self.hub.stream(conn, heartbeat=self.config.heartbeat), conn.cut, closed)
 
     async def stats(self, request: Request) -> Response:
         try:
@@ -171,3 +166,41 @@ def _refusal(exc: Refused) -> Response:
         headers["Retry-After"] = "5"
     return JSONResponse({"error": exc.message}, status_code=exc.status, headers=headers)
 
+
+
+class _EventStream(Response):
+    """An SSE response that ends when the client leaves, the stream ends, or ``cut`` is set.
+
+    A stream the hub cuts off is usually blocked in ``send`` on a full socket, so it is
+    cancelled, not told; the response is then incomplete and the server closes the socket.
+    """
+
+    def __init__(self, chunks: AsyncIterator[bytes], cut: asyncio.Event, closed: Callable[[], None]) -> None:
+        self.status_code, self.background = 200, None
+        self.raw_headers = [(b"content-type", b"text/event-stream; charset=utf-8"), (b"cache-control", b"no-cache"),
+                            (b"x-accel-buffering", b"no")]  # and no content-length: Response.__init__ would add one
+        self._chunks, self._cut, self._closed = chunks, cut, closed
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        async def pump() -> None:
+            with contextlib.suppress(TransportError):  # logged by the hub; the browser retries
+                async for chunk in self._chunks:
+                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+        async def client_left() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": self.raw_headers})
+            tasks = [asyncio.create_task(pump()), asyncio.create_task(client_left()),
+                     asyncio.create_task(self._cut.wait())]
+            try:
+                await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+        finally:
+            self._closed()

@@ -45,9 +45,6 @@ class Item:
         return cls(event, event.position, sse.frame(data, id=event.cursor, event="gap" if event.op == "GAP" else None))
 
 
-_DROPPED: Any = object()
-
-
 @dataclass(eq=False)
 class Connection:
     id: int
@@ -60,6 +57,8 @@ class Connection:
     """Read the log after ``after`` up to here first (the ring did not reach back far enough)."""
     replay: list[Item] = field(default_factory=list)
     dropped: bool = False
+    cut: asyncio.Event = field(default_factory=asyncio.Event)
+    """Set when the hub cuts the stream off: whoever serves it must close it (its send may be blocked)."""
     sent: int = 0
     opened: float = field(default_factory=time.monotonic)
 
@@ -142,7 +141,7 @@ class Hub:
                     "reconnects", conn.id, conn.principal.user_id, conn.principal.tier, conn.queue.qsize())
         while not conn.queue.empty():
             conn.queue.get_nowait()
-        conn.queue.put_nowait(_DROPPED)
+        conn.cut.set()
 
     # -- the stream side ----------------------------------------------------------------------
 
@@ -193,8 +192,6 @@ class Hub:
             except TimeoutError:
                 yield sse.comment("heartbeat")
                 continue
-            if item is _DROPPED:
-                return
             if last is None or item.position > last:
                 last = item.position
                 yield self._sent(conn, item)

@@ -32,7 +32,7 @@ class Policy:
             raise Refused(f"unknown topic {unknown[0]!r}: this relay serves {', '.join(self.topics)}", status=400)
         refused = [t for t in asked if t not in allowed]
         if refused:
-            tiers = ", ".join(sorted(self.topic_tiers[refused[0]]))
+            tiers = " or ".join(self.topic_tiers[refused[0]])
             raise Refused(f"topic {refused[0]!r} needs tier {tiers}; your tier is {principal.tier or 'none'}",
                             status=403)
         return list(dict.fromkeys(asked))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 from types import TracebackType
 
@@ -12,6 +13,16 @@ from starlette.applications import Starlette
 from ..errors import ConfigError
 
 __all__ = ["RelayServer"]
+
+
+class _QuietCutOffs(logging.Filter):
+    """The relay cuts slow streams off by leaving their response incomplete; uvicorn calls that an error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != "ASGI callable returned without completing response."
+
+
+logging.getLogger("uvicorn.error").addFilter(_QuietCutOffs())
 
 
 class RelayServer:
