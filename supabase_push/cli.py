@@ -499,6 +499,7 @@ def relay(
     topics their tier allows; a browser that reconnects resumes from its Last-Event-ID.
     """
     import asyncio
+    import signal
 
     from .events import DEFAULT_ROUTES
     from .relay import Authenticator, Policy, RelayConfig, create_app
@@ -526,7 +527,15 @@ def relay(
                 say("  Ctrl-C to stop")
             await server.wait()
 
+        # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal to the handler it found:
+        # make that one a clean exit rather than a KeyboardInterrupt traceback or death by signal
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, _exit_cleanly)
         asyncio.run(run())
+
+
+def _exit_cleanly(signum: int, frame: object) -> None:
+    raise SystemExit(0)
 
 
 def _parse_tiers(specs: list[str]) -> dict[str, list[str]]:

@@ -99,3 +99,53 @@ async def test_missing_change_log_function_is_a_clear_error(postgrest: PostgREST
         error = await read_error(bare.url, SERVICE_KEY)
     assert "supabase-push apply" in str(error.hint)
 
+
+
+async def test_head_and_start_now_through_postgrest(postgrest: PostgREST, realtime_db: str) -> None:
+    import psycopg
+
+    from supabase_push import changelog
+
+    reader = RestReader(postgrest.url, SERVICE_KEY)
+    try:
+        with psycopg.connect(realtime_db, autocommit=True) as conn:
+            conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('HEAD', 'buy', 1, 1)")
+            assert await reader.head() == changelog.head(conn) > START
+            subscriber = Subscriber(reader=RestReader(postgrest.url, SERVICE_KEY), topics=TOPICS, start="now",
+                                    poll_interval=0.05)
+            async with subscriber:
+                conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('NOW', 'buy', 1, 1)")
+                first = await asyncio.wait_for(anext(subscriber), 10)
+            assert first.record is not None and first.record["symbol"] == "NOW"
+    finally:
+        await reader.close()
+
+
+async def test_relay_on_supabase_alone_realtime_push_and_postgrest_backlog(
+        postgrest: PostgREST, realtime_db: str) -> None:
+    """A team with only a Supabase project (no database URL): the relay's subscriber uses Realtime, and
+    reconnecting browsers are caught up through PostgREST."""
+    from supabase_push.config import Settings
+    from supabase_push.relay import Authenticator, Policy, RelayConfig, create_app
+    from supabase_push.relay.server import RelayServer
+
+    from .relay_helpers import ALICE, SECRET, SseStream, cursors_of, insert_trades, token
+
+    with LocalRealtime(realtime_db, ServerConfig(port=0)).in_thread() as realtime:
+        config = RelayConfig(settings=Settings(supabase_url=realtime.url, service_role_key=realtime.service_role_key),
+                             rest_url=postgrest.url, policy=Policy(topics=TOPICS), ring_size=2,
+                             authenticator=Authenticator(secret=SECRET), subscriber_options={"liveness_interval": 2})
+        async with RelayServer(create_app(config), port=0) as server:
+            head_reader = RestReader(postgrest.url, SERVICE_KEY)
+            start = str(await head_reader.head())
+            await head_reader.close()
+            async with SseStream(server.url, token(ALICE)) as first:
+                await asyncio.to_thread(insert_trades, realtime_db, [ALICE])
+                seen = await first.take(1)
+            await asyncio.to_thread(insert_trades, realtime_db, [ALICE] * 6)
+            await asyncio.sleep(1)
+            async with SseStream(server.url, token(ALICE), last_id=seen[0].id) as again:
+                rest = await again.take(6)
+            state = server.app.state.relay.subscriber.stats.state
+    assert [e.id for e in seen + rest] == cursors_of(realtime_db, ALICE, after=start)
+    assert state == "push:realtime"

@@ -32,7 +32,7 @@ class RelayServer:
                  shutdown_grace: int = 1) -> None:
         self.host, self.port = host, port
         # access_log off: EventSource puts the token in the query string, and a log line must never show it
-        self._app = app
+        self.app = app
         self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on",
                                                      timeout_graceful_shutdown=shutdown_grace))
         self._task: asyncio.Task[None] | None = None
@@ -42,7 +42,7 @@ class RelayServer:
         return f"http://{self.host}:{self.port}"
 
     async def start(self) -> RelayServer:
-        await self._app.state.relay.prepare()  # here, not in uvicorn's lifespan, so a failure raises as itself
+        await self.app.state.relay.prepare()  # here, not in uvicorn's lifespan, so a failure raises as itself
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:

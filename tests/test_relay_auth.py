@@ -1,0 +1,141 @@
+"""Relay auth with asymmetric keys from a JWKS URL (how newer Supabase projects sign), and the CLI."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import httpx
+import jwt
+import pytest
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from supabase_push.relay import Authenticator
+
+from .relay_helpers import ALICE, SECRET, SseStream, insert_trades, relay, token
+
+pytestmark = pytest.mark.slow
+
+RSA_KEY = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+EC_KEY = ec.generate_private_key(ec.SECP256R1())
+
+
+def _jwk(key: Any, kid: str, alg: str) -> dict[str, Any]:
+    algorithm = jwt.get_algorithm_by_name(alg)
+    public: dict[str, Any] = json.loads(algorithm.to_jwk(key.public_key()))
+    return {**public, "kid": kid, "alg": alg, "use": "sig"}
+
+
+@contextlib.contextmanager
+def jwks_server() -> Iterator[str]:
+    body = json.dumps({"keys": [_jwk(RSA_KEY, "rsa-1", "RS256"), _jwk(EC_KEY, "ec-1", "ES256")]}).encode()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/auth/v1/.well-known/jwks.json"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def signed(key: Any, kid: str, alg: str, sub: str = ALICE, **claims: Any) -> str:
+    body = {"sub": sub, "role": "authenticated", "aud": "authenticated", "exp": int(time.time()) + 600, **claims}
+    return jwt.encode(body, key, algorithm=alg, headers={"kid": kid})
+
+
+async def test_rs256_and_es256_tokens_from_a_jwks_url(installed_url: str) -> None:
+    with jwks_server() as url:
+        auth = Authenticator(jwks_url=url, audience="authenticated")
+        async with relay(installed_url, authenticator=auth) as server:
+            async with SseStream(server.url, signed(RSA_KEY, "rsa-1", "RS256")) as by_rsa, \
+                    SseStream(server.url, signed(EC_KEY, "ec-1", "ES256")) as by_ec:
+                insert_trades(installed_url, [ALICE])
+                assert len(await by_rsa.take(1)) == len(await by_ec.take(1)) == 1
+            other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+            refusals = {}
+            for name, bad in {
+                "forged with another key": signed(other, "rsa-1", "RS256"),
+                "unknown key id": signed(other, "rsa-9", "RS256"),
+                "wrong audience": signed(RSA_KEY, "rsa-1", "RS256", aud="someone-else"),
+                "HS256 with the secret": token(ALICE, secret=SECRET),
+            }.items():
+                async with SseStream(server.url, bad) as stream:
+                    refusals[name] = (stream.status, (stream.error or {}).get("error", ""))
+    assert all(status == 401 for status, _ in refusals.values()), refusals
+    assert "Signature verification failed" in refusals["forged with another key"][1]
+    assert "rsa-9" in refusals["unknown key id"][1]
+    assert "audience" in refusals["wrong audience"][1].lower()
+
+
+async def test_an_unreachable_jwks_url_is_a_503_not_a_crash(installed_url: str) -> None:
+    auth = Authenticator(jwks_url="http://127.0.0.1:9/jwks.json")
+    async with relay(installed_url, authenticator=auth) as server, \
+            SseStream(server.url, signed(RSA_KEY, "rsa-1", "RS256")) as stream:
+        pass
+    assert stream.status == 503 and "signing keys" in (stream.error or {})["error"]
+
+
+def test_the_authenticator_needs_one_key_source() -> None:
+    from supabase_push.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="exactly one"):
+        Authenticator()
+    with pytest.raises(ConfigError, match="exactly one"):
+        Authenticator(secret="s", jwks_url="http://x")
+
+
+def test_cli_relay_serves_and_stops_cleanly(installed_url: str) -> None:
+    env = {**os.environ, "SUPABASE_JWT_SECRET": SECRET}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "supabase_push", "relay", "--db-url", installed_url, "--port", "0", "--json",
+         "--tier", "trade-updates=pro", "--allow-origin", "http://page.test"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        info = json.loads(proc.stdout.readline())
+        health = httpx.get(f"{info['url']}/healthz")
+        preflight = httpx.options(f"{info['url']}/events", headers={
+            "Origin": "http://page.test", "Access-Control-Request-Method": "GET",
+            "Access-Control-Request-Headers": "authorization,last-event-id"})
+        free = httpx.get(f"{info['url']}/events", params={"topics": "trade-updates", "access_token": token(ALICE)})
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=20)
+    assert health.status_code == 200 and health.json()["subscriber"] == "push:listen"
+    assert preflight.headers["access-control-allow-origin"] == "http://page.test"
+    assert free.status_code == 403
+    assert proc.returncode == 0, err
+    assert installed_url.split("@")[0].split(":")[-1] not in err  # the password never shows
+
+
+@pytest.mark.parametrize(("args", "needle"), [
+    (["--tier", "premium"], "not a tier rule"),
+    ([], "exactly one of a JWT secret or a JWKS URL"),
+])
+def test_cli_relay_bad_configuration_exits_2(installed_url: str, args: list[str], needle: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("SUPABASE_JWT_SECRET", "SUPABASE_JWKS_URL")}
+    if args:
+        env["SUPABASE_JWT_SECRET"] = SECRET
+    proc = subprocess.run([sys.executable, "-m", "supabase_push", "relay", "--db-url", installed_url, "--port", "0",
+                           *args], capture_output=True, text=True, env=env, timeout=30)
+    assert proc.returncode == 2 and needle in proc.stderr
