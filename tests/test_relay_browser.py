@@ -1,0 +1,123 @@
+"""examples/relay_positions.html in headless Chromium against `supabase-push relay`, end to end.
+
+Needs Debian's chromium (CI installs it); Playwright drives it through its own driver and never
+downloads a browser.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import psycopg
+import pytest
+from playwright.async_api import Page, async_playwright
+
+from .postgrest import free_port
+from .relay_helpers import ALICE, BOB, SECRET, insert_trades, token
+
+pytestmark = pytest.mark.slow
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync"]
+
+
+@contextlib.contextmanager
+def static_site() -> Iterator[str]:
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(EXAMPLES)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class RelayProcess:
+    """`supabase-push relay` as users run it, on a fixed port so it can be killed and started again."""
+
+    def __init__(self, dsn: str, origin: str) -> None:
+        self.port = free_port()
+        self.args = [sys.executable, "-m", "supabase_push", "relay", "--db-url", dsn, "--port", str(self.port),
+                     "--allow-origin", origin, "--json"]
+        self.proc: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     env={**os.environ, "SUPABASE_JWT_SECRET": SECRET})
+        assert self.proc.stdout is not None
+        json.loads(self.proc.stdout.readline())  # serving
+
+    def kill(self) -> None:
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(10)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.proc = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@contextlib.asynccontextmanager
+async def browser_page() -> AsyncIterator[Page]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            yield await browser.new_page()
+        finally:
+            await browser.close()
+
+
+async def trade_symbols(page: Page) -> list[str]:
+    return list(await page.locator("#trades tbody tr td:first-child").all_inner_texts())
+
+
+async def test_the_page_shows_live_rows_and_catches_up_after_a_relay_restart(installed_url: str) -> None:
+    with static_site() as site:
+        relay = RelayProcess(installed_url, origin=site)
+        relay.start()
+        try:
+            async with browser_page() as page:
+                await page.goto(f"{site}/relay_positions.html?relay={relay.url}&token={token(ALICE)}")
+                await page.wait_for_function("document.getElementById('status').textContent === 'live'")
+
+                insert_trades(installed_url, [ALICE], symbol="AAPL")
+                insert_trades(installed_url, [BOB], symbol="BOBS")  # someone else's: never on this page
+                with psycopg.connect(installed_url, autocommit=True) as conn:
+                    conn.execute("INSERT INTO positions (user_id, symbol, quantity, average_price, current_price,"
+                                 " unrealized_pnl) VALUES (%s, 'AAPL', 10, 150, 140, -100)", (ALICE,))
+                await page.locator("#positions tbody tr", has_text="AAPL").wait_for()
+                await page.locator("#trades tbody tr", has_text="AAPL").wait_for()
+                assert await page.locator("#positions td.loss").inner_text() == "-100"
+
+                relay.kill()
+                await page.wait_for_function("document.getElementById('status').textContent === 'reconnecting'")
+                insert_trades(installed_url, [ALICE], symbol="MSFT")  # written while the relay is down
+                insert_trades(installed_url, [ALICE], symbol="NVDA")
+                relay.start()
+
+                await page.locator("#trades tbody tr", has_text="NVDA").wait_for(timeout=20_000)
+                await page.wait_for_function("document.getElementById('status').textContent === 'live'")
+                assert await trade_symbols(page) == ["NVDA", "MSFT", "AAPL"]  # newest first, each once
+        finally:
+            relay.kill()
