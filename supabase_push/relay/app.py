@@ -75,6 +75,7 @@ class _Relay:
         self.hub = Hub(config.policy, reader_for(config.settings, config.reader, rest_url=config.rest_url),
                        buffer=config.buffer, ring_size=config.ring_size, max_per_user=config.max_per_user)
         self.subscriber: Subscriber | None = None
+        self._heartbeats: asyncio.Task[None] | None = None
         self.started = time.monotonic()
 
     async def prepare(self) -> None:
@@ -89,6 +90,7 @@ class _Relay:
         self.hub.start_at(head)
         await subscriber.start()
         self.subscriber = subscriber
+        self._heartbeats = asyncio.create_task(self.hub.beat(self.config.heartbeat), name="supabase-push-heartbeats")
         log.info("relay: serving %s from %s", ", ".join(self.config.policy.topics), head)
 
     @contextlib.asynccontextmanager
@@ -97,6 +99,8 @@ class _Relay:
         try:
             yield
         finally:
+            if self._heartbeats is not None:
+                self._heartbeats.cancel()
             if self.subscriber is not None:
                 await self.subscriber.close()
             await self.hub.reader.close()
@@ -120,7 +124,7 @@ class _Relay:
             log.info("relay: stream %d closed after %d events%s", conn.id, conn.sent,
                      " (cut off: too slow)" if conn.dropped else "")
 
-        return _EventStream(self.hub.stream(conn, heartbeat=self.config.heartbeat), conn.cut, closed)
+        return _EventStream(self.hub.stream(conn), conn.cut, closed)
 
     async def stats(self, request: Request) -> Response:
         try:

@@ -45,12 +45,16 @@ class Item:
         return cls(event, event.position, sse.frame(data, id=event.cursor, event="gap" if event.op == "GAP" else None))
 
 
+_HEARTBEAT = sse.comment("heartbeat")
+
+
 @dataclass(eq=False)
 class Connection:
     id: int
     principal: Principal
     topics: frozenset[str]
-    queue: asyncio.Queue[Item]
+    queue: asyncio.Queue[Item | None]
+    """Events to send, and None for a heartbeat."""
     after: Cursor | None
     """Where the stream resumes (None: from now)."""
     backlog_until: Cursor | None = None
@@ -134,6 +138,18 @@ class Hub:
         owner = self.policy.owner_of(event)
         return [*self._by_user.get(owner, ()), *self._admins] if owner is not None else list(self._admins)
 
+    async def beat(self, interval: float) -> None:
+        """Queue a heartbeat comment on every stream each ``interval`` seconds (one timer for all streams,
+        not one per stream per event). A stream whose buffer is full is cut off here too."""
+        while True:
+            await asyncio.sleep(interval)
+            for conn in list(self._connections):
+                if not conn.dropped:
+                    try:
+                        conn.queue.put_nowait(None)
+                    except asyncio.QueueFull:
+                        self._drop(conn)
+
     def _drop(self, conn: Connection) -> None:
         conn.dropped = True
         self.dropped_slow += 1
@@ -172,8 +188,8 @@ class Hub:
             if not mine:
                 del self._by_user[conn.principal.user_id]
 
-    async def stream(self, conn: Connection, *, heartbeat: float, retry_ms: int = 1000) -> AsyncIterator[bytes]:
-        """The SSE bytes of one stream: what it missed, then live events, with heartbeat comments."""
+    async def stream(self, conn: Connection, *, retry_ms: int = 1000) -> AsyncIterator[bytes]:
+        """The SSE bytes of one stream: what it missed, then live events and heartbeats."""
         last = conn.after
         yield sse.comment(f"stream {conn.id}") + sse.retry(retry_ms)
         if conn.backlog_until is not None:
@@ -186,15 +202,12 @@ class Hub:
                 yield self._sent(conn, item)
         conn.replay = []
         while True:
-            try:
-                async with asyncio.timeout(heartbeat):
-                    item = await conn.queue.get()
-            except TimeoutError:
-                yield sse.comment("heartbeat")
-                continue
-            if last is None or item.position > last:
-                last = item.position
-                yield self._sent(conn, item)
+            queued = await conn.queue.get()
+            if queued is None:
+                yield _HEARTBEAT
+            elif last is None or queued.position > last:
+                last = queued.position
+                yield self._sent(conn, queued)
 
     def _sent(self, conn: Connection, item: Item) -> bytes:
         conn.sent += 1
