@@ -6,6 +6,7 @@ Exit codes: 0 success; 1 the operation failed or ``verify`` found a problem;
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -547,6 +548,108 @@ def _parse_tiers(specs: list[str]) -> dict[str, list[str]]:
             raise ConfigError(f"not a tier rule: {spec!r}", hint="write it as topic=tier1,tier2")
         tiers[topic_name] = allowed
     return tiers
+
+
+@app.command()
+def forward(
+    config_file: Annotated[str, typer.Option(
+        "--config", "-c", envvar="SUPABASE_PUSH_ALERTS", show_envvar=True,
+        help="The TOML file of sinks and rules (docs/alerts.md).")],
+    db_url: DbUrl = None,
+    rest_url: RestUrl = None,
+    transport: Annotated[str, typer.Option(help="auto, realtime, listen or poll.")] = "auto",
+    reader: Annotated[str, typer.Option(help="How the change log is read: auto, sql or rest.")] = "auto",
+    start: Annotated[str | None, typer.Option(
+        "--from", help="Start after this cursor on a first run (default: now; later runs resume).")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Only check the file and print the rules and sinks.")] = False,
+    replay: Annotated[bool, typer.Option(
+        "--replay-dead-letters", help="Send the dead letters again, then exit (1 if any fail again).")] = False,
+    grace: Annotated[float, typer.Option(help="Seconds queued alerts get to go out when stopping.")] = 5.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON line per alert sent or dead-lettered.")] = False,
+) -> None:
+    """Forward changes as alerts: rules (a condition, a priority, a message) to Slack, email and webhooks.
+
+    Rate-limited per sink, retried with backoff; what still fails goes to a dead-letter file,
+    so an outage of a sink loses nothing. Stop with Ctrl-C: it resumes where it left off.
+    """
+    import asyncio
+    import signal
+
+    from .sinks import Alert, Forwarder, load_config, replay_dead_letters
+    from .subscribe import Subscriber
+
+    def report(sink: str, alert: Alert, outcome: str) -> None:
+        if as_json:
+            print(json.dumps({"sink": sink, "rule": alert.rule, "priority": str(alert.priority), "key": alert.key,
+                              "outcome": outcome, "message": alert.message}), flush=True)
+        else:
+            style = "green" if outcome == "sent" else "red"
+            out.print(f"[{style}]{outcome:<13}[/{style}] {alert.priority!s:<8} {alert.rule} → {sink}  "
+                      f"[dim]{alert.event.cursor}[/dim]  {alert.message}")
+
+    with _errors(as_json):
+        config = load_config(config_file)
+        if check:
+            _print_forward_config(config, as_json)
+            return
+        if replay:
+            counts = asyncio.run(replay_dead_letters(config, report))
+            if as_json:
+                print(json.dumps({"final": True, **counts}))
+            else:
+                err.print(f"replayed {counts['replayed']}: {counts['sent']} sent, {counts['dead-lettered']} "
+                          f"dead-lettered again ({config.dead_letters.path})")
+            raise typer.Exit(1 if counts["dead-lettered"] else 0)
+        resume = Forwarder.start_cursor(config)
+        subscriber = Subscriber.from_settings(_settings(db_url), topics=config.topics, transport=transport,
+                                              reader=reader, rest_url=rest_url, start=resume or start or "now")
+        forwarder = Forwarder(config, subscriber, on_outcome=report)
+
+        async def run() -> None:
+            task = asyncio.create_task(forwarder.run())
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            if not as_json:
+                err.print(f"[green]✓[/green] forwarding {len(config.rules)} rule(s) to "
+                          f"{', '.join(w.sink.describe() for w in config.workers)}"
+                          f" from {resume or start or 'now'}; Ctrl-C to stop")
+            await asyncio.wait([task, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED)
+            if task.done():
+                await task  # the subscriber failed: its error is the exit
+                return
+            await forwarder.drain(grace)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+        asyncio.run(run())
+        stats = forwarder.stats()
+        if as_json:
+            print(json.dumps({"final": True, **stats}))
+        else:
+            sinks = ", ".join(f"{name} {s['sent']} sent/{s['dead_lettered']} dead"
+                              for name, s in stats["sinks"].items())
+            err.print(f"stopped at {stats['cursor']}: {stats['events']} events, {stats['alerts']} alerts; {sinks}")
+
+
+def _print_forward_config(config: Any, as_json: bool) -> None:
+    rules = [{"name": r.name, "priority": str(r.priority), "when": r.when.source if r.when else None,
+              "sinks": list(r.sinks) or "all"} for r in config.rules]
+    sinks = [{"name": w.sink.name, "sink": w.sink.describe(), "min_priority": str(w.min_priority),
+              "rate": f"{w.rate.count}/{w.rate.period:g}s" if w.rate else None} for w in config.workers]
+    if as_json:
+        _print_json({"rules": rules, "sinks": sinks, "dead_letter_file": str(config.dead_letters.path),
+                     "cursor_file": str(config.cursor_file)})
+        return
+    for sink in sinks:
+        out.print(f"[green]✓[/green] sink {sink['sink']} (priority ≥ {sink['min_priority']}, "
+                  f"rate {sink['rate'] or 'unlimited'})")
+    for rule in rules:
+        out.print(f"[green]✓[/green] rule {rule['name']!r} [{rule['priority']}] when {rule['when'] or 'always'} "
+                  f"→ {rule['sinks'] if isinstance(rule['sinks'], str) else ', '.join(rule['sinks'])}")
+    out.print(f"  dead letters: {config.dead_letters.path}\n  cursor:       {config.cursor_file}")
 
 
 @app.command("broadcast")

@@ -84,12 +84,6 @@ class DeadLetters:
                 entry = json.loads(line)
                 yield entry["sink"], _alert_from(entry["alert"])
 
-    def replace(self, entries: list[tuple[str, Alert, str, int]]) -> None:
-        """Rewrite the file with only ``entries`` (what failed again on a replay)."""
-        tmp = self.path.with_suffix(self.path.suffix + ".tmp")
-        tmp.write_text("".join(_entry(*entry) for entry in entries), encoding="utf-8")
-        tmp.replace(self.path)
-
 
 def _entry(sink: str, alert: Alert, error: str, attempts: int) -> str:
     return json.dumps({"sink": sink, "at": datetime.now(UTC).isoformat(), "attempts": attempts, "error": error,
