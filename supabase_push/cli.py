@@ -638,7 +638,7 @@ def _print_forward_config(config: Any, as_json: bool) -> None:
     rules = [{"name": r.name, "priority": str(r.priority), "when": r.when.source if r.when else None,
               "sinks": list(r.sinks) or "all"} for r in config.rules]
     sinks = [{"name": w.sink.name, "sink": w.sink.describe(), "min_priority": str(w.min_priority),
-              "rate": f"{w.rate.count}/{w.rate.period:g}s" if w.rate else None} for w in config.workers]
+              "rate": str(w.rate) if w.rate else None} for w in config.workers]
     if as_json:
         _print_json({"rules": rules, "sinks": sinks, "dead_letter_file": str(config.dead_letters.path),
                      "cursor_file": str(config.cursor_file)})
@@ -647,7 +647,7 @@ def _print_forward_config(config: Any, as_json: bool) -> None:
         out.print(f"[green]✓[/green] sink {sink['sink']} (priority ≥ {sink['min_priority']}, "
                   f"rate {sink['rate'] or 'unlimited'})")
     for rule in rules:
-        out.print(f"[green]✓[/green] rule {rule['name']!r} [{rule['priority']}] when {rule['when'] or 'always'} "
+        out.print(f"[green]✓[/green] rule {rule['name']!r} ({rule['priority']}) when {rule['when'] or 'always'} "
                   f"→ {rule['sinks'] if isinstance(rule['sinks'], str) else ', '.join(rule['sinks'])}")
     out.print(f"  dead letters: {config.dead_letters.path}\n  cursor:       {config.cursor_file}")
 

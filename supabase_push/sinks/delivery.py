@@ -48,6 +48,9 @@ class RateLimit:
             raise ConfigError(f"not a rate: {text!r}", hint="write it as count/period: 20/min, 5/s, 100/hour")
         return cls(int(match[1]), _PER[match[2]])
 
+    def __str__(self) -> str:
+        return f"{self.count} per {self.period:g} s"
+
     def wait_time(self) -> float:
         """Seconds until a send is allowed (0: now)."""
         self._refill()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import smtplib
 import ssl
 from collections.abc import Mapping, Sequence
@@ -44,6 +45,24 @@ class Sink(Protocol):
     async def close(self) -> None: ...
 
 
+class _HideUrls(logging.Filter):
+    """httpx logs every request's URL at INFO; a Slack or signed webhook URL is a secret, so it is
+    replaced by the sink's description in any record that carries it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: dict[str, str] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.urls and isinstance(record.args, tuple):
+            record.args = tuple(self.urls.get(str(arg), arg) for arg in record.args)
+        return True
+
+
+_hide_urls = _HideUrls()
+logging.getLogger("httpx").addFilter(_hide_urls)
+
+
 class _HttpSink:
     kind = "webhook"
 
@@ -54,6 +73,7 @@ class _HttpSink:
         self.name = name
         self._url = url
         self._where = f"{parts.scheme}://{parts.hostname}{f':{parts.port}' if parts.port else ''}"
+        _hide_urls.urls[str(httpx.URL(url))] = f"<{self.kind} {name} at {self._where}>"
         self._http = httpx.AsyncClient(headers=dict(headers or {}), timeout=timeout)
 
     def describe(self) -> str:

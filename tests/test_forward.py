@@ -1,0 +1,325 @@
+"""Alert forwarding against a real Postgres, a local SMTP server (aiosmtpd) and local HTTP sinks
+that fail, then recover."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from supabase_push.config import Settings
+from supabase_push.errors import ConfigError
+from supabase_push.sinks import Forwarder, load_config
+from supabase_push.subscribe import Subscriber
+
+from .sink_servers import HttpSinkServer, SmtpServer, fail_first
+
+pytestmark = pytest.mark.slow
+
+RULES = """
+[[rules]]
+name = "large trade"
+table = "trades"
+op = "INSERT"
+when = "quantity * price >= 100000"
+priority = "high"
+message = "{side} {quantity} {symbol} @ {price}"
+
+[[rules]]
+name = "position loss"
+topic = "position-updates"
+when = "unrealized_pnl <= -5000"
+priority = "critical"
+message = "{symbol} is down {unrealized_pnl}"
+
+[[rules]]
+name = "any delete"
+op = "DELETE"
+message = "{table} row {id} deleted"
+"""
+
+
+def write_config(tmp_path: Path, sinks: str, rules: str = RULES) -> Path:
+    path = tmp_path / "alerts.toml"
+    path.write_text(textwrap.dedent(sinks) + rules)
+    return path
+
+
+@contextlib.asynccontextmanager
+async def forwarding(dsn: str, config_file: Path, env: dict[str, str] | None = None) -> AsyncIterator[Forwarder]:
+    config = load_config(config_file, env or {})
+    subscriber = Subscriber.from_settings(Settings(database_url=dsn), topics=config.topics, transport="listen",
+                                          start=Forwarder.start_cursor(config) or "now")
+    forwarder = Forwarder(config, subscriber)
+    task = asyncio.create_task(forwarder.run())
+    await asyncio.wait_for(subscriber.wait_ready(), 10)
+    try:
+        yield forwarder
+    finally:
+        await forwarder.drain(5)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def trade(dsn: str, quantity: float, price: float, symbol: str = "AAPL") -> None:
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES (%s, 'buy', %s, %s)",
+                     (symbol, quantity, price))
+
+
+async def test_rules_route_alerts_to_slack_email_and_a_webhook(installed_url: str, tmp_path: Path,
+                                                               caplog: pytest.LogCaptureFixture) -> None:
+    slack, hook, smtp = HttpSinkServer(), HttpSinkServer(), SmtpServer().start()
+    secret_path = "/services/T000/B000/s3cr3tT0k3n"
+    config = write_config(tmp_path, f"""
+        [sinks.desk]
+        type = "slack"
+        url = "${{SLACK_URL}}"
+        min_priority = "high"
+
+        [sinks.risk]
+        type = "email"
+        host = "127.0.0.1"
+        port = {smtp.port}
+        from = "alerts@desk.test"
+        to = ["risk@desk.test", "cto@desk.test"]
+        min_priority = "critical"
+
+        [sinks.audit]
+        type = "webhook"
+        url = "{hook.url}/audit"
+        headers = {{ Authorization = "Bearer audit-token" }}
+    """)
+    caplog.set_level(logging.DEBUG)
+    try:
+        async with forwarding(installed_url, config, {"SLACK_URL": slack.url + secret_path}):
+            trade(installed_url, 1000, 150)  # 150,000: large
+            trade(installed_url, 1, 10)  # small: nothing
+            with psycopg.connect(installed_url, autocommit=True) as conn:
+                conn.execute("INSERT INTO positions (symbol, quantity, unrealized_pnl) VALUES ('TSLA', 10, -6000)")
+                conn.execute("DELETE FROM trades WHERE quantity = 1")
+            audit = await asyncio.to_thread(hook.wait_for, 3)
+            desk = await asyncio.to_thread(slack.wait_for, 2)
+            mail = await asyncio.to_thread(smtp.wait_for, 1)
+            await asyncio.sleep(0.3)
+    finally:
+        slack.close(), hook.close(), smtp.stop()
+
+    audit = sorted(audit, key=lambda r: r.body["event"]["id"])  # the most urgent may overtake
+    assert [r.body["rule"] for r in audit] == ["large trade", "position loss", "any delete"]
+    assert [r.body["priority"] for r in audit] == ["high", "critical", "normal"]
+    assert audit[0].body["message"] == "buy 1000 AAPL @ 150" and audit[2].body["message"].startswith("trades row ")
+    assert audit[0].headers["Authorization"] == "Bearer audit-token"
+    key = audit[0].body["key"]
+    assert audit[0].headers["Idempotency-Key"] == key == f"{audit[0].body['event']['cursor']}/large trade"
+    assert [r.path for r in desk] == [secret_path] * 2
+    texts = sorted(r.body["text"] for r in desk)
+    assert ":rotating_light: *position loss* (critical)\nTSLA is down -6000" in texts[0]
+    assert ":warning: *large trade* (high)" in texts[1]
+    assert len(mail) == 1 and mail[0]["Subject"] == "[CRITICAL] position loss: TSLA is down -6000"
+    assert mail[0]["To"] == "risk@desk.test, cto@desk.test" and '"unrealized_pnl": -6000' in mail[0].get_payload()
+    assert len(slack.received) == 2 and len(hook.received) == 3 and len(smtp.messages) == 1  # nothing twice
+    assert "s3cr3tT0k3n" not in caplog.text and "audit-token" not in caplog.text
+
+
+async def test_a_sink_that_fails_then_recovers_loses_nothing(installed_url: str, tmp_path: Path) -> None:
+    hook = HttpSinkServer(fail_first(4))
+    limited = HttpSinkServer(fail_first(1, 429, {"Retry-After": "0.2"}))
+    config = write_config(tmp_path, f"""
+        [sinks.flaky]
+        type = "webhook"
+        url = "{hook.url}"
+        attempts = 6
+        backoff = 0.05
+
+        [sinks.busy]
+        type = "webhook"
+        url = "{limited.url}"
+        backoff = 10
+    """)
+    try:
+        async with forwarding(installed_url, config) as forwarder:
+            for symbol in ("A", "B", "C"):
+                trade(installed_url, 1000, 1000, symbol)
+            got = await asyncio.to_thread(hook.wait_for, 3)
+            busy = await asyncio.to_thread(limited.wait_for, 3, 5)  # in seconds: Retry-After, not the 10 s backoff
+    finally:
+        hook.close(), limited.close()
+    assert [r.body["message"].split()[2] for r in got] == ["A", "B", "C"]  # in order, each once
+    assert len(busy) == 3
+    stats = forwarder.stats()["sinks"]
+    assert stats["flaky"]["retries"] == 4 and stats["flaky"]["sent"] == 3 and stats["busy"]["retries"] == 1
+    assert not (tmp_path / "alerts.dead.jsonl").exists()
+
+
+async def test_a_long_outage_goes_to_the_dead_letter_file_and_replays(installed_url: str, tmp_path: Path) -> None:
+    smtp = SmtpServer()  # down
+    rejecting = HttpSinkServer(lambda n: (400, {}))
+    config = write_config(tmp_path, f"""
+        dead_letter = "dead/letters.jsonl"
+
+        [sinks.risk]
+        type = "email"
+        host = "127.0.0.1"
+        port = {smtp.port}
+        from = "alerts@desk.test"
+        to = "risk@desk.test"
+        attempts = 2
+        backoff = 0.05
+
+        [sinks.broken]
+        type = "webhook"
+        url = "{rejecting.url}"
+        attempts = 5
+    """)
+    dead = tmp_path / "dead" / "letters.jsonl"
+    try:
+        async with forwarding(installed_url, config) as forwarder:
+            trade(installed_url, 1000, 1000, "X")
+            trade(installed_url, 1000, 1000, "Y")
+            for _ in range(200):
+                if forwarder.stats()["sinks"]["risk"]["dead_lettered"] == 2:
+                    break
+                await asyncio.sleep(0.05)
+        letters = [json.loads(line) for line in dead.read_text().splitlines()]
+        assert sorted((e["sink"], e["attempts"]) for e in letters) == [("broken", 1)] * 2 + [("risk", 2)] * 2
+        assert all("ConnectionRefusedError" in e["error"] for e in letters if e["sink"] == "risk")
+        assert all("400" in e["error"] for e in letters if e["sink"] == "broken")  # permanent: no retries
+        assert forwarder.stats()["cursor"] == letters[-1]["alert"]["event"]["cursor"]  # settled, not stuck
+
+        smtp.start()
+        replay = await asyncio.to_thread(subprocess.run, [
+            sys.executable, "-m", "supabase_push", "forward", "--config", str(config), "--replay-dead-letters",
+            "--json"], capture_output=True, text=True, timeout=60)
+        outcomes = [json.loads(line) for line in replay.stdout.splitlines()]
+        assert replay.returncode == 1  # the 400s fail again, and say so
+        assert sorted((o["sink"], o["outcome"]) for o in outcomes if "sink" in o) == (
+            [("broken", "dead-lettered")] * 2 + [("risk", "sent")] * 2)
+        assert [m["Subject"].split(": ")[1] for m in smtp.messages] == ["buy 1000 X @ 1000", "buy 1000 Y @ 1000"]
+        assert [json.loads(line)["sink"] for line in dead.read_text().splitlines()] == ["broken", "broken"]
+    finally:
+        smtp.stop(), rejecting.close()
+
+
+async def test_rate_limit_spaces_sends_and_the_most_urgent_goes_first(installed_url: str, tmp_path: Path) -> None:
+    hook = HttpSinkServer()
+    config = write_config(tmp_path, f"""
+        [sinks.slow]
+        type = "webhook"
+        url = "{hook.url}"
+        rate = "2/s"
+    """)
+    try:
+        async with forwarding(installed_url, config):
+            for n in range(5):
+                trade(installed_url, 1000, 1000, f"N{n}")
+            with psycopg.connect(installed_url, autocommit=True) as conn:
+                conn.execute("INSERT INTO positions (symbol, quantity, unrealized_pnl) VALUES ('URGENT', 1, -9999)")
+            got = await asyncio.to_thread(hook.wait_for, 6)
+    finally:
+        hook.close()
+    order = [r.body["rule"] for r in got]
+    assert order.index("position loss") <= 3  # queued last, sent well before the normal ones left
+    gaps = [b.at - a.at for a, b in itertools.pairwise(got[1:])]  # after a burst of 2, one per 0.5 s
+    assert min(gaps) >= 0.4, gaps
+
+
+def test_stopped_and_restarted_it_resumes_where_it_left_off(installed_url: str, tmp_path: Path) -> None:
+    hook = HttpSinkServer()
+    config = write_config(tmp_path, f"""
+        [sinks.audit]
+        type = "webhook"
+        url = "{hook.url}"
+    """)
+    command = [sys.executable, "-m", "supabase_push", "forward", "--config", str(config), "--db-url", installed_url,
+               "--transport", "listen", "--json"]
+
+    def run_until(count: int) -> tuple[int, list[dict[str, object]]]:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert proc.stdout is not None
+        try:
+            hook.wait_for(count)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=30)
+        return proc.returncode, [json.loads(line) for line in out.splitlines()]
+
+    try:
+        proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        import time
+
+        time.sleep(2)  # subscribed
+        trade(installed_url, 1000, 1000, "BEFORE")
+        hook.wait_for(1)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+        assert proc.returncode == 0, err
+        assert json.loads(out.splitlines()[-1])["events"] == 1
+
+        trade(installed_url, 1000, 1000, "WHILE-DOWN")
+        trade(installed_url, 1, 1, "NO-ALERT")
+        code, lines = run_until(2)
+    finally:
+        hook.close()
+    assert code == 0
+    assert [r.body["message"] for r in hook.received] == ["buy 1000 BEFORE @ 1000", "buy 1000 WHILE-DOWN @ 1000"]
+    assert lines[-1]["final"] and lines[-1]["events"] == 2
+
+
+@pytest.mark.parametrize(("toml", "needle"), [
+    ("[sinks.a]\ntype = 'pager'\n", "unknown type 'pager'"),
+    ("[sinks.a]\ntype = 'webhook'\n", "url is required"),
+    ("[sinks.a]\ntype = 'webhook'\nurl = 'ftp://x'\n", "not an http(s) URL"),
+    ("[sinks.a]\ntype = 'webhook'\nurl = 'http://x'\nrate = 'lots'\n", "not a rate: 'lots'"),
+    ("[sinks.a]\ntype = 'webhook'\nurl = '${NOT_SET_ANYWHERE}'\n", "${NOT_SET_ANYWHERE}, which is not set"),
+    ("[sinks.a]\ntype = 'webhook'\nurl = 'http://x'\n[[rules]]\nname = 'r'\nwhen = 'price >'\n", "is not valid"),
+    ("[sinks.a]\ntype = 'webhook'\nurl = 'http://x'\n[[rules]]\nname = 'r'\nwhen = '__import__(\"os\")'\n",
+     "the only function is abs(x)"),
+    ("[sinks.a]\ntype = 'webhook'\nurl = 'http://x'\n[[rules]]\nname = 'r'\nsinks = ['b']\n",
+     "'b', which is not a sink"),
+    ("[sinks.a]\ntype = 'webhook'\nurl = 'http://x'\n[[rules]]\nname = 'r'\npriority = 'urgent'\n",
+     "unknown priority 'urgent'"),
+    ("[sinks.a]\ntype = 'webhook'\nurl = 'http://x'\n[[rules]]\nname = 'r'\nmessage = '{row.__class__}'\n",
+     "plain column name"),
+    ("[sinks.a]\ntype = 'webhook'\nurl = 'http://x'\n", "no [[rules]]"),
+    ("sinks = 3", "no [sinks.<name>] table"),
+    ("[sinks.a\n", "not valid TOML"),
+])
+def test_bad_configuration_is_a_clear_error(tmp_path: Path, toml: str, needle: str) -> None:
+    path = tmp_path / "alerts.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path, {})
+    assert needle in str(raised.value)
+
+
+def test_cli_check_prints_the_plan_and_bad_files_exit_2(tmp_path: Path) -> None:
+    good = write_config(tmp_path, """
+        [sinks.desk]
+        type = "slack"
+        url = "https://hooks.slack.com/services/T0/B0/secret-part"
+        rate = "20/min"
+    """)
+    checked = subprocess.run([sys.executable, "-m", "supabase_push", "forward", "--config", str(good), "--check"],
+                             capture_output=True, text=True, timeout=30)
+    assert checked.returncode == 0, checked.stderr
+    assert "slack desk at https://hooks.slack.com" in checked.stdout and "secret-part" not in checked.stdout
+    assert "rule 'large trade' (high) when quantity * price >= 100000 → all" in checked.stdout
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[sinks.a]\ntype = 'pager'\n")
+    refused = subprocess.run([sys.executable, "-m", "supabase_push", "forward", "--config", str(bad), "--check"],
+                             capture_output=True, text=True, timeout=30, env={**os.environ, "COLUMNS": "200"})
+    assert refused.returncode == 2 and "unknown type 'pager'" in refused.stderr
