@@ -119,12 +119,15 @@ class Expression:
                 return not value
             return -value if isinstance(node.op, ast.USub) else +value
         if isinstance(node, ast.Compare):
-            left = self._eval(node.left, row, new, old)
-            for op, right_node in zip(node.ops, node.comparators, strict=True):
-                right = self._eval(right_node, row, new, old)
-                if not _COMPARE[type(op)](left, right):
-                    return False
-                left = right
+            try:
+                left = self._eval(node.left, row, new, old)
+                for op, right_node in zip(node.ops, node.comparators, strict=True):
+                    right = self._eval(right_node, row, new, old)
+                    if not _COMPARE[type(op)](left, right):
+                        return False
+                    left = right
+            except _FALSE:
+                return False  # a comparison with NULL, or of text with a number, is false (so `not` it is true)
             return True
         if isinstance(node, ast.BinOp):
             return _ARITHMETIC[type(node.op)](self._eval(node.left, row, new, old),
