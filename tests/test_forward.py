@@ -323,3 +323,12 @@ def test_cli_check_prints_the_plan_and_bad_files_exit_2(tmp_path: Path) -> None:
     refused = subprocess.run([sys.executable, "-m", "supabase_push", "forward", "--config", str(bad), "--check"],
                              capture_output=True, text=True, timeout=30, env={**os.environ, "COLUMNS": "200"})
     assert refused.returncode == 2 and "unknown type 'pager'" in refused.stderr
+
+
+def test_the_example_config_loads() -> None:
+    example = Path(__file__).resolve().parent.parent / "examples" / "alerts.toml"
+    env = {name: "https://hooks.example.test/x" if name.endswith("URL") else "value" for name in (
+        "SLACK_WEBHOOK_URL", "SMTP_HOST", "SMTP_USER", "SMTP_PASSWORD", "AUDIT_WEBHOOK_URL", "AUDIT_TOKEN")}
+    config = load_config(example, env)
+    assert [r.name for r in config.rules] == ["large trade", "position loss", "position closed", "any delete"]
+    assert [w.sink.name for w in config.workers] == ["desk", "risk", "audit"]
