@@ -103,7 +103,7 @@ class SseStream:
             self.ended.set()
 
     async def take(self, count: int, timeout: float = 20) -> list[SseEvent]:
-        got = []
+        got: list[SseEvent] = []
         async with asyncio.timeout(timeout):
             while len(got) < count:
                 got.append(await self.events.get())
@@ -112,7 +112,7 @@ class SseStream:
     async def quiet(self, seconds: float = 0.5) -> list[SseEvent]:
         """What arrives in the next ``seconds`` (to show that nothing more does)."""
         await asyncio.sleep(seconds)
-        got = []
+        got: list[SseEvent] = []
         while not self.events.empty():
             got.append(self.events.get_nowait())
         return got

@@ -116,7 +116,9 @@ async def test_rules_route_alerts_to_slack_email_and_a_webhook(installed_url: st
             mail = await asyncio.to_thread(smtp.wait_for, 1)
             await asyncio.sleep(0.3)
     finally:
-        slack.close(), hook.close(), smtp.stop()
+        slack.close()
+        hook.close()
+        smtp.stop()
 
     audit = sorted(audit, key=lambda r: r.body["event"]["id"])  # the most urgent may overtake
     assert [r.body["rule"] for r in audit] == ["large trade", "position loss", "any delete"]
@@ -157,7 +159,8 @@ async def test_a_sink_that_fails_then_recovers_loses_nothing(installed_url: str,
             got = await asyncio.to_thread(hook.wait_for, 3)
             busy = await asyncio.to_thread(limited.wait_for, 3, 5)  # in seconds: Retry-After, not the 10 s backoff
     finally:
-        hook.close(), limited.close()
+        hook.close()
+        limited.close()
     assert [r.body["message"].split()[2] for r in got] == ["A", "B", "C"]  # in order, each once
     assert len(busy) == 3
     stats = forwarder.stats()["sinks"]
@@ -211,7 +214,8 @@ async def test_a_long_outage_goes_to_the_dead_letter_file_and_replays(installed_
         assert [m["Subject"].split(": ")[1] for m in smtp.messages] == ["buy 1000 X @ 1000", "buy 1000 Y @ 1000"]
         assert [json.loads(line)["sink"] for line in dead.read_text().splitlines()] == ["broken", "broken"]
     finally:
-        smtp.stop(), rejecting.close()
+        smtp.stop()
+        rejecting.close()
 
 
 async def test_rate_limit_spaces_sends_and_the_most_urgent_goes_first(installed_url: str, tmp_path: Path) -> None:

@@ -8,10 +8,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
@@ -21,6 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from supabase_push.relay import Authenticator
 
+from .local_http import QuietHandler, ThreadedHttp
 from .relay_helpers import ALICE, SECRET, SseStream, insert_trades, relay, token
 
 pytestmark = pytest.mark.slow
@@ -39,23 +38,15 @@ def _jwk(key: Any, kid: str, alg: str) -> dict[str, Any]:
 def jwks_server() -> Iterator[str]:
     body = json.dumps({"keys": [_jwk(RSA_KEY, "rsa-1", "RS256"), _jwk(EC_KEY, "ec-1", "ES256")]}).encode()
 
-    class Handler(BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}/auth/v1/.well-known/jwks.json"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with ThreadedHttp(Handler) as server:
+        yield f"{server.url}/auth/v1/.well-known/jwks.json"
 
 
 def signed(key: Any, kid: str, alg: str, sub: str = ALICE, **claims: Any) -> str:

@@ -14,15 +14,15 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import AsyncIterator, Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import psycopg
 import pytest
 from playwright.async_api import Page, async_playwright
 
+from .local_http import QuietHandler, ThreadedHttp
 from .postgrest import free_port
 from .relay_helpers import ALICE, BOB, SECRET, insert_trades, token
 
@@ -36,17 +36,11 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 
 @contextlib.contextmanager
 def static_site() -> Iterator[str]:
-    class Quiet(SimpleHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            pass
+    class Quiet(QuietHandler, SimpleHTTPRequestHandler):
+        pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(EXAMPLES)))
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_port}"
-    finally:
-        server.shutdown()
-        server.server_close()
+    with ThreadedHttp(functools.partial(Quiet, directory=str(EXAMPLES))) as server:
+        yield server.url
 
 
 class RelayProcess:

@@ -133,7 +133,8 @@ def test_rate_limit_is_a_token_bucket() -> None:
     assert limit.wait_time() == 0
     limit.take()
     clock.now += 10  # refills to the burst size, no more
-    limit.take(), limit.take()
+    limit.take()
+    limit.take()
     assert limit.wait_time() > 0
 
 
