@@ -69,9 +69,7 @@ class Authenticator:
                                 options={"require": ["exp"], "verify_aud": self.audience is not None})
         except jwt.PyJWKClientConnectionError:
             raise Refused("cannot fetch the signing keys (JWKS) to check the token", status=503) from None
-        except jwt.PyJWKClientError as exc:
-            raise Refused(f"token not accepted: {exc}") from None
-        except jwt.InvalidTokenError as exc:
+        except (jwt.PyJWKClientError, jwt.InvalidTokenError) as exc:
             raise Refused(f"token not accepted: {exc}") from None
         return self._principal(claims)
 

@@ -123,12 +123,8 @@ class Hub:
         self._ring.append(item)
         self.events_in.add()
         for conn in self._audience(event):
-            if conn.dropped or not self._wants(conn, event):
-                continue
-            try:
-                conn.queue.put_nowait(item)
-            except asyncio.QueueFull:
-                self._drop(conn)
+            if not conn.dropped and self._wants(conn, event):
+                self._offer(conn, item)
 
     def _audience(self, event: ChangeEvent) -> Iterable[Connection]:
         """The streams that may see ``event`` (a superset: an index by owner, so a change is not checked
@@ -145,10 +141,13 @@ class Hub:
             await asyncio.sleep(interval)
             for conn in list(self._connections):
                 if not conn.dropped:
-                    try:
-                        conn.queue.put_nowait(None)
-                    except asyncio.QueueFull:
-                        self._drop(conn)
+                    self._offer(conn, None)
+
+    def _offer(self, conn: Connection, item: Item | None) -> None:
+        try:
+            conn.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self._drop(conn)
 
     def _drop(self, conn: Connection) -> None:
         conn.dropped = True
@@ -169,7 +168,7 @@ class Hub:
         if not principal.admin and len(mine) >= self.max_per_user:
             self.refused["per-user limit"] += 1
             raise Refused(f"{principal.user_id} has {len(mine)} streams open, the most this relay allows",
-                            status=429)
+                          status=429)
         conn = Connection(next(self._ids), principal, frozenset(topics), asyncio.Queue(self.buffer), after)
         if after is not None:
             if after < self._base:

@@ -34,7 +34,7 @@ class Policy:
         if refused:
             tiers = " or ".join(self.topic_tiers[refused[0]])
             raise Refused(f"topic {refused[0]!r} needs tier {tiers}; your tier is {principal.tier or 'none'}",
-                            status=403)
+                          status=403)
         return list(dict.fromkeys(asked))
 
     def sees(self, principal: Principal, event: ChangeEvent) -> bool:

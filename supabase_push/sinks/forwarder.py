@@ -41,6 +41,8 @@ class Forwarder:
         self.events = 0
         self.alerts = 0
         self._pending: deque[tuple[Cursor, list[asyncio.Future[str]]]] = deque()
+        """Each change not yet settled, in order, with the futures of its alerts."""
+        self._unsettled = 0
         self._settled: Cursor | None = None
         self._saved: Cursor | None = self.store.load()
         self._room = asyncio.Event()
@@ -70,7 +72,7 @@ class Forwarder:
                                 futures.append(self._watch(worker.sink.name, alert, worker.submit(alert)))
                     self._pending.append((event.position, futures))
                     self._settle()
-                    while sum(len(f) for _, f in self._pending) > self.max_pending:
+                    while self._unsettled > self.max_pending:
                         self._room.clear()
                         await self._room.wait()  # sinks are behind: hold the subscriber (it reads on later)
         finally:
@@ -81,11 +83,14 @@ class Forwarder:
         """Give queued alerts up to ``grace`` seconds to go out (call before cancelling :meth:`run`)."""
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(grace):
-                while self._pending and any(not f.done() for _, fs in self._pending for f in fs):
+                while self._unsettled:
                     await asyncio.sleep(0.05)
 
     def _watch(self, sink: str, alert: Alert, future: asyncio.Future[str]) -> asyncio.Future[str]:
+        self._unsettled += 1
+
         def settled(done: asyncio.Future[str]) -> None:
+            self._unsettled -= 1
             if self.on_outcome is not None and not done.cancelled():
                 self.on_outcome(sink, alert, done.result())
             self._settle()
