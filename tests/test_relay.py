@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import random
 import socket
 import time
+import uuid
 
 import httpx
 import psycopg
 import pytest
 
+from supabase_push import changelog
 from supabase_push.relay import Policy
 
 from .relay_helpers import (
@@ -205,3 +209,54 @@ async def test_stats_and_healthz(installed_url: str) -> None:
     assert stats["subscriber"]["state"] == "push:listen" and stats["dropped_slow_clients"] == 0
     assert forbidden.status_code == 403 and anonymous.status_code == 401
     assert health.status_code == 200 and health.json()["status"] == "ok"
+
+
+async def test_browsers_dropping_and_reconnecting_under_8_writers_miss_nothing(installed_url: str) -> None:
+    """8 writers, 1,200 changes across 4 users; 8 browsers that drop and reconnect at random (one from a
+    cursor older than the ring), and the relay restarted midway: each stream equals its user's rows."""
+    users = [str(uuid.UUID(int=n)) for n in range(1, 5)]
+
+    async def writer(n: int) -> None:
+        rng = random.Random(n)
+        async with await psycopg.AsyncConnection.connect(installed_url, autocommit=True) as conn:
+            for _ in range(150):
+                async with conn.transaction():
+                    for _ in range(rng.randint(1, 2)):
+                        await conn.execute("INSERT INTO trades (user_id, symbol, side, quantity, price) "
+                                           "VALUES (%s, 'W', 'buy', 1, 1)", (rng.choice(users),))
+                await asyncio.sleep(rng.uniform(0, 0.004))
+
+    got: dict[int, list[str]] = {n: [] for n in range(8)}
+    done = asyncio.Event()
+
+    async def browser(n: int, servers: list[str]) -> None:
+        rng = random.Random(100 + n)
+        while not done.is_set():
+            last = got[n][-1] if got[n] else start
+            async with SseStream(servers[-1], token(users[n % 4]), last_id=last) as stream:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(rng.uniform(0.05, 0.4)):
+                        while True:
+                            got[n].append((await stream.events.get()).id)
+            await asyncio.sleep(rng.uniform(0, 0.2))
+
+    with psycopg.connect(installed_url) as conn:
+        start = str(changelog.head(conn))
+    servers: list[str] = []
+    async with relay(installed_url, ring_size=50) as first:
+        servers.append(first.url)
+        browsers = [asyncio.create_task(browser(n, servers)) for n in range(8)]
+        writers = asyncio.gather(*(writer(n) for n in range(8)))
+        await asyncio.sleep(1)
+    async with relay(installed_url, ring_size=50) as second:  # restarted: the first one's streams all broke
+        servers.append(second.url)
+        await writers
+        expected = {n: cursors_of(installed_url, users[n % 4], after=start) for n in range(8)}
+        async with asyncio.timeout(30):
+            while any(len(got[n]) < len(expected[n]) for n in range(8)):
+                await asyncio.sleep(0.1)
+        done.set()
+        await asyncio.gather(*browsers)
+    for n in range(8):
+        assert got[n] == expected[n], f"browser {n}: {len(got[n])} events, expected {len(expected[n])}"
+    assert sum(len(e) for e in expected.values()) >= 2 * 1200
