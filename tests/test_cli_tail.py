@@ -16,7 +16,6 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
-from supabase_push import changelog
 from supabase_push.cli import app
 from supabase_push.local import LocalRealtime
 
@@ -54,9 +53,7 @@ def test_tail_json_reads_the_log_then_follows_live(installed_url: str) -> None:
 
 def test_tail_through_the_local_realtime_server(realtime: LocalRealtime, realtime_db: str) -> None:
     env = {"SUPABASE_URL": realtime.url, "SUPABASE_SERVICE_ROLE_KEY": realtime.service_role_key}
-    with psycopg.connect(realtime_db, autocommit=True) as conn:
-        head = changelog.head(conn)
-    proc = tail("--db-url", realtime_db, "--from", str(head), "--count", "2", "--timeout", "30",
+    proc = tail("--db-url", realtime_db, "--from", "now", "--count", "2", "--timeout", "30",
                 "--filter", "symbol=eq.RT", "--topic", "trade-updates", env=env)
     time.sleep(2)
     insert(realtime_db, "SKIP", "RT", "SKIP", "RT")
