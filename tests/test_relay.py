@@ -226,7 +226,7 @@ async def test_browsers_dropping_and_reconnecting_under_8_writers_miss_nothing(i
                                            "VALUES (%s, 'W', 'buy', 1, 1)", (rng.choice(users),))
                 await asyncio.sleep(rng.uniform(0, 0.004))
 
-    got: dict[int, list[str]] = {n: [] for n in range(8)}
+    got: dict[int, list[str | None]] = {n: [] for n in range(8)}
     done = asyncio.Event()
 
     async def browser(n: int, servers: list[str]) -> None:
