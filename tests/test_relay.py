@@ -260,3 +260,16 @@ async def test_browsers_dropping_and_reconnecting_under_8_writers_miss_nothing(i
     for n in range(8):
         assert got[n] == expected[n], f"browser {n}: {len(got[n])} events, expected {len(expected[n])}"
     assert sum(len(e) for e in expected.values()) >= 2 * 1200
+
+
+async def test_a_stream_ends_when_its_token_expires(installed_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="supabase_push.relay")
+    short = token(ALICE, ttl=2)
+    async with relay(installed_url) as server, SseStream(server.url, short) as stream:
+        insert_trades(installed_url, [ALICE])
+        assert len(await stream.take(1)) == 1
+        await asyncio.wait_for(stream.ended.wait(), 5)
+        async with SseStream(server.url, short) as again:
+            pass
+    assert again.status == 401 and "expired" in (again.error or {})["error"]
+    assert "(token expired)" in caplog.text

@@ -119,10 +119,14 @@ class _Relay:
         log.info("relay: stream %d opened for %s (tier %s) on %s from %s", conn.id, principal.user_id,
                  principal.tier, ",".join(topics), after or "now")
 
+        # a stream lives no longer than its token: the browser must come back with a fresh one
+        expiry = asyncio.get_running_loop().call_later(principal.expires_in(), self.hub.expire, conn)
+
         def closed() -> None:
+            expiry.cancel()
             self.hub.close(conn)
-            log.info("relay: stream %d closed after %d events%s", conn.id, conn.sent,
-                     " (cut off: too slow)" if conn.dropped else "")
+            reason = " (cut off: too slow)" if conn.dropped else " (token expired)" if conn.expired else ""
+            log.info("relay: stream %d closed after %d events%s", conn.id, conn.sent, reason)
 
         return _EventStream(self.hub.stream(conn), conn.cut, closed)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,11 @@ class Principal:
     admin: bool = False
     """The service role: every row, every topic, and /stats."""
     claims: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    def expires_in(self) -> float:
+        """Seconds until the token's ``exp`` (the relay checked it is there and in the future)."""
+        exp = self.claims.get("exp")
+        return max(0.0, float(exp) - time.time()) if isinstance(exp, int | float) else float("inf")
 
 
 class Authenticator:

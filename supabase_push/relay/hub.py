@@ -61,8 +61,11 @@ class Connection:
     """Read the log after ``after`` up to here first (the ring did not reach back far enough)."""
     replay: list[Item] = field(default_factory=list)
     dropped: bool = False
+    """Cut off for being too slow."""
+    expired: bool = False
+    """Ended because its token expired."""
     cut: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set when the hub cuts the stream off: whoever serves it must close it (its send may be blocked)."""
+    """Set when the stream must end now: whoever serves it must close it (its send may be blocked)."""
     sent: int = 0
     opened: float = field(default_factory=time.monotonic)
 
@@ -142,6 +145,10 @@ class Hub:
             for conn in list(self._connections):
                 if not conn.dropped:
                     self._offer(conn, None)
+
+    def expire(self, conn: Connection) -> None:
+        conn.expired = True
+        conn.cut.set()
 
     def _offer(self, conn: Connection, item: Item | None) -> None:
         try:
