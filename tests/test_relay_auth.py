@@ -34,12 +34,16 @@ def _jwk(key: Any, kid: str, alg: str) -> dict[str, Any]:
     return {**public, "kid": kid, "alg": alg, "use": "sig"}
 
 
+JWKS_REQUESTS: list[str] = []
+
+
 @contextlib.contextmanager
 def jwks_server() -> Iterator[str]:
     body = json.dumps({"keys": [_jwk(RSA_KEY, "rsa-1", "RS256"), _jwk(EC_KEY, "ec-1", "ES256")]}).encode()
 
     class Handler(QuietHandler):
         def do_GET(self) -> None:
+            JWKS_REQUESTS.append(self.path)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.end_headers()
@@ -72,6 +76,11 @@ async def test_rs256_and_es256_tokens_from_a_jwks_url(installed_url: str) -> Non
             }.items():
                 async with SseStream(server.url, bad) as stream:
                     refusals[name] = (stream.status, (stream.error or {}).get("error", ""))
+            before = len(JWKS_REQUESTS)
+            for n in range(20):  # made-up key ids must not make the relay fetch the keys again and again
+                async with SseStream(server.url, signed(other, f"made-up-{n}", "RS256")) as stream:
+                    assert stream.status == 401
+            assert len(JWKS_REQUESTS) - before <= 1
     assert all(status == 401 for status, _ in refusals.values()), refusals
     assert "Signature verification failed" in refusals["forged with another key"][1]
     assert "rsa-9" in refusals["unknown key id"][1]

@@ -8,11 +8,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
 import jwt
 
 from ..errors import ConfigError, SupabasePushError
 
-__all__ = ["Authenticator", "Principal", "Refused"]
+__all__ = ["Authenticator", "KeySet", "Principal", "Refused"]
 
 _ASYMMETRIC = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
 
@@ -54,7 +55,7 @@ class Authenticator:
                               hint="--jwt-secret (SUPABASE_JWT_SECRET) or --jwks-url "
                                    "(https://<project>.supabase.co/auth/v1/.well-known/jwks.json)")
         self._secret = secret
-        self._jwks = jwt.PyJWKClient(jwks_url, cache_keys=True, lifespan=300, timeout=10) if jwks_url else None
+        self._jwks = KeySet(jwks_url) if jwks_url else None
         self.audience = audience
         self.tier_claim = tier_claim.split(".")
         self.admin_role = admin_role
@@ -65,17 +66,13 @@ class Authenticator:
             raise Refused("no token: send 'Authorization: Bearer <jwt>' or ?access_token=<jwt>")
         try:
             if self._jwks is not None:
-                # PyJWKClient fetches with urllib (blocking) when a key id is not cached yet
-                signing_key = await asyncio.to_thread(self._jwks.get_signing_key_from_jwt, token)
-                key: Any = signing_key.key
+                key: Any = await self._jwks.key_for(jwt.get_unverified_header(token).get("kid"))
                 algorithms = _ASYMMETRIC
             else:
                 key, algorithms = self._secret, ["HS256"]
             claims = jwt.decode(token, key, algorithms=algorithms, audience=self.audience, leeway=self.leeway,
                                 options={"require": ["exp"], "verify_aud": self.audience is not None})
-        except jwt.PyJWKClientConnectionError:
-            raise Refused("cannot fetch the signing keys (JWKS) to check the token", status=503) from None
-        except (jwt.PyJWKClientError, jwt.InvalidTokenError) as exc:
+        except jwt.InvalidTokenError as exc:
             raise Refused(f"token not accepted: {exc}") from None
         return self._principal(claims)
 
@@ -90,3 +87,45 @@ class Authenticator:
         for part in self.tier_claim:
             tier = tier.get(part) if isinstance(tier, Mapping) else None
         return Principal(user_id=user, tier=tier if isinstance(tier, str) else None, admin=admin, claims=claims)
+
+
+class KeySet:
+    """The signing keys at a JWKS URL, fetched without blocking and kept for ``lifespan`` seconds.
+
+    A token naming a key id that is not in the set makes it fetch again, at most once per
+    ``min_refresh`` seconds: keys rotate, but tokens with made-up ids must not make the relay
+    hammer the URL."""
+
+    def __init__(self, url: str, *, lifespan: float = 300, min_refresh: float = 30, timeout: float = 10) -> None:
+        self.url = url
+        self.lifespan, self.min_refresh, self.timeout = lifespan, min_refresh, timeout
+        self.fetches = 0
+        self._keys: dict[str | None, Any] = {}
+        self._fetched = float("-inf")
+        self._lock = asyncio.Lock()
+
+    async def key_for(self, kid: str | None) -> Any:
+        seen = self._fetched
+        age = time.monotonic() - seen
+        if age > self.lifespan or (kid not in self._keys and age > self.min_refresh):
+            async with self._lock:
+                if self._fetched == seen:  # else a burst of new streams got it fetched while we waited
+                    await self._fetch()
+        if kid is None and len(self._keys) == 1:
+            return next(iter(self._keys.values()))
+        if kid not in self._keys:
+            raise Refused(f"token not accepted: no signing key {kid!r} at the JWKS URL")
+        return self._keys[kid]
+
+    async def _fetch(self) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=self.timeout) as http:
+                response = await http.get(self.url)
+            response.raise_for_status()
+            keys = jwt.PyJWKSet.from_dict(response.json()).keys
+        except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
+            raise Refused(f"cannot fetch the signing keys (JWKS) to check the token: {type(exc).__name__}",
+                          status=503) from None
+        self._keys = {key.key_id: key.key for key in keys}
+        self._fetched = time.monotonic()
+        self.fetches += 1
