@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -336,3 +337,29 @@ def test_the_example_config_loads() -> None:
     config = load_config(example, env)
     assert [r.name for r in config.rules] == ["large trade", "position loss", "position closed", "any delete"]
     assert [w.sink.name for w in config.workers] == ["desk", "risk", "audit"]
+
+
+async def test_a_sink_that_hangs_times_out_and_nothing_is_lost(installed_url: str, tmp_path: Path) -> None:
+    hanging = socket.socket()  # accepts connections (the kernel does), never answers
+    hanging.bind(("127.0.0.1", 0))
+    hanging.listen(16)
+    config = write_config(tmp_path, f"""
+        [sinks.stuck]
+        type = "webhook"
+        url = "http://127.0.0.1:{hanging.getsockname()[1]}/hook"
+        timeout = 0.3
+        attempts = 2
+        backoff = 0.05
+    """)
+    try:
+        async with forwarding(installed_url, config) as forwarder:
+            trade(installed_url, 1000, 1000, "HANG")
+            for _ in range(100):
+                if forwarder.stats()["sinks"]["stuck"]["dead_lettered"]:
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        hanging.close()
+    [letter] = [json.loads(line) for line in (tmp_path / "alerts.dead.jsonl").read_text().splitlines()]
+    assert letter["attempts"] == 2 and "ReadTimeout" in letter["error"]
+    assert letter["alert"]["message"] == "buy 1000 HANG @ 1000"
