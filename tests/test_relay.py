@@ -273,3 +273,26 @@ async def test_a_stream_ends_when_its_token_expires(installed_url: str, caplog: 
             pass
     assert again.status == 401 and "expired" in (again.error or {})["error"]
     assert "(token expired)" in caplog.text
+
+
+async def test_a_browser_behind_retention_gets_a_gap_event_first(installed_url: str) -> None:
+    from datetime import timedelta
+
+    from supabase_push import schema
+
+    async with relay(installed_url, ring_size=1) as server:
+        async with SseStream(server.url, token(ALICE)) as first:
+            insert_trades(installed_url, [ALICE])
+            seen = await first.take(1)
+        insert_trades(installed_url, [ALICE])  # missed, and then pruned
+        await asyncio.sleep(1.2)
+        insert_trades(installed_url, [ALICE])
+        with psycopg.connect(installed_url, autocommit=True) as conn:
+            pruned = schema.prune(conn, timedelta(seconds=1))
+        async with SseStream(server.url, token(ALICE), last_id=seen[0].id) as again:
+            gap, after = await again.take(2)
+            assert await again.quiet() == []
+    assert pruned.deleted == 2
+    assert gap.event == "gap" and data(gap)["op"] == "GAP" and data(gap)["record"]["after"] == seen[0].id
+    assert gap.id == pruned.pruned_through
+    assert [after.id] == cursors_of(installed_url, ALICE)  # the one change left in the log
