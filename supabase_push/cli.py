@@ -562,6 +562,9 @@ def forward(
     start: Annotated[str | None, typer.Option(
         "--from", help="Start after this cursor on a first run (default: now; later runs resume).")] = None,
     check: Annotated[bool, typer.Option("--check", help="Only check the file and print the rules and sinks.")] = False,
+    dry_run: Annotated[bool, typer.Option(
+        "--dry-run", help="Run the rules over the change log from --from (default 0:0) to now and print the "
+                          "alerts they would send; sends nothing, saves nothing.")] = False,
     replay: Annotated[bool, typer.Option(
         "--replay-dead-letters", help="Send the dead letters again, then exit (1 if any fail again).")] = False,
     grace: Annotated[float, typer.Option(help="Seconds queued alerts get to go out when stopping.")] = 5.0,
@@ -575,8 +578,9 @@ def forward(
     import asyncio
     import signal
 
+    from .events import Cursor
     from .sinks import Alert, Forwarder, load_config, replay_dead_letters
-    from .subscribe import Subscriber
+    from .subscribe import Subscriber, reader_for
 
     def report(sink: str, alert: Alert, outcome: str) -> None:
         if as_json:
@@ -591,6 +595,14 @@ def forward(
         config = load_config(config_file)
         if check:
             _print_forward_config(config, as_json)
+            return
+        if dry_run:
+            try:
+                first = Cursor.parse(start or "0:0")
+            except ValueError as exc:
+                raise ConfigError(str(exc), hint="--from takes a cursor (seq:id) with --dry-run") from None
+            asyncio.run(_forward_dry_run(config, reader_for(_settings(db_url), reader, rest_url=rest_url),
+                                         first, as_json))
             return
         if replay:
             counts = asyncio.run(replay_dead_letters(config, report))
@@ -632,6 +644,26 @@ def forward(
             sinks = ", ".join(f"{name} {s['sent']} sent/{s['dead_lettered']} dead"
                               for name, s in stats["sinks"].items())
             err.print(f"stopped at {stats['cursor']}: {stats['events']} events, {stats['alerts']} alerts; {sinks}")
+
+
+async def _forward_dry_run(config: Any, reader: Any, start: Any, as_json: bool) -> None:
+    from .sinks import dry_run
+
+    count = 0
+    try:
+        async for alert, sinks in dry_run(config, reader, start):
+            count += 1
+            if as_json:
+                print(json.dumps({"rule": alert.rule, "priority": str(alert.priority), "key": alert.key,
+                                  "sinks": sinks, "message": alert.message}), flush=True)
+            else:
+                out.print(f"[yellow]would send[/yellow] {alert.priority!s:<8} {alert.rule} → "
+                          f"{', '.join(sinks) or '(no sink takes it)'}  [dim]{alert.event.cursor}[/dim]  "
+                          f"{alert.message}")
+    finally:
+        await reader.close()
+    if not as_json:
+        err.print(f"{count} alert(s) from {start} to now; nothing was sent")
 
 
 def _print_forward_config(config: Any, as_json: bool) -> None:

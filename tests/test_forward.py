@@ -363,3 +363,37 @@ async def test_a_sink_that_hangs_times_out_and_nothing_is_lost(installed_url: st
     [letter] = [json.loads(line) for line in (tmp_path / "alerts.dead.jsonl").read_text().splitlines()]
     assert letter["attempts"] == 2 and "ReadTimeout" in letter["error"]
     assert letter["alert"]["message"] == "buy 1000 HANG @ 1000"
+
+
+def test_dry_run_shows_what_the_rules_would_send_over_history(installed_url: str, tmp_path: Path) -> None:
+    hook = HttpSinkServer()
+    config = write_config(tmp_path, f"""
+        [sinks.audit]
+        type = "webhook"
+        url = "{hook.url}"
+
+        [sinks.pager]
+        type = "webhook"
+        url = "{hook.url}"
+        min_priority = "critical"
+    """)
+    trade(installed_url, 1000, 1000, "OLD-BIG")
+    trade(installed_url, 1, 1, "OLD-SMALL")
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO positions (symbol, quantity, unrealized_pnl) VALUES ('OLD-LOSS', 1, -7000)")
+    try:
+        proc = subprocess.run([sys.executable, "-m", "supabase_push", "forward", "--config", str(config),
+                               "--db-url", installed_url, "--dry-run", "--json"],
+                              capture_output=True, text=True, timeout=60)
+        bad = subprocess.run([sys.executable, "-m", "supabase_push", "forward", "--config", str(config),
+                              "--db-url", installed_url, "--dry-run", "--from", "yesterday"],
+                             capture_output=True, text=True, timeout=60)
+    finally:
+        hook.close()
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [(line["rule"], line["sinks"]) for line in lines] == [
+        ("large trade", ["audit"]), ("position loss", ["audit", "pager"])]
+    assert lines[0]["message"] == "buy 1000 OLD-BIG @ 1000"
+    assert hook.requests == 0 and not (tmp_path / "alerts.cursor").exists()
+    assert bad.returncode == 2 and "not a cursor" in bad.stderr

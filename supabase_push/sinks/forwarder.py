@@ -12,16 +12,16 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from ..events import Cursor
-from ..subscribe import FileCursorStore, Subscriber
+from ..events import DEFAULT_ROUTES, Cursor
+from ..subscribe import FileCursorStore, Reader, Subscriber
 from .config import ForwardConfig
 from .delivery import DeadLetters
 from .rules import Alert
 
-__all__ = ["Forwarder", "Outcome", "replay_dead_letters"]
+__all__ = ["Forwarder", "Outcome", "dry_run", "replay_dead_letters"]
 
 log = logging.getLogger("supabase_push.sinks")
 
@@ -170,3 +170,24 @@ async def replay_dead_letters(config: ForwardConfig, on_outcome: Outcome | None 
             await worker.sink.close()
     aside.unlink()
     return counts
+
+
+async def dry_run(config: ForwardConfig, reader: Reader, start: Cursor,
+                  *, page_size: int = 500) -> AsyncIterator[tuple[Alert, list[str]]]:
+    """The alerts the rules would raise over the change log from ``start`` to its newest change, each
+    with the sinks it would go to. Sends nothing and saves no cursor: for trying rules on real history."""
+    end = await reader.head()
+    topics = config.topics or list(DEFAULT_ROUTES.values())
+    cursor = start
+    while cursor < end:
+        page = await reader.read(cursor, page_size, topics, "catch-up")
+        for event in page:
+            if event.position > end:
+                return
+            cursor = event.position
+            for rule in config.rules:
+                alert = rule.alert(event)
+                if alert is not None:
+                    yield alert, [w.sink.name for w in config.workers if w.accepts(alert)]
+        if len(page) < page_size:
+            return
