@@ -94,3 +94,18 @@ async def test_a_subscriber_behind_the_horizon_gets_a_gap_event(installed_url: s
     assert seen == ["GAP"]
     assert subscriber.stats.gaps == 1 and "pruned from the change log" in caplog.text
     assert Cursor.parse(cursor_file.read_text()) == got[-1].position
+
+
+def test_head_is_the_newest_change_then_the_retention_horizon(
+        installed: psycopg.Connection[tuple[object, ...]]) -> None:
+    from datetime import timedelta
+
+    from supabase_push import changelog, schema
+
+    assert changelog.head(installed) == START  # an empty log
+    insert_trades(installed, 3)
+    newest = read_changes(installed)[-1].position
+    assert changelog.head(installed) == newest
+    pruned = schema.prune(installed, timedelta(0))
+    assert pruned.deleted == 3 and read_changes(installed, START)[0].op == "GAP"
+    assert changelog.head(installed) == newest == Cursor.parse(str(pruned.pruned_through))  # from the horizon

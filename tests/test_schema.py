@@ -154,6 +154,8 @@ def test_uninstall_keeps_user_data(installed: psycopg.Connection[Any]) -> None:
     assert installed.execute("SELECT count(*) FROM positions").fetchone() == (50,)
     assert installed.execute("SELECT count(*) FROM trades").fetchone() == (1,)
     assert installed.execute("SELECT to_regnamespace('supabase_push')").fetchone() == (None,)
+    assert installed.execute("SELECT to_regprocedure('public.supabase_push_changes(bigint,bigint,integer,text[])'),"
+                             " to_regprocedure('public.supabase_push_head()')").fetchone() == (None, None)
     assert installed.execute(ORIGINAL_VERIFY_QUERY).fetchall() == []
     assert installed.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
     # Writes go on without the triggers, and uninstalling again is harmless.
