@@ -397,3 +397,32 @@ def test_dry_run_shows_what_the_rules_would_send_over_history(installed_url: str
     assert lines[0]["message"] == "buy 1000 OLD-BIG @ 1000"
     assert hook.requests == 0 and not (tmp_path / "alerts.cursor").exists()
     assert bad.returncode == 2 and "not a cursor" in bad.stderr
+
+
+async def test_changes_pruned_before_forwarding_are_an_alert_of_their_own(installed_url: str, tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from supabase_push import schema
+
+    hook = HttpSinkServer()
+    config = write_config(tmp_path, f"""
+        [sinks.audit]
+        type = "webhook"
+        url = "{hook.url}"
+        min_priority = "high"
+    """)
+    try:
+        async with forwarding(installed_url, config):
+            trade(installed_url, 1000, 1000, "SEEN")
+            await asyncio.to_thread(hook.wait_for, 1)
+        trade(installed_url, 1000, 1000, "NEVER-SEEN")  # written while stopped, then pruned
+        with psycopg.connect(installed_url, autocommit=True) as conn:
+            pruned = schema.prune(conn, timedelta(0))
+        async with forwarding(installed_url, config):
+            got = await asyncio.to_thread(hook.wait_for, 2)
+    finally:
+        hook.close()
+    gap = got[1].body
+    assert gap["rule"] == "supabase-push: changes pruned before forwarding" and gap["priority"] == "critical"
+    assert f"up to {pruned.pruned_through} were pruned" in gap["message"]
+    assert [r.body["rule"] for r in got] == ["large trade", "supabase-push: changes pruned before forwarding"]

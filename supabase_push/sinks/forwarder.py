@@ -15,15 +15,17 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from ..events import DEFAULT_ROUTES, Cursor
+from ..events import DEFAULT_ROUTES, ChangeEvent, Cursor
 from ..subscribe import FileCursorStore, Reader, Subscriber
 from .config import ForwardConfig
 from .delivery import DeadLetters
-from .rules import Alert
+from .rules import Alert, Priority
 
 __all__ = ["Forwarder", "Outcome", "dry_run", "replay_dead_letters"]
 
 log = logging.getLogger("supabase_push.sinks")
+
+GAP_RULE = "supabase-push: changes pruned before forwarding"
 
 Outcome = Callable[[str, Alert, str], None]
 """Called with (sink, alert, "sent" | "dead-lettered") as each alert settles."""
@@ -62,10 +64,7 @@ class Forwarder:
                 async for event in self.subscriber:
                     self.events += 1
                     futures = []
-                    for rule in self.config.rules:
-                        alert = rule.alert(event)
-                        if alert is None:
-                            continue
+                    for alert in self._alerts(event):
                         self.alerts += 1
                         for worker in self.config.workers:
                             if worker.accepts(alert):
@@ -78,6 +77,15 @@ class Forwarder:
         finally:
             saver.cancel()
             await self._stop_workers(workers)
+
+    def _alerts(self, event: ChangeEvent) -> list[Alert]:
+        if event.op == "GAP":  # alerts may have been missed: that is an alert of its own, to every sink
+            record = event.record or {}
+            return [Alert(GAP_RULE, Priority.CRITICAL,
+                          f"changes after {record.get('after')} up to {record.get('pruned_through')} were pruned from "
+                          "the change log before the forwarder read them: their alerts were never evaluated",
+                          event, ())]
+        return [alert for rule in self.config.rules if (alert := rule.alert(event)) is not None]
 
     async def drain(self, grace: float) -> None:
         """Give queued alerts up to ``grace`` seconds to go out (call before cancelling :meth:`run`)."""
