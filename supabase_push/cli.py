@@ -20,6 +20,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from . import __version__, schema
@@ -79,9 +80,9 @@ def _fail(exc: SupabasePushError, as_json: bool) -> NoReturn:
     if as_json:
         print(json.dumps({"ok": False, "error": exc.message, "hint": exc.hint,
                           "type": type(exc).__name__}))
-    err.print(f"[red]error:[/red] {exc.message}", markup=True, soft_wrap=True)
-    if exc.hint:
-        err.print(f"[dim]hint:[/dim] {exc.hint}", markup=True, soft_wrap=True)
+    err.print(f"[red]error:[/red] {escape(exc.message)}", markup=True, soft_wrap=True)
+    if exc.hint:  # escaped: "pip install 'supabase-push[relay]'" is not markup
+        err.print(f"[dim]hint:[/dim] {escape(exc.hint)}", markup=True, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -503,13 +504,15 @@ def relay(
     import signal
 
     from .events import DEFAULT_ROUTES
-    from .relay import Authenticator, Policy, RelayConfig, create_app
-    from .relay.server import RelayServer
 
     say = _say(as_json)
     with _errors(as_json):
-        if importlib.util.find_spec("uvicorn") is None:
-            raise ConfigError("the relay needs starlette and uvicorn", hint="pip install 'supabase-push[relay]'")
+        try:
+            from .relay import Authenticator, Policy, RelayConfig, create_app
+            from .relay.server import RelayServer
+        except ImportError as exc:
+            raise ConfigError(f"the relay needs {(exc.name or 'its extra').split('.')[0]}, which is not installed",
+                              hint="pip install 'supabase-push[relay]'") from None
         policy = Policy(topics=topic or list(DEFAULT_ROUTES.values()), owner_column=owner_column,
                         shared_topics=shared_topic or (), topic_tiers=_parse_tiers(tier or []))
         config = RelayConfig(settings=_settings(db_url), policy=policy, heartbeat=heartbeat, buffer=buffer,
@@ -588,8 +591,8 @@ def forward(
                               "outcome": outcome, "message": alert.message}), flush=True)
         else:
             style = "green" if outcome == "sent" else "red"
-            out.print(f"[{style}]{outcome:<13}[/{style}] {alert.priority!s:<8} {alert.rule} → {sink}  "
-                      f"[dim]{alert.event.cursor}[/dim]  {alert.message}")
+            out.print(f"[{style}]{outcome:<13}[/{style}] {alert.priority!s:<8} {escape(alert.rule)} → "
+                      f"{escape(sink)}  [dim]{alert.event.cursor}[/dim]  {escape(alert.message)}")
 
     with _errors(as_json):
         config = load_config(config_file)
@@ -657,9 +660,9 @@ async def _forward_dry_run(config: Any, reader: Any, start: Any, as_json: bool) 
                 print(json.dumps({"rule": alert.rule, "priority": str(alert.priority), "key": alert.key,
                                   "sinks": sinks, "message": alert.message}), flush=True)
             else:
-                out.print(f"[yellow]would send[/yellow] {alert.priority!s:<8} {alert.rule} → "
-                          f"{', '.join(sinks) or '(no sink takes it)'}  [dim]{alert.event.cursor}[/dim]  "
-                          f"{alert.message}")
+                out.print(f"[yellow]would send[/yellow] {alert.priority!s:<8} {escape(alert.rule)} → "
+                          f"{escape(', '.join(sinks) or '(no sink takes it)')}  [dim]{alert.event.cursor}[/dim]  "
+                          f"{escape(alert.message)}")
     finally:
         await reader.close()
     if not as_json:
@@ -676,12 +679,13 @@ def _print_forward_config(config: Any, as_json: bool) -> None:
                      "cursor_file": str(config.cursor_file)})
         return
     for sink in sinks:
-        out.print(f"[green]✓[/green] sink {sink['sink']} (priority ≥ {sink['min_priority']}, "
+        out.print(f"[green]✓[/green] sink {escape(sink['sink'])} (priority ≥ {sink['min_priority']}, "
                   f"rate {sink['rate'] or 'unlimited'})")
     for rule in rules:
-        out.print(f"[green]✓[/green] rule {rule['name']!r} ({rule['priority']}) when {rule['when'] or 'always'} "
-                  f"→ {rule['sinks'] if isinstance(rule['sinks'], str) else ', '.join(rule['sinks'])}")
-    out.print(f"  dead letters: {config.dead_letters.path}\n  cursor:       {config.cursor_file}")
+        goes_to = rule["sinks"] if isinstance(rule["sinks"], str) else ", ".join(rule["sinks"])
+        out.print(f"[green]✓[/green] rule {escape(repr(rule['name']))} ({rule['priority']}) when "
+                  f"{escape(rule['when'] or 'always')} → {escape(goes_to)}")
+    out.print(escape(f"  dead letters: {config.dead_letters.path}\n  cursor:       {config.cursor_file}"))
 
 
 @app.command("broadcast")

@@ -388,6 +388,10 @@ def test_dry_run_shows_what_the_rules_would_send_over_history(installed_url: str
         bad = subprocess.run([sys.executable, "-m", "supabase_push", "forward", "--config", str(config),
                               "--db-url", installed_url, "--dry-run", "--from", "yesterday"],
                              capture_output=True, text=True, timeout=60)
+        trade(installed_url, 1000, 1000, "[/oops]")  # row data is never console markup
+        plain = subprocess.run([sys.executable, "-m", "supabase_push", "forward", "--config", str(config),
+                                "--db-url", installed_url, "--dry-run"], capture_output=True, text=True, timeout=60,
+                               env={**os.environ, "COLUMNS": "200"})
     finally:
         hook.close()
     assert proc.returncode == 0, proc.stderr
@@ -397,6 +401,9 @@ def test_dry_run_shows_what_the_rules_would_send_over_history(installed_url: str
     assert lines[0]["message"] == "buy 1000 OLD-BIG @ 1000"
     assert hook.requests == 0 and not (tmp_path / "alerts.cursor").exists()
     assert bad.returncode == 2 and "not a cursor" in bad.stderr
+    assert plain.returncode == 0, plain.stderr
+    assert "would send high     large trade → audit" in plain.stdout and "buy 1000 [/oops] @ 1000" in plain.stdout
+    assert "3 alert(s) from 0:0 to now; nothing was sent" in plain.stderr
 
 
 async def test_changes_pruned_before_forwarding_are_an_alert_of_their_own(installed_url: str, tmp_path: Path) -> None:

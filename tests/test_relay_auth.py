@@ -139,3 +139,12 @@ def test_cli_relay_bad_configuration_exits_2(installed_url: str, args: list[str]
     proc = subprocess.run([sys.executable, "-m", "supabase_push", "relay", "--db-url", installed_url, "--port", "0",
                            *args], capture_output=True, text=True, env=env, timeout=30)
     assert proc.returncode == 2 and needle in proc.stderr
+
+
+def test_cli_relay_without_its_extra_says_what_to_install() -> None:
+    blocked = ("import sys; sys.modules['starlette'] = None; sys.argv = ['supabase-push', 'relay']; "
+               "from supabase_push.cli import main; main()")
+    proc = subprocess.run([sys.executable, "-c", blocked], capture_output=True, text=True, timeout=30,
+                          env={**os.environ, "SUPABASE_JWT_SECRET": SECRET})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "the relay needs starlette" in proc.stderr and "supabase-push[relay]" in proc.stderr

@@ -99,8 +99,11 @@ class Forwarder:
 
         def settled(done: asyncio.Future[str]) -> None:
             self._unsettled -= 1
-            if self.on_outcome is not None and not done.cancelled():
-                self.on_outcome(sink, alert, done.result())
+            try:
+                if self.on_outcome is not None and not done.cancelled():
+                    self.on_outcome(sink, alert, done.result())
+            except Exception:  # a reporting bug must not stop the cursor
+                log.exception("the outcome callback raised on alert %s", alert.key)
             self._settle()
 
         future.add_done_callback(settled)
