@@ -401,7 +401,7 @@ def doctor(
         for column in ("area", "check", "", "detail"):
             table.add_column(column)
         for finding in report.findings:
-            detail = finding.detail + (f"\n[dim]fix: {finding.fix}[/dim]" if finding.fix else "")
+            detail = escape(finding.detail) + (f"\n[dim]fix: {escape(finding.fix)}[/dim]" if finding.fix else "")
             table.add_row(finding.area, finding.check, f"[{style[finding.status]}]{finding.status}[/]", detail)
         out.print(table)
         failed = sum(f.status == "fail" for f in report.findings)
