@@ -16,7 +16,7 @@ import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -27,6 +27,11 @@ from . import __version__, schema
 from .config import Settings
 from .db import connect, describe_dsn
 from .errors import ConfigError, PayloadError, SupabasePushError
+
+if TYPE_CHECKING:  # imported where used, so `supabase-push --help` stays quick
+    from .events import Cursor
+    from .sinks import ForwardConfig
+    from .subscribe import Reader
 
 app = typer.Typer(
     name="supabase-push",
@@ -649,7 +654,7 @@ def forward(
             err.print(f"stopped at {stats['cursor']}: {stats['events']} events, {stats['alerts']} alerts; {sinks}")
 
 
-async def _forward_dry_run(config: Any, reader: Any, start: Any, as_json: bool) -> None:
+async def _forward_dry_run(config: ForwardConfig, reader: Reader, start: Cursor, as_json: bool) -> None:
     from .sinks import dry_run
 
     count = 0
@@ -669,7 +674,7 @@ async def _forward_dry_run(config: Any, reader: Any, start: Any, as_json: bool) 
         err.print(f"{count} alert(s) from {start} to now; nothing was sent")
 
 
-def _print_forward_config(config: Any, as_json: bool) -> None:
+def _print_forward_config(config: ForwardConfig, as_json: bool) -> None:
     rules = [{"name": r.name, "priority": str(r.priority), "when": r.when.source if r.when else None,
               "sinks": list(r.sinks) or "all"} for r in config.rules]
     sinks = [{"name": w.sink.name, "sink": w.sink.describe(), "min_priority": str(w.min_priority),
@@ -678,13 +683,12 @@ def _print_forward_config(config: Any, as_json: bool) -> None:
         _print_json({"rules": rules, "sinks": sinks, "dead_letter_file": str(config.dead_letters.path),
                      "cursor_file": str(config.cursor_file)})
         return
-    for sink in sinks:
-        out.print(f"[green]✓[/green] sink {escape(sink['sink'])} (priority ≥ {sink['min_priority']}, "
-                  f"rate {sink['rate'] or 'unlimited'})")
-    for rule in rules:
-        goes_to = rule["sinks"] if isinstance(rule["sinks"], str) else ", ".join(rule["sinks"])
-        out.print(f"[green]✓[/green] rule {escape(repr(rule['name']))} ({rule['priority']}) when "
-                  f"{escape(rule['when'] or 'always')} → {escape(goes_to)}")
+    for worker in config.workers:
+        out.print(f"[green]✓[/green] sink {escape(worker.sink.describe())} (priority ≥ {worker.min_priority}, "
+                  f"rate {worker.rate or 'unlimited'})")
+    for rule in config.rules:
+        out.print(f"[green]✓[/green] rule {escape(repr(rule.name))} ({rule.priority}) when "
+                  f"{escape(rule.when.source if rule.when else 'always')} → {escape(', '.join(rule.sinks) or 'all')}")
     out.print(escape(f"  dead letters: {config.dead_letters.path}\n  cursor:       {config.cursor_file}"))
 
 

@@ -75,6 +75,13 @@ async def forwarding(dsn: str, config_file: Path, env: dict[str, str] | None = N
             await task
 
 
+async def dead_lettered(forwarder: Forwarder, sink: str, count: int, timeout: float = 10) -> None:
+    """Until ``sink`` has given up on ``count`` alerts."""
+    async with asyncio.timeout(timeout):
+        while forwarder.stats()["sinks"][sink]["dead_lettered"] < count:
+            await asyncio.sleep(0.05)
+
+
 def trade(dsn: str, quantity: float, price: float, symbol: str = "AAPL") -> None:
     with psycopg.connect(dsn, autocommit=True) as conn:
         conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES (%s, 'buy', %s, %s)",
@@ -194,10 +201,7 @@ async def test_a_long_outage_goes_to_the_dead_letter_file_and_replays(installed_
         async with forwarding(installed_url, config) as forwarder:
             trade(installed_url, 1000, 1000, "X")
             trade(installed_url, 1000, 1000, "Y")
-            for _ in range(200):
-                if forwarder.stats()["sinks"]["risk"]["dead_lettered"] == 2:
-                    break
-                await asyncio.sleep(0.05)
+            await dead_lettered(forwarder, "risk", 2)
         letters = [json.loads(line) for line in dead.read_text().splitlines()]
         assert sorted((e["sink"], e["attempts"]) for e in letters) == [("broken", 1)] * 2 + [("risk", 2)] * 2
         assert all("ConnectionRefusedError" in e["error"] for e in letters if e["sink"] == "risk")
@@ -354,10 +358,7 @@ async def test_a_sink_that_hangs_times_out_and_nothing_is_lost(installed_url: st
     try:
         async with forwarding(installed_url, config) as forwarder:
             trade(installed_url, 1000, 1000, "HANG")
-            for _ in range(100):
-                if forwarder.stats()["sinks"]["stuck"]["dead_lettered"]:
-                    break
-                await asyncio.sleep(0.05)
+            await dead_lettered(forwarder, "stuck", 1)
     finally:
         hanging.close()
     [letter] = [json.loads(line) for line in (tmp_path / "alerts.dead.jsonl").read_text().splitlines()]
