@@ -91,3 +91,25 @@ def test_token_lifetime() -> None:
     left = seconds_left(tokens.mint("anon", tokens.DEV_SECRET, ttl=100))
     assert left is not None and 98 < left <= 100
     assert seconds_left("sb_publishable_abc") is None and seconds_left("a.b.c") is None
+
+
+async def test_a_token_that_is_never_renewed_ends_the_refresh_loop() -> None:
+    """A fixed token past its expiry: one failure, not set_auth twice a second for ever."""
+    import asyncio
+
+    from supabase_push.subscribe import RealtimeTransport
+
+    token = tokens.mint("service_role", "s" * 32, ttl=1)
+    transport = RealtimeTransport("http://127.0.0.1:9", "key", access_token=token)
+
+    class Client:  # what _refresh touches of the official client
+        calls = 0
+
+        async def set_auth(self, _token: str) -> None:
+            Client.calls += 1
+
+    failures: list[str] = []
+    refresh = transport._refresh(Client(), token, failures.append)  # type: ignore[arg-type]
+    await asyncio.wait_for(refresh, 5)  # before the fix it never returned
+    assert failures == ["the access token expired and its source gave no fresh one"]
+    assert Client.calls == 0

@@ -171,6 +171,13 @@ class RealtimeTransport:
             await asyncio.sleep(max(0.5, left - min(60.0, left * 0.2)))
             try:
                 token = await self._fresh_token()
+            except Exception as exc:
+                fail(f"could not refresh the access token: {exc}")
+                return
+            if token is not None and (seconds_left(token) or 1.0) <= 0:  # a fixed token: not a 2 Hz refresh loop
+                fail("the access token expired and its source gave no fresh one")
+                return
+            try:
                 await client.set_auth(token)
             except Exception as exc:
                 fail(f"could not refresh the access token: {exc}")

@@ -140,7 +140,7 @@ class Subscriber:
         self._tasks: list[asyncio.Task[None]] = []
         self._pushing = False
         self._behind = False
-        self._last_push = time.monotonic()
+        self._confirmed_at = time.monotonic()  # the last push, or the last read that found the stream complete
         self._read_failures_in_a_row = 0
         self._ready = asyncio.Event()
 
@@ -287,6 +287,8 @@ class Subscriber:
                         item = await self._inbox.get()
                 except TimeoutError:
                     await self._catch_up("catch-up" if self._pushing else "poll")
+                    if not self._behind:
+                        self._confirmed_at = time.monotonic()
                     continue
                 if isinstance(item, _Push):
                     await self._on_push(item.event)
@@ -294,7 +296,7 @@ class Subscriber:
                     await self._catch_up("catch-up")  # whatever committed while push was down
                     self._switch(f"push:{item.transport}")
                     self._pushing = True
-                    self._last_push = time.monotonic()
+                    self._confirmed_at = time.monotonic()
                 else:
                     if self._pushing or self.stats.state == "starting":
                         log.warning("push transport down (%s): polling %s every %.2g s while it reconnects",
@@ -318,10 +320,11 @@ class Subscriber:
             return min(self.poll_interval, self._read_backoff())
         if not self._pushing:
             return self.poll_interval
-        return max(0.0, self.verify_interval - (time.monotonic() - self._last_push))
+        # One verify read per verify_interval of push silence, counted from the last push or the last verify.
+        return max(0.0, self.verify_interval - (time.monotonic() - self._confirmed_at))
 
     async def _on_push(self, event: ChangeEvent | None) -> None:
-        self._last_push = time.monotonic()
+        self._confirmed_at = time.monotonic()
         if event is None:  # the transport dropped some: read them
             await self._catch_up("catch-up")
             return
