@@ -27,7 +27,7 @@ def track_reads(url: str) -> None:
     """Count calls of the change-log functions in this database (sessions started from now on)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(sql.SQL("ALTER DATABASE {} SET track_functions = 'all'").format(
-            sql.Identifier(conninfo.conninfo_to_dict(url)["dbname"])))
+            sql.Identifier(str(conninfo.conninfo_to_dict(url)["dbname"]))))
 
 
 def reads(url: str) -> int:
