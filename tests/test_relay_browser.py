@@ -1,6 +1,6 @@
 """examples/relay_positions.html in headless Chromium against `supabase-push relay`, end to end.
 
-Needs Debian's chromium (CI installs it); Playwright drives it through its own driver and never
+Needs Debian's chromium (`bash scripts/test` installs it); Playwright drives it through its own driver and never
 downloads a browser.
 """
 
@@ -74,6 +74,8 @@ class RelayProcess:
 
 @contextlib.asynccontextmanager
 async def browser_page() -> AsyncIterator[Page]:
+    if not os.access(CHROMIUM, os.X_OK):  # a failure that says what to do, not a missing feature skipped
+        pytest.fail(f"no Chromium at {CHROMIUM}: `bash scripts/test` installs it (Debian: apt-get install chromium)")
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
         try:
