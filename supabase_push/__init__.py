@@ -13,6 +13,7 @@ from .broadcast import (
 )
 from .config import Settings
 from .errors import (
+    AccessRefusedError,
     AuthenticationError,
     BroadcasterClosedError,
     BroadcastError,
@@ -38,6 +39,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_ROUTES",
+    "AccessRefusedError",
     "AuthenticationError",
     "BroadcastError",
     "Broadcaster",

@@ -1,7 +1,8 @@
 """The ``supabase-push`` command line: a thin shell over :mod:`supabase_push.schema`.
 
 Exit codes: 0 success; 1 the operation failed or ``verify`` found a problem;
-2 bad usage or configuration (no database URL, malformed route, a payload that is not a JSON object).
+2 bad usage or configuration (no database URL, malformed route, a payload that is not a JSON object,
+credentials the server refused).
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from rich.table import Table
 from . import __version__, schema
 from .config import Settings
 from .db import connect, describe_dsn
-from .errors import ConfigError, PayloadError, SupabasePushError
+from .errors import AccessRefusedError, ConfigError, PayloadError, SupabasePushError
 
 if TYPE_CHECKING:  # imported where used, so `supabase-push --help` stays quick
     from .events import Cursor
@@ -81,7 +82,7 @@ def _main(
 
 
 def _fail(exc: SupabasePushError, as_json: bool) -> NoReturn:
-    code = 2 if isinstance(exc, ConfigError | PayloadError) else 1
+    code = 2 if isinstance(exc, ConfigError | PayloadError | AccessRefusedError) else 1
     if as_json:
         print(json.dumps({"ok": False, "error": exc.message, "hint": exc.hint,
                           "type": type(exc).__name__}))
@@ -459,7 +460,8 @@ def tail(
         settings = _settings(db_url)
         subscriber = Subscriber.from_settings(
             settings, topics=topic or None, transport=transport, reader=reader, rest_url=rest_url,
-            filters=row_filter or (), start=start, cursor_store=cursor_file, poll_interval=poll_interval)
+            filters=row_filter or (), start=start, cursor_store=cursor_file, poll_interval=poll_interval,
+            stop_on_refusal=True)
         code = asyncio.run(run_tail(subscriber, as_json=as_json, count=count, timeout=timeout,
                                     stats_every=stats_every))
     raise typer.Exit(code)

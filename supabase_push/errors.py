@@ -12,6 +12,7 @@
     ├── SchemaError               installed objects are missing or were changed by hand
     ├── EmbeddedPostgresError     a throwaway local cluster could not be started
     ├── TransportError            a subscriber's push transport or change-log reader failed (it retries)
+    │   └── AccessRefusedError    the server refused the credentials or the role's rights (a retry will not help)
     └── BroadcastError            a broadcast was not delivered
         ├── PayloadError          the payload is invalid or not serialisable (nothing was sent)
         │   └── PayloadTooLargeError  it is over the size limit (nothing was sent)
@@ -23,6 +24,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "AccessRefusedError",
     "AuthenticationError",
     "BroadcastError",
     "BroadcasterClosedError",
@@ -88,6 +90,11 @@ class EmbeddedPostgresError(SupabasePushError):
 
 class TransportError(SupabasePushError):
     """A subscriber's push transport or change-log reader failed; the subscriber retries it."""
+
+
+class AccessRefusedError(TransportError):
+    """The server refused the credentials (a wrong password or key) or the role's right to read:
+    retrying will not help until the configuration changes."""
 
 
 class BroadcastError(SupabasePushError):

@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.markup import escape
 
+from .errors import AccessRefusedError, TransportError
 from .events import ChangeEvent
 from .subscribe import Subscriber
 
@@ -36,7 +37,10 @@ def _short(row: dict[str, Any] | None, width: int = 80) -> str:
 
 async def run_tail(subscriber: Subscriber, *, as_json: bool, count: int | None, timeout: float | None,
                    stats_every: float, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:
-    """Print events until Ctrl-C, ``count`` events, or ``timeout`` seconds; 0, or 1 if ``count`` was not reached."""
+    """Print events until Ctrl-C, ``count`` events, or ``timeout`` seconds; 0, or 1 if ``count`` was not reached.
+
+    Raises what ended the subscriber (:class:`AccessRefusedError` with ``stop_on_refusal``), and
+    :class:`TransportError` if it never reached the change log or the push transport."""
     console = Console(file=out, highlight=False, soft_wrap=True)
     status = Console(file=err, highlight=False, soft_wrap=True)
     stop = asyncio.Event()
@@ -52,9 +56,11 @@ async def run_tail(subscriber: Subscriber, *, as_json: bool, count: int | None, 
         else:
             delivered = ", ".join(f"{k} {v}" for k, v in stats["delivered"].items()) or "none yet"
             lag = f"{stats['lag_ms']:.1f} ms" if stats["lag_ms"] is not None else "-"
-            status.print(f"[dim]{stats['state']} · delivered {delivered} · duplicates {stats['duplicates']} · "
+            failures = (f" · read failures {stats['read_failures']}" if stats["read_failures"] else "") + (
+                f" · push failures {stats['push_failures']}" if stats["push_failures"] else "")
+            status.print(f"{stats['state']} · delivered {delivered} · duplicates {stats['duplicates']} · "
                          f"gaps {stats['gaps']} · switches {stats['switches']} · lag {lag} · "
-                         f"cursor {stats['cursor']}[/dim]")
+                         f"cursor {stats['cursor']}{failures}", style="dim", markup=False)
 
     show: Callable[[ChangeEvent], None]
     if as_json:
@@ -89,6 +95,15 @@ async def run_tail(subscriber: Subscriber, *, as_json: bool, count: int | None, 
         await asyncio.wait(ending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
         for task in ending + reporting:
             task.cancel()
-        await asyncio.gather(*ending, *reporting, return_exceptions=True)
+        outcomes = await asyncio.gather(*ending, *reporting, return_exceptions=True)
     report(final=True)
+    failure = next((o for o in outcomes if isinstance(o, Exception)), None)
+    if failure is not None:
+        raise failure
+    if not subscriber.stats.connected:
+        why = subscriber.stats.last_error or f"no answer from {subscriber.reader.describe()}"
+        kind = AccessRefusedError if subscriber.stats.refused else TransportError
+        raise kind(f"never connected, nothing was read: {why}",
+                             hint="check the URL, the password or key, and that the server is up "
+                                  "(supabase-push doctor checks each)")
     return 0 if count is None or seen >= count else 1

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -14,11 +15,13 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from psycopg import conninfo
 from typer.testing import CliRunner
 
 from supabase_push.cli import app
 from supabase_push.local import LocalRealtime
 
+from .postgrest import free_port
 from .subscriber_helpers import logged, write
 
 runner = CliRunner()
@@ -81,6 +84,56 @@ def test_tail_bad_configuration_exits_2(args: list[str], message: str) -> None:
     result = runner.invoke(app, ["tail", *args])
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
+
+
+def _wrong_password(url: str) -> str:
+    info = conninfo.conninfo_to_dict(url)
+    return url.replace(f":{info['password']}@", ":not-the-password@")
+
+
+def test_tail_with_a_wrong_password_exits_2_at_once(installed_url: str) -> None:
+    """Regression: it retried until --timeout, then exited 0 with "delivered none yet"."""
+    started = time.monotonic()
+    proc = tail("--db-url", _wrong_password(installed_url), "--timeout", "20")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert time.monotonic() - started < 15, "a refused password is final: no need to wait for --timeout"
+    assert "refused the credentials" in err and "hint: check the user and password" in err
+    assert err.count("password authentication failed") == 1, err  # said once
+    assert "not-the-password" not in out + err
+
+
+def test_tail_with_a_wrong_key_exits_2(realtime: LocalRealtime) -> None:
+    """Only SUPABASE_URL and a key that the server refuses (Realtime 401, no PostgREST): not a quiet success."""
+    env = {"SUPABASE_URL": realtime.url, "SUPABASE_SERVICE_ROLE_KEY": "not-a-key"}
+    proc = tail("--timeout", "3", env=env)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert "never connected" in err and "401" in err
+    assert "not-a-key" not in out + err
+
+
+def test_tail_to_a_server_that_never_answers_exits_1(tmp_path: Path) -> None:
+    """A socket that accepts and says nothing: after --timeout, exit 1 naming what never answered."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        port = silent.getsockname()[1]
+        proc = tail("--db-url", f"postgresql://postgres:pw@127.0.0.1:{port}/postgres", "--timeout", "3")
+        out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert f"never connected, nothing was read: no answer from SQL at postgres@127.0.0.1:{port}" in err
+
+
+def test_tail_says_a_repeated_failure_once_with_a_count() -> None:
+    """A database that is down: one warning and a count, not one warning per retry."""
+    proc = tail("--db-url", f"postgresql://postgres:pw@127.0.0.1:{free_port()}/postgres", "--timeout", "4")
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1, err
+    assert err.count("reading the change log failed") == 1, err
+    failures = int(err.split("read failures ")[1].split()[0])
+    assert failures >= 3, err
+    assert "never connected" in err and "cannot reach the database" in err
 
 
 def test_tail_process_restarted_with_a_cursor_file_loses_nothing(installed_url: str, tmp_path: Path) -> None:

@@ -112,4 +112,4 @@ async def test_a_token_that_is_never_renewed_ends_the_refresh_loop() -> None:
     refresh = transport._refresh(Client(), token, failures.append)  # type: ignore[arg-type]
     await asyncio.wait_for(refresh, 5)  # before the fix it never returned
     assert failures == ["the access token expired and its source gave no fresh one"]
-    assert Client.calls == 0
+    assert Client.calls <= 1  # handed over once more if it had not quite expired at the first refresh

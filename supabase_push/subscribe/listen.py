@@ -13,6 +13,7 @@ from psycopg import sql
 from ..db import aconnect, describe_dsn, map_error
 from ..errors import DatabaseError, TransportError
 from .push import Emit, Up, parse_push
+from .readers import transport_error
 
 __all__ = ["ListenTransport"]
 
@@ -31,7 +32,7 @@ class ListenTransport:
         try:
             conn = await aconnect(self._dsn)
         except DatabaseError as exc:
-            raise TransportError(exc.message, hint=exc.hint) from None
+            raise transport_error(exc, exc.message, exc.hint) from None
         try:
             for topic in topics:
                 await conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(topic)))

@@ -13,7 +13,14 @@ from postgrest import APIError, AsyncPostgrestClient
 from ..changelog import ahead, aread_changes, row_to_event
 from ..config import Settings, scrub
 from ..db import aconnect, describe_dsn, map_error
-from ..errors import ConfigError, DatabaseError, TransportError
+from ..errors import (
+    AccessRefusedError,
+    AuthenticationError,
+    ConfigError,
+    DatabaseError,
+    PermissionDeniedError,
+    TransportError,
+)
 from ..events import START, ChangeEvent, Cursor, Source
 
 __all__ = ["Reader", "RestReader", "SqlReader", "reader_for"]
@@ -62,12 +69,12 @@ class SqlReader:
             yield self._conn
         except DatabaseError as exc:
             await self.close()
-            raise TransportError(exc.message, hint=exc.hint) from None
+            raise transport_error(exc, exc.message, exc.hint) from None
         except psycopg.Error as exc:
             await self.close()
             error = map_error(exc, self._dsn)
-            hint = _hint(exc.sqlstate) or error.hint
-            raise TransportError(f"cannot read the change log: {error.message}", hint=hint) from None
+            raise transport_error(error, f"cannot read the change log: {error.message}",
+                                   _hint(exc.sqlstate) or error.hint) from None
 
     async def close(self) -> None:
         conn, self._conn = self._conn, None
@@ -104,8 +111,9 @@ class RestReader:
         try:
             response = await self._client.rpc(function, params).execute()
         except APIError as exc:
-            raise TransportError(f"{self.describe()} refused the read: {exc.code} {exc.message}",
-                                 hint=_hint(exc.code)) from None
+            refused = exc.code in REFUSED_CODES or (exc.code is None and "api key" in (exc.message or "").lower())
+            kind = AccessRefusedError if refused else TransportError
+            raise kind(f"{self.describe()} refused the read: {exc.code} {exc.message}", hint=_hint(exc.code)) from None
         except httpx.HTTPError as exc:
             raise TransportError(f"cannot read from {self.describe()}: "
                                  f"{scrub(str(exc) or type(exc).__name__, [self._key])}") from None
@@ -133,6 +141,17 @@ def reader_for(settings: Settings, reader: str = "auto", *, rest_url: str | None
                           "(or SUPABASE_PUSH_REST_URL) with SUPABASE_SERVICE_ROLE_KEY",
                           hint="set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY")
     raise ConfigError(f"unknown reader {reader!r}", hint="use auto, sql or rest")
+
+
+REFUSED_CODES = {"401", "403", "PGRST301", "PGRST302", "42501"}
+"""PostgREST's answers to a wrong key or a role without the right to read (Supabase's gateway says
+"Invalid API key" with no code)."""
+
+
+def transport_error(error: DatabaseError, message: str, hint: str | None) -> TransportError:
+    """A database error as the reader's failure: refused credentials or rights say so (a retry will not help)."""
+    refused = isinstance(error, AuthenticationError | PermissionDeniedError)
+    return (AccessRefusedError if refused else TransportError)(message, hint=hint)
 
 
 def _hint(code: str | None) -> str | None:

@@ -26,7 +26,7 @@ from realtime.types import RealtimeAcknowledgementStatus
 
 from ..broadcast.websocket import realtime_url
 from ..config import scrub
-from ..errors import TransportError
+from ..errors import AccessRefusedError, TransportError
 from ..events import ChangeEvent
 from .push import Emit, Up, parse_push
 
@@ -122,8 +122,11 @@ class RealtimeTransport:
             try:
                 await asyncio.wait_for(client.connect(), self.timeout + 1)
             except Exception as exc:
-                raise TransportError(f"cannot connect to {self.url}: "
-                                     f"{self._scrub(str(exc) or type(exc).__name__)}") from None
+                status = getattr(getattr(exc, "response", None), "status_code", None)
+                kind = AccessRefusedError if status in (401, 403) else TransportError
+                raise kind(f"cannot connect to {self.url}: {self._scrub(str(exc) or type(exc).__name__)}",
+                           hint="check the key (SUPABASE_SERVICE_ROLE_KEY or SUPABASE_ANON_KEY)"
+                           if kind is AccessRefusedError else None) from None
             for topic in topics:
                 options: Any = {"config": {"broadcast": {"ack": False, "self": False}, "private": self.private}}
                 channel = client.channel(topic, options)

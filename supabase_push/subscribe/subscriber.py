@@ -23,7 +23,7 @@ from types import TracebackType
 from typing import Any, cast
 
 from ..config import Settings
-from ..errors import ConfigError, SupabasePushError, TransportError
+from ..errors import AccessRefusedError, ConfigError, SupabasePushError, TransportError
 from ..events import DEFAULT_ROUTES, START, ChangeEvent, Cursor, Source
 from .cursor_store import CursorStore, FileCursorStore
 from .filters import RowFilter
@@ -60,13 +60,21 @@ class SubscriberStats:
     """Commit to delivery, of the last event delivered."""
     cursor: str = str(START)
     """The last change accounted for (delivered or filtered out)."""
+    connected: bool = False
+    """A read of the change log has succeeded, or the push transport has come up, at least once."""
+    last_error: str | None = None
+    """Why the last read or push connection failed (None once reading works again)."""
+    refused: bool = False
+    """Since the last good read, a read or the push transport was refused: wrong credentials, or a role
+    without the right (:class:`AccessRefusedError`); ``last_error`` is then that refusal."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"state": self.state, "delivered": dict(self.delivered), "duplicates": self.duplicates,
                 "catch_ups": self.catch_ups, "gaps": self.gaps, "switches": self.switches,
                 "read_failures": self.read_failures, "push_failures": self.push_failures,
                 "callback_errors": self.callback_errors, "filtered": self.filtered,
-                "lag_ms": None if self.lag_ms is None else round(self.lag_ms, 3), "cursor": self.cursor}
+                "lag_ms": None if self.lag_ms is None else round(self.lag_ms, 3), "cursor": self.cursor,
+                "connected": self.connected, "last_error": self.last_error, "refused": self.refused}
 
 
 @dataclass
@@ -82,6 +90,7 @@ class _Up:
 @dataclass
 class _Down:
     reason: str
+    refused: bool = False
 
 
 _END = object()
@@ -98,12 +107,17 @@ class Subscriber:
     event you finished with is saved, and the next run starts after it. An event counts as
     finished when your loop asks for the next one, when the ``async with`` block exits
     without an exception, or, for ``on()`` callbacks, when they have returned.
+
+    A failed read is retried with backoff, for ever. With ``stop_on_refusal``, a reader that is
+    refused (a wrong password or key, a role without the right to read) ends the iteration with
+    :class:`AccessRefusedError` instead: what a command line wants, where nobody will fix the key.
     """
 
     def __init__(self, *, reader: Reader, push: PushTransport | None = None, topics: Sequence[str] | None = None,
                  start: Cursor | str | None = None, cursor_store: CursorStore | str | os.PathLike[str] | None = None,
                  filters: Sequence[str] = (), poll_interval: float = 1.0, verify_interval: float = 10.0,
-                 page_size: int = 500, queue_size: int = 1000, max_backoff: float = 30.0) -> None:
+                 page_size: int = 500, queue_size: int = 1000, max_backoff: float = 30.0,
+                 stop_on_refusal: bool = False) -> None:
         self.topics = list(topics) if topics is not None else list(DEFAULT_ROUTES.values())
         if not self.topics:
             raise ConfigError("no topics to subscribe to")
@@ -114,6 +128,7 @@ class Subscriber:
         self.verify_interval = verify_interval
         self.page_size = page_size
         self.max_backoff = max_backoff
+        self.stop_on_refusal = stop_on_refusal
         self.cursor_store: CursorStore | None = (
             FileCursorStore(cursor_store) if isinstance(cursor_store, (str, os.PathLike)) else cursor_store)
         self.stats = SubscriberStats()
@@ -295,14 +310,18 @@ class Subscriber:
                 elif isinstance(item, _Up):
                     await self._catch_up("catch-up")  # whatever committed while push was down
                     self._switch(f"push:{item.transport}")
-                    self._pushing = True
+                    self.stats.connected = self._pushing = True
                     self._confirmed_at = time.monotonic()
                 else:
+                    self._note_failure(item.reason, item.refused)
                     if self._pushing or self.stats.state == "starting":
                         log.warning("push transport down (%s): polling %s every %.2g s while it reconnects",
                                     item.reason, self.reader.describe(), self.poll_interval)
                         self._switch(f"poll:{self.reader.name}")
                     self._pushing = False
+        except AccessRefusedError as exc:  # only with stop_on_refusal
+            log.info("the subscriber stopped: %s", exc)
+            self._end_iteration(exc)
         except Exception as exc:  # a bug: end the iteration with it rather than hang
             log.exception("the subscriber stopped on an unexpected error")
             self._end_iteration(exc)
@@ -344,6 +363,7 @@ class Subscriber:
         try:
             while True:
                 page = await self.reader.read(self._sequencer.cursor, self.page_size, self.topics, source)
+                self.stats.connected = True
                 fresh = self._sequencer.fresh(page)
                 self.stats.duplicates += len(page) - len(fresh)
                 if fresh and source == "catch-up":
@@ -353,13 +373,32 @@ class Subscriber:
                 if len(page) < self.page_size:
                     break
         except TransportError as exc:
-            self.stats.read_failures += 1
-            self._read_failures_in_a_row += 1
-            self._behind = True
-            log.warning("reading the change log failed (%s); retrying", exc)
+            self._read_failed(exc)
             return
+        if self._read_failures_in_a_row > 1:
+            log.warning("reading the change log works again, after %d failed attempts", self._read_failures_in_a_row)
         self._behind = False
         self._read_failures_in_a_row = 0
+        self.stats.last_error, self.stats.refused = None, False
+
+    def _note_failure(self, reason: str, refused: bool) -> None:
+        """The reason to report: a refusal (wrong key or password) outweighs other failures until a read works."""
+        if refused or not self.stats.refused:
+            self.stats.last_error, self.stats.refused = reason, refused
+
+    def _read_failed(self, exc: TransportError) -> None:
+        """Said once, then counted: a database that is down for a minute is one warning, not sixty."""
+        self.stats.read_failures += 1
+        self._read_failures_in_a_row += 1
+        self._behind = True
+        refused = isinstance(exc, AccessRefusedError)
+        self._note_failure(str(exc), refused)
+        if refused and self.stop_on_refusal:
+            raise exc
+        if self._read_failures_in_a_row == 1:
+            log.warning("reading the change log failed (%s); retrying with backoff", exc)
+        else:
+            log.debug("reading the change log failed again (%d in a row): %s", self._read_failures_in_a_row, exc)
 
     def _read_backoff(self) -> float:
         return _jittered(min(self.max_backoff, 0.1 * 2 ** min(self._read_failures_in_a_row, 10)))
@@ -420,18 +459,19 @@ class Subscriber:
         failures = 0
         while True:
             started = time.monotonic()
+            refused = False
             try:
                 await push.run(self.topics, emit, up)
                 reason = "the transport stopped"
             except SupabasePushError as exc:
-                reason = str(exc)
+                reason, refused = str(exc), isinstance(exc, AccessRefusedError)
             except Exception as exc:  # a bug in a client library must not end the subscription
                 log.exception("push transport %s failed unexpectedly", push.name)
                 reason = repr(exc)
             self.stats.push_failures += 1
             self._ready.set()
             failures = 1 if time.monotonic() - started > 30 else failures + 1
-            await self._inbox.put(_Down(reason))
+            await self._inbox.put(_Down(reason, refused))
             delay = _jittered(min(self.max_backoff, 0.2 * 2 ** min(failures - 1, 10)))
             log.info("reconnecting %s in %.2f s", push.describe(), delay)
             await asyncio.sleep(delay)
