@@ -120,7 +120,7 @@ def test_tail_to_a_server_that_never_answers_exits_1(tmp_path: Path) -> None:
         silent.listen(16)
         port = silent.getsockname()[1]
         proc = tail("--db-url", f"postgresql://postgres:pw@127.0.0.1:{port}/postgres", "--timeout", "3")
-        out, err = proc.communicate(timeout=60)
+        _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
     assert f"never connected, nothing was read: no answer from SQL at postgres@127.0.0.1:{port}" in err
 
@@ -128,7 +128,7 @@ def test_tail_to_a_server_that_never_answers_exits_1(tmp_path: Path) -> None:
 def test_tail_says_a_repeated_failure_once_with_a_count() -> None:
     """A database that is down: one warning and a count, not one warning per retry."""
     proc = tail("--db-url", f"postgresql://postgres:pw@127.0.0.1:{free_port()}/postgres", "--timeout", "4")
-    out, err = proc.communicate(timeout=60)
+    _out, err = proc.communicate(timeout=60)
     assert proc.returncode == 1, err
     assert err.count("reading the change log failed") == 1, err
     failures = int(err.split("read failures ")[1].split()[0])
