@@ -12,10 +12,55 @@
 --     than three days dropped (the server calls it at start and daily);
 --   * publications supabase_realtime (tables for postgres_changes, created empty if absent)
 --     and supabase_realtime_messages_publication (realtime.messages);
---   * auth.uid(), auth.role(), auth.jwt() where missing, for policies written for Supabase.
+--   * auth.uid(), auth.role(), auth.jwt() where missing, for policies written for Supabase;
+--   * supabase_push_local.created: which of the objects above this script created (not the
+--     ones that were already there), so `supabase-push serve --clean` removes exactly those.
+--
+-- On a database it did not create, `supabase-push serve` runs this only when asked
+-- (--install-realtime): once realtime.send() exists, triggers applied in broadcast mode
+-- `auto` push through it instead of NOTIFY.
 
 BEGIN;
 SELECT pg_advisory_xact_lock(7218311412069051323);
+
+CREATE SCHEMA IF NOT EXISTS supabase_push_local;
+COMMENT ON SCHEMA supabase_push_local IS
+    'supabase-push local server: what it added to this database (supabase-push serve --clean removes it)';
+CREATE TABLE IF NOT EXISTS supabase_push_local.created (
+    kind text NOT NULL,
+    name text NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (kind, name)
+);
+
+-- The objects this script may create that exist now.
+CREATE OR REPLACE FUNCTION supabase_push_local.present()
+RETURNS TABLE (kind text, name text)
+LANGUAGE sql STABLE
+SET search_path = ''
+AS $$
+    SELECT o.kind, o.name FROM (VALUES
+        ('role', 'anon'), ('role', 'authenticated'), ('role', 'service_role'),
+        ('schema', 'realtime'), ('schema', 'auth'),
+        ('table', 'realtime.messages'),
+        ('function', 'realtime.topic()'),
+        ('function', 'realtime.send(jsonb,text,text,boolean)'),
+        ('function', 'realtime.broadcast_changes(text,text,text,text,text,record,record,text)'),
+        ('function', 'realtime.maintain_message_partitions(date)'),
+        ('function', 'auth.jwt()'), ('function', 'auth.uid()'), ('function', 'auth.role()'),
+        ('publication', 'supabase_realtime'), ('publication', 'supabase_realtime_messages_publication')
+    ) AS o (kind, name)
+    WHERE CASE o.kind
+        WHEN 'role' THEN EXISTS (SELECT FROM pg_catalog.pg_roles r WHERE r.rolname = o.name)
+        WHEN 'schema' THEN EXISTS (SELECT FROM pg_catalog.pg_namespace n WHERE n.nspname = o.name)
+        WHEN 'table' THEN pg_catalog.to_regclass(o.name) IS NOT NULL
+        WHEN 'function' THEN pg_catalog.to_regprocedure(o.name) IS NOT NULL
+        WHEN 'publication' THEN EXISTS (SELECT FROM pg_catalog.pg_publication p WHERE p.pubname = o.name)
+    END
+$$;
+
+CREATE TEMPORARY TABLE supabase_push_local_before ON COMMIT DROP AS
+    SELECT kind, name FROM supabase_push_local.present();
 
 DO $roles$
 DECLARE
@@ -169,5 +214,10 @@ BEGIN
     END IF;
 END
 $auth$;
+
+INSERT INTO supabase_push_local.created (kind, name)
+SELECT kind, name FROM supabase_push_local.present()
+EXCEPT SELECT kind, name FROM supabase_push_local_before
+ON CONFLICT DO NOTHING;
 
 COMMIT;

@@ -36,6 +36,9 @@ CREATE TABLE IF NOT EXISTS supabase_push.installation (
     installed_at timestamptz NOT NULL DEFAULT now(),
     updated_at timestamptz NOT NULL DEFAULT now()
 );
+-- The push paths mode `auto` resolved to when apply ran: `verify` reports it when they change
+-- (the realtime schema appeared or went), since LISTEN clients then hear nothing.
+ALTER TABLE supabase_push.installation ADD COLUMN IF NOT EXISTS applied_path text[];
 
 -- Counts broadcasts that failed. The change is still in the log, so subscribers catch up,
 -- but nobody should have to guess why pushes stopped arriving.
@@ -555,18 +558,20 @@ BEGIN
     WHERE NOT (r.schema_name || '.' || r.table_name = ANY (v_wanted));
 
     INSERT INTO supabase_push.installation AS i
-        (schema_version, fingerprint, broadcast_mode, private_broadcast, created_publication)
-    VALUES (1, supabase_push.fingerprint_v1(), p_broadcast_mode, p_private_broadcast, v_created_publication)
+        (schema_version, fingerprint, broadcast_mode, private_broadcast, created_publication, applied_path)
+    VALUES (1, supabase_push.fingerprint_v1(), p_broadcast_mode, p_private_broadcast, v_created_publication,
+            supabase_push.broadcast_paths_v1(p_broadcast_mode))
     ON CONFLICT (singleton) DO UPDATE
     SET schema_version = EXCLUDED.schema_version,
         fingerprint = EXCLUDED.fingerprint,
         broadcast_mode = EXCLUDED.broadcast_mode,
         private_broadcast = EXCLUDED.private_broadcast,
         created_publication = i.created_publication OR EXCLUDED.created_publication,
+        applied_path = EXCLUDED.applied_path,
         updated_at = pg_catalog.now()
-    WHERE (i.schema_version, i.fingerprint, i.broadcast_mode, i.private_broadcast)
+    WHERE (i.schema_version, i.fingerprint, i.broadcast_mode, i.private_broadcast, i.applied_path)
           IS DISTINCT FROM (EXCLUDED.schema_version, EXCLUDED.fingerprint,
-                            EXCLUDED.broadcast_mode, EXCLUDED.private_broadcast)
+                            EXCLUDED.broadcast_mode, EXCLUDED.private_broadcast, EXCLUDED.applied_path)
        OR (EXCLUDED.created_publication AND NOT i.created_publication);
 END
 $$;

@@ -199,14 +199,21 @@ def uninstall(
                 raise ConfigError("uninstall deletes the change log and needs confirmation",
                                   hint="pass --yes")
             typer.confirm("Remove supabase-push triggers and its change log?", abort=True)
+        from .local import footprint
+
         with connect(db_url) as conn:
             removed = schema.uninstall(conn)
+            served = footprint.inspect(conn).recorded
     if as_json:
-        _print_json({"ok": True, "removed": removed})
-    elif removed:
+        _print_json({"ok": True, "removed": removed, "local_server_objects": served})
+        return
+    if removed:
         out.print("[green]✓[/green] removed supabase-push (triggers, change log, schema)")
     else:
         out.print("nothing to remove: supabase-push is not installed")
+    if served:
+        out.print("[yellow]![/yellow] `supabase-push serve --install-realtime` added "
+                  f"{escape(footprint.describe(served))} here: `supabase-push serve --clean --db-url ...` removes them")
 
 
 @app.command()
@@ -224,8 +231,7 @@ def status(db_url: DbUrl = None, as_json: JsonOut = False) -> None:
     rows: list[tuple[str, str]] = [
         ("schema version", str(info.schema_version)),
         ("installed", f"{info.installed_at} (updated {info.updated_at})"),
-        ("broadcast", f"{info.broadcast_mode} -> {', '.join(info.broadcast_path) or 'none'}"
-                      f" ({'private' if info.private_broadcast else 'public'} Realtime channels)"),
+        ("broadcast", _push_path(info)),
         ("change log", f"{info.changes} changes in {info.transactions} transactions, "
                        f"last cursor {info.last_cursor or '-'} at {info.last_commit_at or '-'}"),
         ("broadcast failures", f"{info.broadcast_failures}"
@@ -238,6 +244,19 @@ def status(db_url: DbUrl = None, as_json: JsonOut = False) -> None:
     for key, value in rows:
         grid.add_row(f"[bold]{key}[/bold]", value)
     out.print(grid)
+
+
+def _push_path(info: schema.Status) -> str:
+    paths = info.broadcast_path
+    text = f"{info.broadcast_mode} -> {', '.join(paths) or 'none (change log only)'}"
+    if "realtime" in paths:
+        text += f" ({'private' if info.private_broadcast else 'public'} Realtime channels)"
+    elif "notify" in paths:
+        text += " (a NOTIFY channel per topic)"
+    if info.applied_path is not None and info.applied_path != paths:
+        text += (f"; [red]changed since apply[/red], which chose {escape(', '.join(info.applied_path) or 'none')}"
+                 " (supabase-push verify says why)")
+    return text
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
@@ -300,7 +319,10 @@ def demo(
 
 @app.command()
 def serve(
-    db_url: DbUrl = None,
+    db_url: Annotated[str | None, typer.Option(
+        "--db-url", show_default=False,
+        help="Serve this database instead of a throwaway one. DATABASE_URL is not read here: serve never "
+             "touches your database unless you name it.")] = None,
     host: Annotated[str, typer.Option(help="Interface to bind. Keep 127.0.0.1 unless you know why.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port (54321 is the Supabase CLI's; 0 picks a free one).")] = 54321,
     jwt_secret: Annotated[str | None, typer.Option(
@@ -308,6 +330,12 @@ def serve(
         help="HS256 secret for keys and access tokens (default: the Supabase CLI's local secret).")] = None,
     apply_triggers: Annotated[bool, typer.Option(
         "--apply", help="Also install the trigger SQL (always done on the embedded database).")] = False,
+    install_realtime: Annotated[bool, typer.Option(
+        "--install-realtime", help="With --db-url: add Supabase's database side (realtime schema, roles, "
+        "publications, auth helpers) where it is missing. Triggers in broadcast mode auto then push through "
+        "realtime.send instead of NOTIFY. Without it, serve refuses a database that lacks them.")] = False,
+    clean: Annotated[bool, typer.Option(
+        "--clean", help="With --db-url: remove what serve --install-realtime added there, and exit.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line (URLs and keys) once serving.")] = False,
 ) -> None:
     """Run a local Supabase Realtime-compatible server. FOR DEVELOPMENT AND TESTS ONLY.
@@ -315,9 +343,11 @@ def serve(
     Websockets at /realtime/v1/websocket, REST broadcast at /realtime/v1/api/broadcast,
     postgres_changes by logical decoding, database broadcast through realtime.send().
     Without --db-url it starts a throwaway Postgres with the trading tables and triggers.
+    On your own database it adds nothing unless --install-realtime says so (--clean takes it back).
     It prints the project URL and an anon and a service_role key. Stop it with Ctrl-C.
     """
     import asyncio
+    import os
     import signal
     from contextlib import ExitStack
 
@@ -326,29 +356,39 @@ def serve(
     from ._sql import REFERENCE_TABLES, read_sql
     from .db import map_error
     from .embedded import LocalPostgres
-    from .local import DEV_SECRET, LocalRealtime, ServerConfig
-    from .local.database import LOCAL_REALTIME_SQL
+    from .local import DEV_SECRET, LocalRealtime, ServerConfig, footprint
 
     say = _say(as_json)
+    if clean:
+        with _errors(as_json):
+            _serve_clean(db_url, as_json)
+        return
     shown_db: str | None = None  # a throwaway cluster's URL is printed whole: it is the way in
     if importlib.util.find_spec("aiohttp") is None:
         _fail(ConfigError("the local server needs aiohttp",
                           hint="pip install 'supabase-push[server]'"), as_json)
-    config = ServerConfig(host=host, port=port, jwt_secret=jwt_secret or DEV_SECRET)
+    added: list[str] = []
     with _errors(as_json), ExitStack() as stack:
         if db_url is None:
+            if os.environ.get("DATABASE_URL"):
+                say("[dim]DATABASE_URL is set, but serve uses a throwaway Postgres unless --db-url names one[/dim]")
             pg = stack.enter_context(LocalPostgres())
             db_url, apply_triggers = pg.dsn, True
             shown_db = pg.dsn
             with connect(db_url) as conn:
                 conn.execute(read_sql(REFERENCE_TABLES).encode())
+                footprint.install(conn)  # first, so the triggers use realtime.send
             say(f"[green]✓[/green] throwaway Postgres {pg.version} with the trading tables")
+            install = True
+        else:
+            with connect(db_url) as conn:
+                added, install = _serve_prepare(conn, db_url, install_realtime, say)
         if apply_triggers:
             with connect(db_url) as conn:
-                conn.execute(read_sql(LOCAL_REALTIME_SQL).encode())  # first, so triggers use realtime.send
                 schema.apply(conn)
             say("[green]✓[/green] triggers installed (database broadcast to position-updates, "
                 "trade-updates, portfolio-updates)")
+        config = ServerConfig(host=host, port=port, jwt_secret=jwt_secret or DEV_SECRET, install=install)
         server = LocalRealtime(db_url, config)
 
         async def run() -> None:
@@ -365,7 +405,7 @@ def serve(
                 loop.add_signal_handler(sig, stop.set)
             info = {"url": server.url, "realtime_url": server.realtime_url, "anon_key": server.anon_key,
                     "service_role_key": server.service_role_key,
-                    "database": shown_db or describe_dsn(db_url or "")}
+                    "database": shown_db or describe_dsn(db_url or ""), "added": added}
             if as_json:
                 print(json.dumps(info), flush=True)  # one line: scripts read it as the ready signal
             else:
@@ -381,6 +421,61 @@ def serve(
                 await server.stop()
 
         asyncio.run(run())
+
+
+def _serve_prepare(conn: Any, db_url: str, install_realtime: bool,
+                   say: Callable[[str], None]) -> tuple[list[str], bool]:
+    """On a database serve did not create: what it may add (only with --install-realtime), and whether
+    the server runs its script at start (only where the realtime objects are its own)."""
+    from .local import footprint
+
+    found = footprint.inspect(conn)
+    if found.realtime and not found.ours:
+        say("[dim]this database has its own realtime schema (hosted Supabase?): serving it as it is[/dim]")
+        return [], False
+    if found.ours:
+        return [], True
+    before = schema.status(conn)
+    moves = before.installed and before.broadcast_mode == "auto" and "notify" in before.broadcast_path
+    consequence = (" Its triggers (broadcast mode auto) would then push through realtime.send instead of NOTIFY: "
+                   "LISTEN clients would hear nothing until `supabase-push serve --clean`." if moves else "")
+    if not install_realtime:
+        would = footprint.plan(conn)
+        raise ConfigError(
+            f"{describe_dsn(db_url)} has no realtime schema; serving it would add {footprint.describe(would)}."
+            f"{consequence}",
+            hint="pass --install-realtime to add them (`supabase-push serve --clean --db-url ...` removes them), "
+                 "or leave out --db-url to serve a throwaway database")
+    added = footprint.install(conn)
+    say(f"[yellow]![/yellow] added to {escape(describe_dsn(db_url))}: {escape(footprint.describe(added) or 'nothing')}")
+    if moves:
+        say("[yellow]![/yellow] triggers in broadcast mode auto now push through realtime.send, not NOTIFY "
+            "(supabase-push verify reports it); `supabase-push serve --clean --db-url ...` undoes both")
+    return added, True
+
+
+def _serve_clean(db_url: str | None, as_json: bool) -> None:
+    from .local import footprint
+
+    if db_url is None:
+        raise ConfigError("--clean needs --db-url", hint="name the database serve --install-realtime was run on")
+    with connect(db_url) as conn:
+        removals = footprint.clean(conn)
+        info = schema.status(conn)
+    if as_json:
+        _print_json({"ok": True, "removed": [r.name for r in removals if r.removed],
+                     "kept": [{"object": r.name, "why": r.detail} for r in removals if not r.removed],
+                     "push_path": info.broadcast_path if info.installed else None})
+        return
+    if not removals:
+        out.print(f"nothing to remove: supabase-push serve added nothing to {escape(describe_dsn(db_url))}")
+        return
+    for removal in removals:
+        mark = "[green]✓[/green] removed" if removal.removed else "[yellow]![/yellow]"
+        detail = f" [dim]{escape(removal.detail)}[/dim]" if removal.detail else ""
+        out.print(f"{mark} {escape(removal.name)}{detail}")
+    if info.installed:
+        out.print(f"triggers push through: {_push_path(info)}")
 
 
 @app.command()

@@ -140,14 +140,20 @@ def _database(dsn: str, report: Diagnosis) -> None:
             if not info.installed:
                 report.add(area, "triggers and change log", "fail", "not installed", "run `supabase-push apply`")
                 return
-            # Publication membership has its own finding per table, below.
-            problems = [c for c in schema.verify(conn).problems if c.kind != "publication" and c.failed]
+            # Publication membership has its own finding per table, and the push path its own, below.
+            problems = [c for c in schema.verify(conn).problems
+                        if c.kind != "publication" and c.name != "push path" and c.failed]
             if problems:
                 names = ", ".join(f"{c.name} ({c.status})" for c in problems)
-                report.add(area, "triggers and change log", "fail", names[:300], "run `supabase-push apply`")
+                report.add(area, "triggers and change log", "fail", names, "run `supabase-push apply`")
             else:
                 report.add(area, "triggers and change log", "ok", "installed, nothing missing or drifted")
-            report.add(area, "push path", "ok", f"{info.broadcast_mode} -> {', '.join(info.broadcast_path) or 'none'}")
+            path = f"{info.broadcast_mode} -> {', '.join(info.broadcast_path) or 'none'}"
+            if info.applied_path is not None and info.applied_path != info.broadcast_path:
+                report.add(area, "push path", "fail", path,
+                           schema.path_drift(info.broadcast_mode or "auto", info.applied_path, info.broadcast_path))
+            else:
+                report.add(area, "push path", "ok", path)
             if info.broadcast_failures:
                 report.add(area, "broadcast failures", "warn", f"{info.broadcast_failures}, last: {info.last_failure}",
                            "subscribers catch up from the change log; see docs/troubleshooting.md")

@@ -220,8 +220,9 @@ def _installed_state(conn: Conn) -> dict[str, Any] | None:
         if not row or not row["ok"]:
             return None
         cur.execute(
-            "SELECT schema_version, fingerprint, broadcast_mode, private_broadcast,"
-            " created_publication, installed_at, updated_at FROM supabase_push.installation"
+            "SELECT schema_version, fingerprint, broadcast_mode, private_broadcast, created_publication,"
+            " pg_catalog.to_jsonb(i) -> 'applied_path' AS applied_path,"  # absent in installs before it was recorded
+            " installed_at, updated_at FROM supabase_push.installation i"
         )
         installation = cur.fetchone()
         if installation is None:
@@ -370,6 +371,9 @@ def _check_route(conn: Conn, report: VerifyReport, route: dict[str, Any], *,
 def _check_broadcast_path(conn: Conn, report: VerifyReport, installation: dict[str, Any]) -> None:
     path = _broadcast_path(conn, installation["broadcast_mode"])
     private = "private" if installation["private_broadcast"] else "public"
+    applied = installation["applied_path"]
+    if applied is not None and list(applied) != path:
+        report.add("broadcast", "push path", "drifted", path_drift(installation["broadcast_mode"], list(applied), path))
     if "realtime" in path:
         report.add("broadcast", "realtime.send", "ok", f"{private} channels")
         if not _realtime_partition_today(conn):
@@ -384,6 +388,18 @@ def _check_broadcast_path(conn: Conn, report: VerifyReport, installation: dict[s
     if failures and failures["broadcast_failures"]:
         report.add("broadcast", "failures", "warning",
                    f"{failures['broadcast_failures']} failed, last: {failures['last_failure']}")
+
+
+def path_drift(mode: str, applied: list[str], now: list[str]) -> str:
+    """Why a push path that changed since apply matters, and the two ways out."""
+    def named(path: list[str]) -> str:
+        return ", ".join(path) or "none"
+
+    why = ("realtime.send() appeared (`supabase-push serve --install-realtime` adds it): LISTEN clients hear nothing; "
+           "`supabase-push serve --clean` removes it" if "realtime" in now and "realtime" not in applied else
+           "realtime.send() is gone: Realtime clients hear nothing")
+    return (f"apply chose {named(applied)} (mode {mode}); triggers now push through {named(now)}: {why}, "
+            f"or run `supabase-push apply` to keep the new path")
 
 
 def _broadcast_path(conn: Conn, mode: str) -> list[str]:
@@ -420,6 +436,9 @@ class Status:
     updated_at: datetime | None = None
     broadcast_mode: str | None = None
     broadcast_path: list[str] = field(default_factory=list)
+    """Where the triggers push now."""
+    applied_path: list[str] | None = None
+    """Where they pushed when apply ran (None: installed by a version that did not record it)."""
     private_broadcast: bool | None = None
     routes: list[dict[str, Any]] = field(default_factory=list)
     changes: int = 0
@@ -464,6 +483,7 @@ def status(conn: Conn) -> Status:
             updated_at=installation["updated_at"],
             broadcast_mode=installation["broadcast_mode"],
             broadcast_path=_broadcast_path(conn, installation["broadcast_mode"]),
+            applied_path=None if installation["applied_path"] is None else list(installation["applied_path"]),
             private_broadcast=installation["private_broadcast"],
             routes=state["routes"],
             changes=log.get("changes", 0),

@@ -44,7 +44,7 @@ def serve(*args: str) -> Served:
 
 async def test_serve_on_a_database_delivers_trigger_broadcasts(make_db: Any) -> None:
     url = make_db("tables")
-    served = serve("--db-url", url, "--apply")
+    served = serve("--db-url", url, "--apply", "--install-realtime")
     try:
         info = served.info
         assert info["url"].startswith("http://127.0.0.1:") and "password" not in json.dumps(info)
@@ -86,7 +86,8 @@ def test_serve_reports_a_busy_port_and_a_bad_database(db_url: str) -> None:
         busy.listen()
         port = busy.getsockname()[1]
         result = subprocess.run([sys.executable, "-m", "supabase_push", "serve", "--db-url", db_url,
-                                 "--port", str(port)], capture_output=True, text=True, timeout=60)
+                                 "--install-realtime", "--port", str(port)], capture_output=True, text=True,
+                                timeout=60)
     assert result.returncode == 2, result.stderr
     assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
     bad = "postgresql://nobody:wrongpw@" + db_url.split("@", 1)[1]
@@ -109,7 +110,7 @@ def cpu_seconds(pid: int) -> float:
 
 
 def test_an_idle_server_does_not_burn_a_core(db_url: str) -> None:
-    served = serve("--db-url", db_url)
+    served = serve("--db-url", db_url, "--install-realtime")
     try:
         time.sleep(0.5)
         before = cpu_seconds(served.proc.pid)
@@ -118,3 +119,93 @@ def test_an_idle_server_does_not_burn_a_core(db_url: str) -> None:
         assert used < 0.3, f"idle server used {used:.2f} s of CPU in 3 s"
     finally:
         assert served.stop() == 0
+
+
+# -- a database serve did not create ------------------------------------------------------------
+
+
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "supabase_push", *args], capture_output=True, text=True,
+                          timeout=60, env={**os.environ, **(env or {})}, stdin=subprocess.DEVNULL)
+
+
+def listen_hears_a_trade(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as listener, psycopg.connect(url, autocommit=True) as writer:
+        listener.execute('LISTEN "trade-updates"')
+        writer.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('HEAR', 'buy', 1, 1)")
+        return any("HEAR" in note.payload for note in listener.notifies(timeout=3, stop_after=1))
+
+
+def schemas(url: str) -> set[str]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return {row[0] for row in conn.execute("SELECT nspname FROM pg_namespace WHERE nspname IN "
+                                               "('realtime', 'auth', 'supabase_push_local')").fetchall()}
+
+
+def test_serve_refuses_to_rewire_a_database_it_did_not_create(installed_url: str) -> None:
+    """Regression: serve --db-url added the realtime schema, so triggers in mode auto moved from NOTIFY
+    to realtime.send, silently and for good."""
+    result = cli("serve", "--db-url", installed_url, "--port", "0")
+    assert result.returncode == 2, result.stderr
+    assert "has no realtime schema; serving it would add" in result.stderr
+    assert "schemas auth, realtime" in result.stderr and "instead of NOTIFY" in result.stderr
+    assert "--install-realtime" in result.stderr
+    assert schemas(installed_url) == set()
+    assert listen_hears_a_trade(installed_url)
+
+
+def test_serve_ignores_database_url_unless_named(installed_url: str) -> None:
+    """`supabase-push serve` is the throwaway Postgres even when DATABASE_URL is exported (for apply)."""
+    proc = subprocess.Popen([sys.executable, "-m", "supabase_push", "serve", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "DATABASE_URL": installed_url, "PYTHONUNBUFFERED": "1"})
+    assert proc.stdout is not None
+    lines = [proc.stdout.readline() for _ in range(3)]
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    assert "DATABASE_URL is set, but serve uses a throwaway Postgres" in lines[0]
+    assert "throwaway Postgres" in lines[1]
+    assert schemas(installed_url) == set()
+
+
+def test_install_realtime_is_reported_by_verify_status_doctor_and_clean_undoes_it(installed_url: str) -> None:
+    served = serve("--db-url", installed_url, "--install-realtime")
+    try:
+        assert "schema realtime" in served.info["added"]
+    finally:
+        assert served.stop() == 0
+    assert not listen_hears_a_trade(installed_url), "the push path did move to realtime.send"
+
+    verify = cli("verify", "--db-url", installed_url, "--json")
+    assert verify.returncode == 1
+    [drift] = [c for c in json.loads(verify.stdout)["checks"] if c["name"] == "push path"]
+    assert drift["status"] == "drifted" and "apply chose notify" in drift["detail"]
+    assert "serve --clean" in drift["detail"]
+    status = json.loads(cli("status", "--db-url", installed_url, "--json").stdout)
+    assert status["broadcast_path"] == ["realtime"] and status["applied_path"] == ["notify"]
+    assert "changed since apply" in cli("status", "--db-url", installed_url, env={"COLUMNS": "200"}).stdout
+    doctor = json.loads(cli("doctor", "--db-url", installed_url, "--json").stdout)
+    [finding] = [f for f in doctor["findings"] if f["check"] == "push path"]
+    assert finding["status"] == "fail" and "serve --clean" in finding["fix"]
+
+    cleaned = cli("serve", "--clean", "--db-url", installed_url, "--json")
+    assert cleaned.returncode == 0, cleaned.stderr
+    report = json.loads(cleaned.stdout)
+    assert "schema realtime" in report["removed"] and report["push_path"] == ["notify"]
+    assert schemas(installed_url) == set()
+    assert cli("verify", "--db-url", installed_url).returncode == 0
+    assert listen_hears_a_trade(installed_url)
+    again = cli("serve", "--clean", "--db-url", installed_url)
+    assert again.returncode == 0 and "nothing to remove" in again.stdout
+
+
+def test_uninstall_names_what_serve_left(installed_url: str) -> None:
+    assert serve("--db-url", installed_url, "--install-realtime").stop() == 0
+    result = cli("uninstall", "--db-url", installed_url, "--yes", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "schema realtime" in json.loads(result.stdout)["local_server_objects"]
+    text = cli("uninstall", "--db-url", installed_url, "--yes", env={"COLUMNS": "300"}).stdout
+    assert "serve --clean" in text
+    assert cli("serve", "--clean", "--db-url", installed_url).returncode == 0
+    after = cli("uninstall", "--db-url", installed_url, "--yes", "--json")
+    assert json.loads(after.stdout)["local_server_objects"] == []

@@ -12,11 +12,12 @@ import psycopg
 from psycopg import sql
 
 from .._sql import read_sql
+from ..errors import ConfigError
+from .footprint import LOCAL_REALTIME_SQL, SEND
 from .pgoutput import TypeInfo
 
 log = logging.getLogger("supabase_push.local")
 
-LOCAL_REALTIME_SQL = "local_realtime.sql"
 PUBLICATION = "supabase_realtime"
 MESSAGES_PUBLICATION = "supabase_realtime_messages_publication"
 
@@ -24,15 +25,23 @@ MESSAGES_PUBLICATION = "supabase_realtime_messages_publication"
 class Database:
     """One control connection (a lock makes its transactions take turns)."""
 
-    def __init__(self, conninfo: str) -> None:
+    def __init__(self, conninfo: str, *, install: bool = True) -> None:
         self._conninfo = conninfo
+        self._install = install
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._lock = asyncio.Lock()
         self.types: dict[int, TypeInfo] = {}
 
     async def open(self) -> None:
         self._conn = await psycopg.AsyncConnection.connect(self._conninfo, autocommit=True)
-        await self._conn.execute(read_sql(LOCAL_REALTIME_SQL))
+        if self._install:
+            await self._conn.execute(read_sql(LOCAL_REALTIME_SQL))
+        else:
+            cur = await self._conn.execute("SELECT pg_catalog.to_regprocedure(%s) IS NOT NULL", (SEND,))
+            if (await cur.fetchone()) != (True,):
+                await self.close()
+                raise ConfigError("this database has no realtime schema and the server was told not to add one",
+                                  hint="supabase-push serve --install-realtime adds it (and says what it adds)")
         await self.load_types()
 
     async def close(self) -> None:

@@ -45,6 +45,7 @@ class ServerConfig:
     channel_error_backoff: float = 0.0  # Supabase waits 5 s before a join error; tests need not
     outbox_limit: int = 50_000  # frames queued to one client before it is cut off
     private_only: bool = False  # Supabase's "allow public access" switched off: public joins refused
+    install: bool = True  # run sql/local_realtime.sql at start (False: the database must have realtime.send)
 
 
 class LocalRealtime:
@@ -57,7 +58,7 @@ class LocalRealtime:
 
     def __init__(self, database_url: str, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
-        self.db = Database(database_url)
+        self.db = Database(database_url, install=self.config.install)
         self.hub = Hub()
         self.sessions: set[Session] = set()
         self.anon_key = tokens.mint("anon", self.config.jwt_secret)
