@@ -836,15 +836,16 @@ def broadcast_command(
 
         asyncio.run(send())
         elapsed_ms = (time.perf_counter() - started) * 1000
-        is_private = settings.private if private is None else private
+        realtime = broadcaster.backend.name in ("rest", "websocket")  # NOTIFY channels are neither
+        is_private = (settings.private if private is None else private) if realtime else None
         size = len(json.dumps(payload, separators=(",", ":")).encode())
     if as_json:
         _print_json({"ok": True, "topic": topic, "event": event, "private": is_private,
                      "backend": broadcaster.backend.name, "bytes": size, "ms": round(elapsed_ms, 1)})
     else:
-        scope = "private" if is_private else "public"
-        out.print(f"[green]✓[/green] sent {topic}/{event} ({size} bytes, {scope}) through "
-                  f"{broadcaster.backend.describe()} in {elapsed_ms:.1f} ms")
+        scope = "" if is_private is None else (", private" if is_private else ", public")
+        out.print(f"[green]✓[/green] sent {escape(topic)}/{escape(event)} ({size:,} bytes{scope}) through "
+                  f"{escape(broadcaster.backend.describe())} in {elapsed_ms:.1f} ms")
 
 
 def _read_stdin() -> str:

@@ -48,8 +48,20 @@ async def test_broadcast_through_notify(realtime_db: str) -> None:
         sent = await cli(topic, "ping", "--data", '{"n": 1}', DATABASE_URL=realtime_db)
         assert sent.returncode == 0, sent.stderr
         assert "Postgres NOTIFY" in sent.stdout and "secret" not in sent.stdout
+        assert "private" not in sent.stdout and "public" not in sent.stdout  # NOTIFY channels are neither
         async for note in listener.notifies(timeout=5, stop_after=1):
             assert json.loads(note.payload)["payload"] == {"n": 1}
+
+
+async def test_an_oversized_notify_names_the_real_limit(realtime_db: str) -> None:
+    """Regression: with SUPABASE_PUSH_MAX_PAYLOAD_BYTES=20000 a 9 kB payload was refused as over 7,799 bytes
+    with a hint to raise that variable, which cannot help."""
+    big = json.dumps({"blob": "x" * 9000})
+    sent = await cli("t", "e", "--data", big, DATABASE_URL=realtime_db, SUPABASE_PUSH_MAX_PAYLOAD_BYTES="20000")
+    assert sent.returncode == 2, sent.stderr
+    assert "over the 7,799-byte limit of the transport" in sent.stderr
+    assert "NOTIFY carries under 8,000 bytes" in sent.stderr and "Supabase Realtime" in sent.stderr
+    assert "raise SUPABASE_PUSH_MAX_PAYLOAD_BYTES" not in sent.stderr
 
 
 async def test_broadcast_errors_are_clear_and_exit_codes_distinct(realtime: LocalRealtime) -> None:
@@ -57,6 +69,7 @@ async def test_broadcast_errors_are_clear_and_exit_codes_distinct(realtime: Loca
     assert not_json.returncode == 2 and "not JSON" in not_json.stderr
     not_object = await cli("t", "e", "--data", "[1, 2]", **supabase(realtime))
     assert not_object.returncode == 2 and "must be a JSON object" in not_object.stderr
+    assert '{"value": ...}' in not_object.stderr  # JSON, not a Python dict
     unconfigured = await cli("t", "e", "--data", "{}")
     assert unconfigured.returncode == 2 and "SUPABASE_URL" in unconfigured.stderr
 

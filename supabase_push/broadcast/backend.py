@@ -40,6 +40,8 @@ class Backend(Protocol):
     """Most messages one ``send`` call takes."""
     max_payload_bytes: int | None
     """The transport's own payload limit, if it has one below the configured limit."""
+    max_payload_reason: str | None
+    """Where that limit comes from and what to do instead (no setting raises it)."""
 
     def describe(self) -> str:
         """Where messages go, for logs: never a key."""

@@ -91,6 +91,7 @@ class Broadcaster:
         self.private = private
         limit = backend.max_payload_bytes
         self.max_payload_bytes = min(max_payload_bytes, limit) if limit else max_payload_bytes
+        self._limit_reason = backend.max_payload_reason if limit and limit < max_payload_bytes else None
         self.max_batch = min(max_batch or backend.max_batch, backend.max_batch)
         self.max_pending = max_pending
         self.linger = linger
@@ -238,7 +239,7 @@ class Broadcaster:
         if self._state in ("closing", "closed"):
             raise BroadcasterClosedError("the broadcaster is closed")
         return Message.build(topic, event, payload, private=self.private if private is None else private,
-                             max_bytes=self.max_payload_bytes)
+                             max_bytes=self.max_payload_bytes, limit_reason=self._limit_reason)
 
     def _open(self) -> asyncio.Queue[_Pending]:
         if self._queue is None:

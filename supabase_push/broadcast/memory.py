@@ -22,6 +22,7 @@ class MemoryBackend:
     name: str = "memory"
     max_batch: int = 1000
     max_payload_bytes: int | None = None
+    max_payload_reason: str | None = None
 
     def __init__(self) -> None:
         self.messages: list[Message] = []
@@ -59,6 +60,7 @@ class NullBackend:
     name: str = "off"
     max_batch: int = 1000
     max_payload_bytes: int | None = None
+    max_payload_reason: str | None = None
 
     def __init__(self, reason: str) -> None:
         self.reason = reason

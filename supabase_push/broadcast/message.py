@@ -31,7 +31,9 @@ class Message:
 
     @classmethod
     def build(cls, topic: str, event: str, payload: Mapping[str, Any] | BaseModel, *, private: bool,
-              max_bytes: int) -> Message:
+              max_bytes: int, limit_reason: str | None = None) -> Message:
+        """``limit_reason``: the transport's own limit binds, not SUPABASE_PUSH_MAX_PAYLOAD_BYTES (why, and
+        what to do)."""
         if not isinstance(topic, str) or not topic.strip():
             raise PayloadError(f"topic must be a non-empty string, got {topic!r}")
         if not isinstance(event, str) or not event.strip():
@@ -39,10 +41,10 @@ class Message:
         data, body = encode_payload(payload)
         if len(body) > max_bytes:
             raise PayloadTooLargeError(
-                f"payload for {topic}/{event} is {len(body):,} bytes, over the {max_bytes:,}-byte limit; "
-                "nothing was sent",
-                hint="send an id and let subscribers read the row, or raise SUPABASE_PUSH_MAX_PAYLOAD_BYTES "
-                     "up to your plan's broadcast limit")
+                f"payload for {topic}/{event} is {len(body):,} bytes, over the {max_bytes:,}-byte limit"
+                f"{' of the transport' if limit_reason else ''}; nothing was sent",
+                hint=limit_reason or "send an id and let subscribers read the row, or raise "
+                                     "SUPABASE_PUSH_MAX_PAYLOAD_BYTES up to your plan's broadcast limit")
         return cls(topic, event, data, body, private)
 
 
@@ -52,7 +54,7 @@ def encode_payload(payload: Mapping[str, Any] | BaseModel) -> tuple[dict[str, An
         payload = payload.model_dump(exclude_none=True)
     if not isinstance(payload, Mapping):
         raise PayloadError(f"payload must be a JSON object (a dict), got {type(payload).__name__}",
-                           hint="Supabase Realtime delivers only object payloads; wrap the value, e.g. {'value': x}")
+                           hint='Supabase Realtime delivers only object payloads; wrap the value, e.g. {"value": ...}')
     try:
         data = jsonable(payload, "payload")
         text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))

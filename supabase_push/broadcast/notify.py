@@ -36,6 +36,9 @@ class NotifyBackend:
     name: str = "notify"
     max_batch: int = 500
     max_payload_bytes: int | None = NOTIFY_LIMIT - _ENVELOPE_ROOM
+    max_payload_reason: str | None = (
+        "Postgres NOTIFY carries under 8,000 bytes, envelope included, and no setting raises that: send an id "
+        "and let subscribers read the row, or broadcast through Supabase Realtime (SUPABASE_URL and a key)")
 
     def __init__(self, database_url: str, *, timeout: float = 5.0) -> None:
         self._dsn = database_url

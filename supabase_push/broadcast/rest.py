@@ -41,6 +41,7 @@ class RestBackend:
 
     name: str = "rest"
     max_payload_bytes: int | None = None
+    max_payload_reason: str | None = None
 
     def __init__(self, url: str, key: str, *, timeout: float = 5.0, max_batch: int = 100,
                  http_client: httpx.AsyncClient | None = None) -> None:

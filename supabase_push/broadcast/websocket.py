@@ -38,6 +38,7 @@ def realtime_url(url: str) -> str:
 class WebsocketBackend:
     name: str = "websocket"
     max_payload_bytes: int | None = None
+    max_payload_reason: str | None = None
 
     def __init__(self, url: str, key: str, *, timeout: float = 5.0, max_batch: int = 500) -> None:
         self.url = realtime_url(url)
