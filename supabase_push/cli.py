@@ -114,9 +114,13 @@ def apply(
     db_url: DbUrl = None,
     table: Annotated[list[str] | None, typer.Option(
         "--table", "-t", metavar="TABLE=TOPIC",
-        help="Route a table's changes to a topic (repeatable). Replaces the defaults: "
-        "positions=position-updates, trades=trade-updates, portfolio_snapshots=portfolio-updates.",
+        help="Route a table's changes to a topic (repeatable). Added to the installed routes, which stay "
+        "(see --replace). A new install without -t gets the defaults: positions=position-updates, "
+        "trades=trade-updates, portfolio_snapshots=portfolio-updates.",
     )] = None,
+    replace: Annotated[bool, typer.Option(
+        "--replace", help="Make the -t routes (or, without -t, the defaults) the whole set: routes not "
+        "named are removed, and listed.")] = False,
     create_tables: Annotated[bool, typer.Option(
         "--create-tables", help="Create the reference trading tables if they do not exist.")] = False,
     broadcast: Annotated[str, typer.Option(
@@ -139,21 +143,29 @@ def apply(
             "create_tables": create_tables,
         }
         routes = _route_options(table)
-        if dry_run:
+        if dry_run:  # the SQL is declarative: it installs exactly these routes, whatever is installed now
             print(schema.apply_sql(routes, **options))
             return
         with connect(db_url) as conn:
-            result = schema.apply(conn, routes, **options)
+            result = schema.apply(conn, routes, replace=replace, **options)
         if as_json:
             _print_json({"ok": True, **result.__dict__})
             return
         target = describe_dsn(db_url or "")
         verb = "Applied" if result.changed else "Already up to date:"
         out.print(f"[green]✓[/green] {verb} supabase-push schema v{result.schema_version} "
-                  f"on {target}")
+                  f"on {escape(target)}")
+        added = {line.split(" -> ")[0] for line in result.added}
+        moved = {line.split(" -> ")[0]: line.split(" (was ")[1].rstrip(")") for line in result.retargeted}
         for route in result.routes:
-            out.print(f"  {route['schema_name']}.{route['table_name']} -> {route['topic']} "
-                      f"({route['trigger_name']})")
+            name = f"{schema.quote_ident(route['schema_name'])}.{schema.quote_ident(route['table_name'])}"
+            mark, note = ("[green]+[/green]", ", added") if name in added else (
+                ("[yellow]~[/yellow]", f", was {moved[name]}") if name in moved else (" ", ""))
+            out.print(f"  {mark} {escape(name)} -> {escape(route['topic'])} "
+                      f"[dim]({route['trigger_name']}{escape(note)})[/dim]")
+        for line in result.removed:
+            out.print(f"  [red]-[/red] {escape(line)} [dim](removed: its trigger is dropped, its changes are no "
+                      "longer logged)[/dim]")
 
 
 @app.command()

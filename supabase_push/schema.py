@@ -62,9 +62,12 @@ class Route:
 
     table: str
     topic: str
+    trigger: str | None = None
+    """The trigger's name (None: the default for the table)."""
 
     def as_json(self) -> dict[str, str]:
-        return {"table": self.table, "topic": self.topic}
+        route = {"table": self.table, "topic": self.topic}
+        return route if self.trigger is None else {**route, "trigger": self.trigger}
 
 
 DEFAULT_ROUTE_LIST = tuple(Route(table, topic) for table, topic in DEFAULT_ROUTES.items())
@@ -92,6 +95,12 @@ class ApplyResult:
     fingerprint: str
     routes: list[dict[str, Any]]
     created_tables: bool = False
+    added: list[str] = field(default_factory=list)
+    """Routes new in this apply, as ``schema.table -> topic``."""
+    removed: list[str] = field(default_factory=list)
+    """Routes this apply removed (only with ``replace``, or ``routes`` naming them)."""
+    retargeted: list[str] = field(default_factory=list)
+    """Routes whose topic changed, as ``schema.table -> new (was old)``."""
 
 
 def apply_sql(
@@ -130,24 +139,67 @@ def apply(
     conn: Conn,
     routes: Sequence[Route] | None = None,
     *,
+    replace: bool = False,
     broadcast_mode: BroadcastMode = "auto",
     private_broadcast: bool = True,
     create_tables: bool = False,
 ) -> ApplyResult:
-    """Install or update the triggers; a no-op when everything is already as asked."""
-    script = apply_sql(routes, broadcast_mode=broadcast_mode,
-                       private_broadcast=private_broadcast, create_tables=create_tables)
+    """Install or update the triggers; a no-op when everything is already as asked.
+
+    ``routes`` are added to (or change the topic of) the installed ones, which stay; with
+    ``replace`` they are the whole set and the others are removed. With no ``routes`` an
+    existing install keeps its routes (an upgrade in place) and a new one gets the defaults.
+    """
     before = _installed_state(conn)
+    installed = before["routes"] if before else []
+    script = apply_sql(_wanted_routes(conn, routes, installed, replace), broadcast_mode=broadcast_mode,
+                       private_broadcast=private_broadcast, create_tables=create_tables)
     _run_script(conn, script)
     after = _installed_state(conn)
     assert after is not None  # the script committed
+    old = {_route_name(r): r["topic"] for r in installed}
+    new = {_route_name(r): r["topic"] for r in after["routes"]}
     return ApplyResult(
         changed=before != after,
         schema_version=after["installation"]["schema_version"],
         fingerprint=after["installation"]["fingerprint"],
         routes=after["routes"],
         created_tables=create_tables,
+        added=[f"{name} -> {topic}" for name, topic in new.items() if name not in old],
+        removed=[f"{name} -> {topic}" for name, topic in old.items() if name not in new],
+        retargeted=[f"{name} -> {topic} (was {old[name]})" for name, topic in new.items()
+                    if name in old and old[name] != topic],
     )
+
+
+def _route_name(route: dict[str, Any]) -> str:
+    return f"{quote_ident(route['schema_name'])}.{quote_ident(route['table_name'])}"
+
+
+def _wanted_routes(conn: Conn, routes: Sequence[Route] | None, installed: list[dict[str, Any]],
+                   replace: bool) -> Sequence[Route] | None:
+    """The whole set of routes to install (the SQL is declarative: what is left out is removed)."""
+    kept = [Route(_route_name(r), r["topic"], r["trigger_name"]) for r in installed]
+    if routes is None:
+        return None if replace or not kept else kept
+    if replace:
+        return routes
+    named = {_table_key(conn, route.table) for route in routes}
+    return [*routes, *(route for route, r in zip(kept, installed, strict=True)
+                       if (r["schema_name"], r["table_name"]) not in named)]
+
+
+def _table_key(conn: Conn, table: str) -> tuple[str, str] | None:
+    """``(schema, table)`` as the install's SQL reads a route's table name (None if it is not one)."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_catalog.parse_ident(%s)", (table,))
+            row = cur.fetchone()
+    except psycopg.Error:  # the install reports a bad name clearly
+        _rollback(conn)
+        return None
+    parts = list(row[0]) if row else []
+    return (("public", parts[0]) if len(parts) == 1 else (parts[0], parts[1])) if len(parts) in (1, 2) else None
 
 
 def uninstall_sql() -> str:
@@ -336,7 +388,7 @@ def _check_stamp_trigger(conn: Conn, report: VerifyReport) -> None:
 
 def _check_route(conn: Conn, report: VerifyReport, route: dict[str, Any], *,
                  publication_exists: bool) -> None:
-    qualified = _quote_ident(route["schema_name"]) + "." + _quote_ident(route["table_name"])
+    qualified = quote_ident(route["schema_name"]) + "." + quote_ident(route["table_name"])
     relid = _scalar(conn, "SELECT pg_catalog.to_regclass(%s)::oid", (qualified,))
     label = f"{route['trigger_name']} on {qualified}"
     if relid is None:
@@ -534,7 +586,7 @@ def prune(conn: Conn, older_than: timedelta) -> PruneResult:
 _PLAIN_IDENT = re.compile(r"[a-z_][a-z0-9_$]*")
 
 
-def _quote_ident(name: str) -> str:
+def quote_ident(name: str) -> str:
     """Quote like Postgres' quote_ident() (keywords aside): only where needed."""
     return name if _PLAIN_IDENT.fullmatch(name) else '"' + name.replace('"', '""') + '"'
 

@@ -29,7 +29,7 @@ def test_apply_verify_status_uninstall(db_url: str) -> None:
     result = run("apply", "--db-url", db_url)
     assert result.exit_code == 0, result.output
     assert "Applied supabase-push schema v1" in result.output
-    assert "public.positions -> position-updates (position_change_trigger)" in result.output
+    assert "public.positions -> position-updates (position_change_trigger, added)" in result.output
     again = run("apply", "--db-url", db_url)
     assert again.exit_code == 0 and "Already up to date" in again.output
 
@@ -42,7 +42,8 @@ def test_apply_verify_status_uninstall(db_url: str) -> None:
     assert json.loads(status.stdout)["installed"] is True
 
     removed = run("uninstall", "--yes", "--json", "--db-url", db_url)
-    assert removed.exit_code == 0 and json.loads(removed.stdout) == {"ok": True, "removed": True}
+    assert removed.exit_code == 0
+    assert json.loads(removed.stdout) == {"ok": True, "removed": True, "local_server_objects": []}
     status = run("status", "--db-url", db_url)
     assert status.exit_code == 0 and "not installed" in status.output
 
@@ -79,6 +80,24 @@ def test_custom_routes_and_create_tables(make_db: Any) -> None:
                  "--db-url", url)
     assert result.exit_code == 0, result.output
     assert "public.trades -> fills" in result.output and "public.positions -> pos" in result.output
+
+
+def test_apply_lists_what_changed_and_removes_routes_only_with_replace(installed_url: str) -> None:
+    result = run("apply", "-t", "trades=trade-updates", "--db-url", installed_url, env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "Already up to date" in result.output
+    for route in ("public.positions -> position-updates", "public.portfolio_snapshots -> portfolio-updates"):
+        assert route in result.output
+    moved = run("apply", "-t", "trades=fills", "--db-url", installed_url, env={"COLUMNS": "200"})
+    assert "~ public.trades -> fills (trade_executed_trigger, was trade-updates)" in moved.output
+    replaced = run("apply", "-t", "trades=fills", "--replace", "--db-url", installed_url, "--json")
+    report = json.loads(replaced.stdout)
+    assert sorted(report["removed"]) == ["public.portfolio_snapshots -> portfolio-updates",
+                                         "public.positions -> position-updates"]
+    assert [r["table_name"] for r in report["routes"]] == ["trades"]
+    shown = run("apply", "--replace", "--db-url", installed_url, env={"COLUMNS": "200"})  # back to the defaults
+    assert "+ public.positions -> position-updates (position_change_trigger, added)" in shown.output
+    assert "~ public.trades -> trade-updates (trade_executed_trigger, was fills)" in shown.output
 
 
 def test_dry_run_prints_sql_and_changes_nothing(db_url: str) -> None:

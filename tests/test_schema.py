@@ -163,8 +163,24 @@ def test_uninstall_keeps_user_data(installed: psycopg.Connection[Any]) -> None:
     assert not schema.uninstall(installed)
 
 
-def test_custom_routes_are_declarative(installed: psycopg.Connection[Any]) -> None:
-    schema.apply(installed, [schema.Route("trades", "fills")])
+def test_routes_are_added_unless_replaced(installed: psycopg.Connection[Any]) -> None:
+    """Regression: apply with one route silently removed the other two."""
+    result = schema.apply(installed, [schema.Route("trades", "fills")])
+    assert result.retargeted == ["public.trades -> fills (was trade-updates)"]
+    assert result.added == [] and result.removed == []
+    assert sorted(r["table_name"] for r in result.routes) == ["portfolio_snapshots", "positions", "trades"]
+    again = schema.apply(installed)  # no routes: an upgrade in place keeps what is installed
+    assert not again.changed and [r["topic"] for r in again.routes if r["table_name"] == "trades"] == ["fills"]
+    installed.execute("CREATE TABLE orders (id bigint PRIMARY KEY)")
+    added = schema.apply(installed, [schema.Route("public.orders", "order-updates")])
+    assert added.added == ["public.orders -> order-updates"] and len(added.routes) == 4
+    assert schema.verify(installed).ok
+
+
+def test_replace_makes_the_routes_exactly_those(installed: psycopg.Connection[Any]) -> None:
+    result = schema.apply(installed, [schema.Route("trades", "fills")], replace=True)
+    assert sorted(result.removed) == ["public.portfolio_snapshots -> portfolio-updates",
+                                      "public.positions -> position-updates"]
     assert installed.execute(ORIGINAL_VERIFY_QUERY).fetchall() == [("trade_executed_trigger", "trades")]
     assert catalog_snapshot(installed)["publication"] == [("public", "trades")]
     installed.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('A','buy',1,1)")
