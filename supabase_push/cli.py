@@ -39,6 +39,7 @@ app = typer.Typer(
     help="Push position, trade and portfolio changes from Postgres/Supabase to the programs "
     "that watch them. Exit codes: 0 ok, 1 failed (or verify found a problem), 2 bad usage.",
     no_args_is_help=True,
+    rich_markup_mode="markdown",  # a docstring's paragraphs are reflowed, not broken where the source wraps
     pretty_exceptions_enable=False,
     add_completion=False,
 )
@@ -47,13 +48,13 @@ err = Console(stderr=True, highlight=False)
 
 DbUrl = Annotated[
     str | None,
-    typer.Option("--db-url", envvar="DATABASE_URL", show_envvar=True, show_default=False,
-                 help="Postgres URL, e.g. postgresql://postgres:pw@db.xyz.supabase.co:5432/postgres"),
+    typer.Option("--db-url", envvar="DATABASE_URL", show_envvar=True, show_default=False, metavar="URL",
+                 help="Postgres URL: postgresql://user:pw@host/db"),
 ]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON document for scripts.")]
 RestUrl = Annotated[
     str | None,
-    typer.Option(envvar="SUPABASE_PUSH_REST_URL", show_envvar=True, show_default=False,
+    typer.Option(envvar="SUPABASE_PUSH_REST_URL", show_envvar=True, show_default=False, metavar="URL",
                  help="PostgREST base URL for reading the change log (default <SUPABASE_URL>/rest/v1)."),
 ]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the SQL instead of running it.")]
@@ -876,5 +877,28 @@ def _say(quiet: bool) -> Callable[[str], None]:
     return (lambda _text: None) if quiet else (lambda text: out.print(text))
 
 
+_METAVARS = {"str": "TEXT", "int": "INTEGER", "float": "FLOAT"}
+
+
+def _conventional_help(command: Any) -> None:
+    """Typer's conventions in --help (``--json``, ``-t TABLE=TOPIC``, ``--port INTEGER``, ``TOPIC``): newer
+    Typer releases label every parameter with its Python type instead (``--json <bool>``, ``<list[str]>``)."""
+    for sub in getattr(command, "commands", {}).values():
+        _conventional_help(sub)
+    help_option = command.get_help_option(typer.Context(command))  # made once and kept: label it too
+    for param in [*command.params, *([help_option] if help_option is not None else [])]:
+        if param.metavar is not None or not hasattr(param, "bare_type"):
+            continue  # chosen by hand, or a Typer that already labels parameters the classic way
+        if getattr(param, "is_flag", False):
+            param.metavar = ""
+        elif isinstance(param, typer.core.TyperArgument):
+            param.metavar = param.name.upper()
+        else:
+            bare = param.bare_type().removeprefix("list[").removesuffix("]")
+            param.metavar = _METAVARS.get(bare, bare.upper())
+
+
 def main() -> None:
-    app()
+    command = typer.main.get_command(app)
+    _conventional_help(command)
+    command(prog_name="supabase-push")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -204,6 +205,20 @@ def test_help_and_version() -> None:
         assert command in result.output
     assert "DATABASE_URL" in run("apply", "--help").output
     assert run("--version").output.startswith("supabase-push ")
+
+
+@pytest.mark.parametrize("command", ["apply", "tail", "broadcast", "serve", "relay", "forward", "prune", "doctor"])
+def test_help_uses_the_classic_conventions(command: str) -> None:
+    """Regression: flags looked as if they took values (``--json <bool>``, ``-t <list[str]>``)."""
+    result = subprocess.run([sys.executable, "-m", "supabase_push", command, "--help"], capture_output=True,
+                            text=True, timeout=60, env={**os.environ, "COLUMNS": "100"})
+    assert result.returncode == 0, result.stderr
+    options = [line for line in result.stdout.splitlines() if line.lstrip("│ *").startswith("-")]
+    assert options
+    for line in options:
+        assert not any(t in line for t in ("<bool>", "<str>", "<list[", "<float>", "<int>")), line
+    assert "--json " in result.stdout and "--help " in result.stdout
+    assert "…" not in result.stdout, "help text cut off"
 
 
 def test_console_script_runs_the_demo() -> None:
