@@ -25,6 +25,9 @@ ACCOUNT = "supabase-push-demo"
 """Every row the demo writes carries this account_id (``--supabase`` deletes them at the end)."""
 START_PRICES = {"SPY": 601.25, "AAPL": 231.40, "NVDA": 141.10, "TSLA": 252.80, "QQQ": 512.35}
 START_CASH = 100_000.0
+MAX_POSITION_VALUE = 0.25 * START_CASH
+"""A position limit per symbol, at the fill price: the book stays diversified and the cash positive."""
+MAX_ORDER = 20
 
 
 @dataclass
@@ -88,11 +91,25 @@ class Market:
                              every(1 / self.ticks_per_second, self._tick),
                              every(self.snapshot_every, self._snapshot))
 
+    def _order(self, holding: Holding, price: float) -> tuple[str, int] | None:
+        """A side and a quantity the account can take: buys within cash (buying power) and the
+        position limit, sells within what it holds; None when neither is possible."""
+        room = min(self.cash, MAX_POSITION_VALUE - holding.quantity * price)
+        can_buy = min(MAX_ORDER, int(room // price)) if room > 0 else 0
+        can_sell = min(MAX_ORDER, holding.quantity)
+        if can_sell and (not can_buy or self.rng.random() < 0.45):
+            return "sell", self.rng.randint(1, can_sell)
+        if can_buy:
+            return "buy", self.rng.randint(1, can_buy)
+        return None
+
     async def _fill(self, conn: psycopg.AsyncConnection[Any]) -> None:
         holding = self.holdings[self.rng.choice(list(self.holdings))]
-        side = "sell" if holding.quantity > 0 and self.rng.random() < 0.4 else "buy"
-        quantity = self.rng.randint(1, min(20, holding.quantity) if side == "sell" else 20)
         price = round(holding.price * (1 + self.rng.gauss(0, 0.0005)), 2)
+        order = self._order(holding, price)
+        if order is None:
+            return
+        side, quantity = order
         if side == "buy":
             total = holding.quantity + quantity
             holding.average_price = (holding.average_price * holding.quantity + price * quantity) / total

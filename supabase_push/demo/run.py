@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.live import Live
 
 from .. import schema
@@ -31,7 +31,7 @@ from ..events import DEFAULT_ROUTES, Cursor
 from ..subscribe import Subscriber
 from .dashboard import render
 from .market import ACCOUNT, Market
-from .watch import Book, Watch
+from .watch import Book, Tally, Watch
 
 __all__ = ["run_demo"]
 
@@ -59,7 +59,7 @@ def run_demo(*, duration: float | None = None, live: bool = False, supabase: boo
                               hint="set them to your project's values (Project Settings > API and Database)")
         assert settings.database_url is not None
         summary = asyncio.run(_demo(settings.database_url, settings, duration, live, say, console))
-        summary["postgres"] = "your project"
+        summary["postgres_version"] = None  # your project's
     else:
         with LocalPostgres() as pg:
             say(f"[green]✓[/green] throwaway Postgres {pg.version} (binaries: {pg.bin_dir})")
@@ -70,10 +70,10 @@ def run_demo(*, duration: float | None = None, live: bool = False, supabase: boo
             say(f"[green]✓[/green] applied the triggers (schema v{result.schema_version}, broadcast to Realtime "
                 f"and NOTIFY), verify: {len(report.checks)} checks, {len(report.problems)} problem(s)")
             summary = asyncio.run(_demo(pg.dsn, None, duration, live, say, console))
-            summary["postgres"] = pg.version
+            summary["postgres_version"] = pg.version
             summary["ok"] = summary["ok"] and report.ok
         say("[green]✓[/green] stopped the local server and removed the throwaway Postgres")
-    summary["seconds"] = round(time.perf_counter() - started, 2)
+    summary["total_seconds"] = round(time.perf_counter() - started, 2)  # set-up, trading, checks and tear-down
     return summary
 
 
@@ -100,17 +100,17 @@ async def _demo(dsn: str, supabase: Settings | None, duration: float | None, liv
         await market.open_book()
         head = await _head(dsn)
 
-        book = Book()
+        book, tally = Book(), Tally()
         plain = Settings(database_url=dsn)
         watches = []
         if "realtime" in info.broadcast_path:
             watches.append(Watch("realtime", Subscriber.from_settings(
-                realtime, topics=TOPICS, transport="realtime", start=head, liveness_interval=2)))
+                realtime, topics=TOPICS, transport="realtime", start=head, liveness_interval=2), tally))
         if "notify" in info.broadcast_path:
             watches.append(Watch("listen", Subscriber.from_settings(plain, topics=TOPICS, transport="listen",
-                                                                    start=head)))
+                                                                    start=head), tally))
         watches.append(Watch("poll", Subscriber.from_settings(plain, topics=TOPICS, transport="poll", start=head,
-                                                              poll_interval=0.5)))
+                                                              poll_interval=0.5), tally))
         watches[0].subscriber.on(None, book)
         for watch in watches:
             watch.subscriber.on(None, watch)
@@ -132,11 +132,15 @@ async def _demo(dsn: str, supabase: Settings | None, duration: float | None, liv
         footer = "Ctrl-C to stop" + (" (ends by itself)" if duration else "")
         if live:
             with Live(console=console, refresh_per_second=4, transient=False) as screen:
+                def view(note: str) -> RenderableType:
+                    return render(book, watches, elapsed=time.monotonic() - trading_started, footer=note,
+                                  height=screen.console.size.height)
+
                 while not stop.is_set():
-                    screen.update(render(book, watches, elapsed=time.monotonic() - trading_started, footer=footer))
+                    screen.update(view(footer))
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), 0.25)
-                screen.update(render(book, watches, elapsed=time.monotonic() - trading_started, footer="stopping"))
+                screen.update(view("stopping"))
         else:
             await stop.wait()
         await trading

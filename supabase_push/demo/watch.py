@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import statistics
 import time
 from collections import deque
@@ -11,7 +12,29 @@ from typing import Any
 from ..events import ChangeEvent
 from ..subscribe import Subscriber
 
-__all__ = ["Book", "Watch"]
+__all__ = ["Book", "Tally", "Watch"]
+
+
+def _key(cursor: str) -> tuple[int, int]:
+    seq, _, change = cursor.partition(":")
+    return int(seq), int(change)
+
+
+@dataclass
+class Tally:
+    """Every change any of the watches delivered, in cursor order: the live reference for "lost"
+    (the change log is the one the final summary checks against)."""
+
+    keys: list[tuple[int, int]] = field(default_factory=list)
+    _seen: set[tuple[int, int]] = field(default_factory=set)
+
+    def add(self, key: tuple[int, int]) -> None:
+        if key not in self._seen:
+            self._seen.add(key)
+            bisect.insort(self.keys, key)
+
+    def up_to(self, key: tuple[int, int]) -> int:
+        return bisect.bisect_right(self.keys, key)
 
 
 @dataclass
@@ -20,12 +43,17 @@ class Watch:
 
     name: str
     subscriber: Subscriber
+    tally: Tally = field(default_factory=Tally)
     cursors: list[str] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
+    _distinct: set[tuple[int, int]] = field(default_factory=set)
     _arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
     def __call__(self, event: ChangeEvent) -> None:
         now = time.time()
+        key = _key(event.cursor)
+        self._distinct.add(key)
+        self.tally.add(key)
         self.cursors.append(event.cursor)
         self.latencies_ms.append(max(0.0, (now - event.commit_ts.timestamp()) * 1000))
         self._arrivals.append(time.monotonic())
@@ -33,6 +61,17 @@ class Watch:
     def per_second(self, window: float = 3.0) -> float:
         since = time.monotonic() - window
         return sum(1 for t in self._arrivals if t >= since) / window
+
+    @property
+    def duplicates(self) -> int:
+        return len(self.cursors) - len(self._distinct)
+
+    @property
+    def lost(self) -> int:
+        """Changes another watch delivered, older than this one's latest, that this one has not."""
+        if not self.cursors:
+            return 0
+        return self.tally.up_to(_key(self.cursors[-1])) - len(self._distinct)
 
     def percentile(self, q: float, recent: int | None = None) -> float | None:
         values = sorted(self.latencies_ms[-recent:] if recent else self.latencies_ms)
@@ -47,7 +86,7 @@ class Watch:
             "delivered": len(self.cursors),
             "lost": len(set(logged) - seen),
             "duplicates": len(self.cursors) - len(seen),
-            "in_order": self.cursors == sorted(self.cursors, key=lambda c: tuple(map(int, c.split(":")))),
+            "in_order": self.cursors == sorted(self.cursors, key=_key),
             "latency_ms": {"p50": _round(statistics.median(self.latencies_ms) if self.latencies_ms else None),
                            "p99": _round(self.percentile(0.99))},
             "by_source": dict(stats.delivered),
