@@ -513,11 +513,16 @@ def doctor(
         style = {"ok": "green", "warn": "yellow", "fail": "red", "skip": "dim"}
         table = Table(show_header=True, header_style="bold", expand=False)
         for column in ("area", "check", "", "detail"):
-            table.add_column(column)
+            table.add_column(column, overflow="fold")
+        fixes = [f for f in report.findings if f.fix]
         for finding in report.findings:
-            detail = escape(finding.detail) + (f"\n[dim]fix: {escape(finding.fix)}[/dim]" if finding.fix else "")
+            detail = escape(finding.detail)
+            if finding.fix:
+                detail += f" [dim](fix {fixes.index(finding) + 1} below)[/dim]"
             table.add_row(finding.area, finding.check, f"[{style[finding.status]}]{finding.status}[/]", detail)
         out.print(table)
+        for number, finding in enumerate(fixes, 1):  # whole lines: a command to copy is never cut or folded
+            out.print(f"fix {number} ({escape(finding.check)}): {escape(finding.fix or '')}", soft_wrap=True)
         failed = sum(f.status == "fail" for f in report.findings)
         warned = sum(f.status == "warn" for f in report.findings)
         out.print(f"[{'red' if failed else 'green'}]{failed} failed[/], {warned} warning(s)")

@@ -54,7 +54,7 @@ def test_unreachable_url_and_a_wrong_key_type(realtime: LocalRealtime, installed
 def test_publication_and_replica_identity(installed_url: str) -> None:
     with psycopg.connect(installed_url, autocommit=True) as conn:
         conn.execute("ALTER PUBLICATION supabase_realtime DROP TABLE public.trades")
-        conn.execute("ALTER TABLE public.positions REPLICA IDENTITY FULL")
+        conn.execute("ALTER TABLE public.trades REPLICA IDENTITY DEFAULT")
     code, found, _ = doctor({"DATABASE_URL": installed_url})
     assert code == 1
     missing = found["public.trades in publication supabase_realtime"]
@@ -65,6 +65,25 @@ def test_publication_and_replica_identity(installed_url: str) -> None:
     assert found["public.positions REPLICA IDENTITY FULL"]["status"] == "ok"
     assert found["public.trades REPLICA IDENTITY FULL"]["status"] == "warn"
     assert found["Supabase Realtime"]["status"] == "skip"
+
+
+def test_tables_created_by_apply_need_no_fix(make_db: Any) -> None:
+    """Regression: doctor right after `apply --create-tables` warned three times about tables the tool had
+    just created; and at 80 columns its fix SQL was cut mid-identifier."""
+    url = make_db("empty")
+    assert runner.invoke(app, ["apply", "--create-tables", "--db-url", url]).exit_code == 0
+    code, found, _ = doctor({"DATABASE_URL": url})
+    assert code == 0
+    for table in ("positions", "trades", "portfolio_snapshots"):
+        assert found[f"public.{table} REPLICA IDENTITY FULL"]["status"] == "ok"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute('CREATE TABLE "A Rather Long Schema Name For Orders" (id int PRIMARY KEY)')
+    assert runner.invoke(app, ["apply", "-t", '"A Rather Long Schema Name For Orders"=orders',
+                               "--db-url", url]).exit_code == 0
+    text = runner.invoke(app, ["doctor", "--timeout", "3"], env={"DATABASE_URL": url, "COLUMNS": "80"}).output
+    fix = 'ALTER TABLE "public"."A Rather Long Schema Name For Orders" REPLICA IDENTITY FULL'
+    assert any(fix in line for line in text.splitlines()), text  # whole, on one line: never cut, never folded
+    assert "…" not in text
 
 
 def test_not_installed(db_url: str) -> None:
