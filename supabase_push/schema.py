@@ -424,7 +424,10 @@ def _check_broadcast_path(conn: Conn, report: VerifyReport, installation: dict[s
     path = _broadcast_path(conn, installation["broadcast_mode"])
     private = "private" if installation["private_broadcast"] else "public"
     applied = installation["applied_path"]
-    if applied is not None and list(applied) != path:
+    if applied is None:
+        report.add("broadcast", "push path", "warning", "not recorded by the version that installed it: "
+                   "`supabase-push apply` records it, so that a later change is noticed")
+    elif list(applied) != path:
         report.add("broadcast", "push path", "drifted", path_drift(installation["broadcast_mode"], list(applied), path))
     if "realtime" in path:
         report.add("broadcast", "realtime.send", "ok", f"{private} channels")

@@ -337,3 +337,15 @@ def test_app_roles_write_without_access_to_the_change_log(
     finally:
         installed.execute("DROP OWNED BY sp_app")
         installed.execute("DROP ROLE sp_app")
+
+
+def test_an_install_that_did_not_record_its_push_path_is_told_to_apply(installed: psycopg.Connection[Any]) -> None:
+    """Installed by a version before applied_path: a warning (verify still passes), and apply records it."""
+    installed.execute("ALTER TABLE supabase_push.installation DROP COLUMN applied_path")
+    report = schema.verify(installed)
+    [check] = [c for c in report.checks if c.name == "push path"]
+    assert report.ok and check.status == "warning" and "supabase-push apply" in check.detail
+    assert schema.status(installed).applied_path is None
+    schema.apply(installed)
+    assert schema.status(installed).applied_path == ["notify"]
+    assert not [c for c in schema.verify(installed).checks if c.name == "push path"]

@@ -54,6 +54,10 @@ class LocalRealtime:
     ``async with LocalRealtime(dsn) as server`` or ``with LocalRealtime(dsn).in_thread()``;
     then ``server.url`` (give it to supabase-js / supabase-py), ``server.realtime_url``
     (``AsyncRealtimeClient``), ``server.anon_key`` and ``server.service_role_key``.
+
+    At start it runs ``sql/local_realtime.sql`` on the database (what that adds, and how to take
+    it back: :mod:`supabase_push.local.footprint`); ``ServerConfig(install=False)`` does not, and
+    then the database must have ``realtime.send()`` already.
     """
 
     def __init__(self, database_url: str, config: ServerConfig | None = None) -> None:
