@@ -446,17 +446,19 @@ def _serve_prepare(conn: Any, db_url: str, install_realtime: bool,
     if found.realtime and not found.ours:
         say("[dim]this database has its own realtime schema (hosted Supabase?): serving it as it is[/dim]")
         return [], False
-    if found.ours:
-        return [], True
+    if found.ours and found.realtime:
+        return [], True  # its own objects: the server's script only refreshes them
     before = schema.status(conn)
     moves = before.installed and before.broadcast_mode == "auto" and "notify" in before.broadcast_path
     consequence = (" Its triggers (broadcast mode auto) would then push through realtime.send instead of NOTIFY: "
                    "LISTEN clients would hear nothing until `supabase-push serve --clean`." if moves else "")
     if not install_realtime:
-        would = footprint.plan(conn)
+        try:
+            would = footprint.describe(footprint.plan(conn))
+        except SupabasePushError as exc:  # e.g. a role that may not create roles: say what, not why not
+            would = f"the realtime schema, roles and publications (listing them failed: {exc.message})"
         raise ConfigError(
-            f"{describe_dsn(db_url)} has no realtime schema; serving it would add {footprint.describe(would)}."
-            f"{consequence}",
+            f"{describe_dsn(db_url)} has no realtime schema; serving it would add {would}.{consequence}",
             hint="pass --install-realtime to add them (`supabase-push serve --clean --db-url ...` removes them), "
                  "or leave out --db-url to serve a throwaway database")
     added = footprint.install(conn)

@@ -209,3 +209,12 @@ def test_uninstall_names_what_serve_left(installed_url: str) -> None:
     assert cli("serve", "--clean", "--db-url", installed_url).returncode == 0
     after = cli("uninstall", "--db-url", installed_url, "--yes", "--json")
     assert json.loads(after.stdout)["local_server_objects"] == []
+
+
+def test_a_realtime_schema_dropped_by_hand_is_not_recreated_silently(installed_url: str) -> None:
+    assert serve("--db-url", installed_url, "--install-realtime").stop() == 0
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        conn.execute("DROP SCHEMA realtime CASCADE")
+    result = cli("serve", "--db-url", installed_url, "--port", "0")
+    assert result.returncode == 2 and "has no realtime schema" in result.stderr, result.stderr
+    assert "realtime" not in schemas(installed_url)
