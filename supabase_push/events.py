@@ -21,6 +21,9 @@ DEFAULT_ROUTES: dict[str, str] = {
 }
 
 
+BIGINT_MAX = 2**63 - 1
+
+
 class Cursor(NamedTuple):
     """Position in the change log: the commit sequence of the transaction, then the change id.
 
@@ -33,8 +36,10 @@ class Cursor(NamedTuple):
     @classmethod
     def parse(cls, text: str) -> Cursor:
         seq, sep, change_id = text.partition(":")
-        if not sep or not seq.isdigit() or not change_id.isdigit():
+        if not sep or not seq.isascii() or not seq.isdigit() or not change_id.isascii() or not change_id.isdigit():
             raise ValueError(f"not a cursor: {text!r} (expected 'seq:id', e.g. '42:1007')")
+        if len(seq) > 19 or len(change_id) > 19 or max(int(seq), int(change_id)) > BIGINT_MAX:
+            raise ValueError(f"not a cursor: {text[:60]!r} is past the largest position the change log has (bigint)")
         return cls(int(seq), int(change_id))
 
     def __str__(self) -> str:

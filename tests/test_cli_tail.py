@@ -136,6 +136,42 @@ def test_tail_says_a_repeated_failure_once_with_a_count() -> None:
     assert "never connected" in err and "cannot reach the database" in err
 
 
+def test_a_second_tail_on_the_same_cursor_file_is_refused(installed_url: str, tmp_path: Path) -> None:
+    """Regression: two tails on one cursor file raced on its .tmp; one exited 0 after seven lines."""
+    cursor_file = str(tmp_path / "shared.cursor")
+    first = tail("--db-url", installed_url, "--cursor-file", cursor_file, "--json")
+    try:
+        time.sleep(2)
+        insert(installed_url, "ONE")
+        second = tail("--db-url", installed_url, "--cursor-file", cursor_file, "--timeout", "10")
+        _out, err = second.communicate(timeout=60)
+        assert second.returncode == 2, err
+        assert "is in use by another subscriber" in err
+        assert first.poll() is None, "the first owner goes on"
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.communicate(timeout=30)
+    assert first.returncode == 0
+
+
+@pytest.mark.parametrize(("cursor", "message"), [
+    ("999999:1", "ahead of the change log's newest change"),
+    ("99999999999999999999999:1", "past the largest position"),
+])
+def test_a_cursor_ahead_of_the_log_is_refused(installed_url: str, tmp_path: Path, cursor: str, message: str) -> None:
+    """Regression: a cursor file from another database gave 0 events and exit 0; one past bigint warned for ever."""
+    cursor_file = tmp_path / "other-database.cursor"
+    cursor_file.write_text(cursor)
+    insert(installed_url, "HERE")
+    proc = tail("--db-url", installed_url, "--cursor-file", str(cursor_file), "--timeout", "10")
+    _out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 2, err
+    assert message in err and "Traceback" not in err
+    from_flag = tail("--db-url", installed_url, "--from", cursor, "--timeout", "10")
+    _out, err = from_flag.communicate(timeout=60)
+    assert from_flag.returncode == 2 and message in err, err
+
+
 def test_tail_process_restarted_with_a_cursor_file_loses_nothing(installed_url: str, tmp_path: Path) -> None:
     """8 writers, 2,000 changes; the tail process is stopped (SIGTERM) midway and started again
     with the same cursor file: together the two runs print every change once, in order."""

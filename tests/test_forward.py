@@ -434,3 +434,17 @@ async def test_changes_pruned_before_forwarding_are_an_alert_of_their_own(instal
     assert gap["rule"] == "supabase-push: changes pruned before forwarding" and gap["priority"] == "critical"
     assert f"up to {pruned.pruned_through} were pruned" in gap["message"]
     assert [r.body["rule"] for r in got] == ["large trade", "supabase-push: changes pruned before forwarding"]
+
+
+async def test_a_second_forwarder_on_the_same_cursor_file_is_refused(installed_url: str, tmp_path: Path) -> None:
+    config = write_config(tmp_path, """
+        [sinks.audit]
+        type = "webhook"
+        url = "http://127.0.0.1:9/never-called"
+    """)
+    async with forwarding(installed_url, config):
+        second = await asyncio.to_thread(
+            subprocess.run, [sys.executable, "-m", "supabase_push", "forward", "--config", str(config),
+                             "--db-url", installed_url], capture_output=True, text=True, timeout=60)
+    assert second.returncode == 2, second.stderr
+    assert "is in use by another subscriber" in second.stderr

