@@ -15,14 +15,19 @@ import subprocess
 import sys
 import textwrap
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
 
 from supabase_push.config import Settings
 from supabase_push.errors import ConfigError
+from supabase_push.events import ChangeEvent
 from supabase_push.sinks import Forwarder, load_config
+from supabase_push.sinks.delivery import DeadLetters
+from supabase_push.sinks.rules import Alert, Priority
 from supabase_push.subscribe import Subscriber
 
 from .sink_servers import HttpSinkServer, SmtpServer, fail_first
@@ -448,3 +453,86 @@ async def test_a_second_forwarder_on_the_same_cursor_file_is_refused(installed_u
                              "--db-url", installed_url], capture_output=True, text=True, timeout=60)
     assert second.returncode == 2, second.stderr
     assert "is in use by another subscriber" in second.stderr
+
+
+async def test_a_line_break_in_a_templated_value_neither_injects_a_header_nor_stops_the_worker(
+        installed_url: str, tmp_path: Path) -> None:
+    """Regression: a symbol holding CR/LF killed the email worker, silently; later alerts never went out."""
+    smtp = SmtpServer().start()
+    config = write_config(tmp_path, f"""
+        [sinks.risk]
+        type = "email"
+        host = "127.0.0.1"
+        port = {smtp.port}
+        from = "alerts@desk.test"
+        to = ["risk@desk.test"]
+    """)
+    try:
+        async with forwarding(installed_url, config):
+            trade(installed_url, 1000, 150, "EVIL\r\nBcc: attacker@evil.test")
+            trade(installed_url, 1000, 150, "NEXT")
+            mail = await asyncio.to_thread(smtp.wait_for, 2)
+    finally:
+        smtp.stop()
+    subjects = sorted(str(m["Subject"]) for m in mail)
+    assert subjects == ["[HIGH] large trade: buy 1000 EVIL Bcc: attacker@evil.test @ 150",
+                        "[HIGH] large trade: buy 1000 NEXT @ 150"]
+    assert all(m["Bcc"] is None for m in mail)
+
+
+async def test_a_sink_that_raises_unexpectedly_dead_letters_and_goes_on(installed_url: str, tmp_path: Path,
+                                                                       caplog: pytest.LogCaptureFixture) -> None:
+    hook = HttpSinkServer()
+    config_file = write_config(tmp_path, f"""
+        [sinks.audit]
+        type = "webhook"
+        url = "{hook.url}"
+    """)
+    try:
+        async with forwarding(installed_url, config_file) as forwarder:
+            worker = forwarder.config.workers[0]
+            send = worker.sink.send
+
+            async def flaky(alert: Any) -> None:
+                if "BUG" in alert.message:
+                    raise RuntimeError("a bug in the sink")
+                await send(alert)
+
+            worker.sink.send = flaky  # type: ignore[method-assign]
+            trade(installed_url, 1000, 150, "BUG")
+            trade(installed_url, 1000, 150, "FINE")
+            await asyncio.to_thread(hook.wait_for, 1)
+            await dead_lettered(forwarder, "audit", 1)
+    finally:
+        hook.close()
+    assert [r.body["message"] for r in hook.received] == ["buy 1000 FINE @ 150"]
+    [letter] = [json.loads(line) for line in (tmp_path / "alerts.dead.jsonl").read_text().splitlines()]
+    assert letter["error"] == "RuntimeError: a bug in the sink" and letter["attempts"] == 1
+    assert "a bug in the sink" in caplog.text
+
+
+def test_a_bad_dead_letter_line_is_kept_aside_and_the_replay_finishes(installed_url: str, tmp_path: Path) -> None:
+    """Regression: one bad line: traceback, exit 1, `.replaying` left behind (and the next replay hung)."""
+    hook = HttpSinkServer()
+    config = write_config(tmp_path, f"""
+        [sinks.audit]
+        type = "webhook"
+        url = "{hook.url}"
+    """)
+    dead = tmp_path / "alerts.dead.jsonl"
+    try:
+        event = ChangeEvent(id=1, cursor="1:1", topic="trade-updates", schema="public", table="trades", op="INSERT",
+                            record={"symbol": "OK"}, commit_ts=datetime.now(UTC))
+        DeadLetters(dead).add("audit", Alert("large trade", Priority.HIGH, "replayed", event, ()), "was down", 5)
+        with dead.open("a") as f:
+            f.write('{"sink": "audit", "alert": {"cut sho\n')
+        assert load_config(config).dead_letters.path == dead
+        replay = subprocess.run([sys.executable, "-m", "supabase_push", "forward", "--config", str(config),
+                                 "--replay-dead-letters"], capture_output=True, text=True, timeout=60)
+    finally:
+        hook.close()
+    assert replay.returncode == 0, replay.stderr
+    assert "Traceback" not in replay.stderr and "is not a dead letter" in replay.stderr
+    assert [r.body["message"] for r in hook.received] == ["replayed"]
+    assert not (tmp_path / "alerts.dead.jsonl.replaying").exists()
+    assert (tmp_path / "alerts.dead.jsonl.unreadable").read_text() == '{"sink": "audit", "alert": {"cut sho\n'

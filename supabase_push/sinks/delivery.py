@@ -69,8 +69,10 @@ class RateLimit:
 class DeadLetters:
     """Alerts no sink took, one JSON line each: the alert, the sink, the last error and the attempts."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, unreadable: Path | None = None) -> None:
         self.path = Path(path)
+        self.unreadable = unreadable or self.path.with_name(self.path.name + ".unreadable")
+        """Where lines that are not dead letters go (see :meth:`__iter__`)."""
 
     def add(self, sink: str, alert: Alert, error: str, attempts: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,12 +82,23 @@ class DeadLetters:
             os.fsync(f.fileno())
 
     def __iter__(self) -> Iterator[tuple[str, Alert]]:
+        """Every letter that can be read; a line that cannot (cut short, edited by hand) is moved to
+        :attr:`unreadable` with a warning, so one bad line neither stops a replay nor is lost."""
         if not self.path.exists():
             return
-        for line in self.path.read_text(encoding="utf-8").splitlines():
-            if line.strip():
+        for number, line in enumerate(self.path.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
                 entry = json.loads(line)
-                yield entry["sink"], _alert_from(entry["alert"])
+                letter = entry["sink"], _alert_from(entry["alert"])
+            except (ValueError, KeyError, TypeError) as exc:
+                with self.unreadable.open("a", encoding="utf-8") as f:
+                    f.write(line + "\n")
+                log.warning("%s line %d is not a dead letter (%s): kept in %s", self.path, number,
+                            type(exc).__name__, self.unreadable)
+                continue
+            yield letter
 
 
 def _entry(sink: str, alert: Alert, error: str, attempts: int) -> str:
@@ -170,19 +183,22 @@ class SinkWorker:
             try:
                 await self.sink.send(alert)
             except SinkError as exc:
-                error = exc.message
-                self.stats.last_error = error
-                if exc.permanent or attempt == self.attempts:
-                    return self._dead(alert, error, attempt)
-                self.stats.retries += 1
-                delay = exc.retry_after if exc.retry_after is not None else self._delay(attempt)
-                log.warning("%s: %s (attempt %d of %d; again in %.1f s)", self.sink.describe(), error, attempt,
-                            self.attempts, delay)
-                await asyncio.sleep(delay)
+                failure = exc
+            except Exception as exc:  # a bug, or input the sink refuses outright: never kill the worker
+                log.exception("%s could not send alert %r", self.sink.describe(), alert.rule)
+                failure = SinkError(f"{type(exc).__name__}: {exc}", permanent=True)
             else:
                 self.stats.sent += 1
                 log.info("%s: sent %s alert %r (%s)", self.sink.describe(), alert.priority, alert.rule, alert.key)
                 return "sent"
+            error = self.stats.last_error = failure.message
+            if failure.permanent or attempt == self.attempts:
+                return self._dead(alert, error, attempt)
+            self.stats.retries += 1
+            delay = failure.retry_after if failure.retry_after is not None else self._delay(attempt)
+            log.warning("%s: %s (attempt %d of %d; again in %.1f s)", self.sink.describe(), error, attempt,
+                        self.attempts, delay)
+            await asyncio.sleep(delay)
         return self._dead(alert, error, self.attempts)
 
     def _delay(self, attempt: int) -> float:

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+from ..errors import SupabasePushError
 from ..events import DEFAULT_ROUTES, ChangeEvent, Cursor
 from ..subscribe import FileCursorStore, Reader, Subscriber
 from .config import ForwardConfig
@@ -161,7 +162,7 @@ async def replay_dead_letters(config: ForwardConfig, on_outcome: Outcome | None 
     counts = {"replayed": 0, "sent": 0, "dead-lettered": 0}
     futures = []
     try:
-        for sink, alert in DeadLetters(aside):
+        for sink, alert in DeadLetters(aside, unreadable=config.dead_letters.unreadable):
             worker = workers.get(sink)
             if worker is None:  # the sink is gone from the config: keep the letter
                 config.dead_letters.add(sink, alert, "no such sink in the config any more", 0)
@@ -170,7 +171,7 @@ async def replay_dead_letters(config: ForwardConfig, on_outcome: Outcome | None 
             counts["replayed"] += 1
             futures.append((sink, alert, worker.submit(alert)))
         for sink, alert, future in futures:
-            outcome = await future
+            outcome = await _outcome(future, tasks)
             counts[outcome] += 1
             if on_outcome is not None:
                 on_outcome(sink, alert, outcome)
@@ -183,6 +184,17 @@ async def replay_dead_letters(config: ForwardConfig, on_outcome: Outcome | None 
             await worker.sink.close()
     aside.unlink()
     return counts
+
+
+async def _outcome(future: asyncio.Future[str], workers: list[asyncio.Task[None]]) -> str:
+    """The alert's outcome; an error, not a wait for ever, if a sink worker has stopped meanwhile."""
+    waiting: set[asyncio.Future[Any]] = {future, *workers}
+    done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if future in done:
+        return future.result()
+    stopped = done.pop()
+    raise SupabasePushError(f"a sink worker stopped during the replay: {stopped.exception()!r}",
+                            hint="the dead letters not yet replayed are kept; run the replay again")
 
 
 async def dry_run(config: ForwardConfig, reader: Reader, start: Cursor,

@@ -144,7 +144,8 @@ class EmailSink:
         message = EmailMessage()
         message["From"] = self.sender
         message["To"] = ", ".join(self.to)
-        message["Subject"] = f"[{alert.priority.name}] {alert.rule}: {alert.message}"[:200]
+        # One line: a CR or LF from a templated value would be a header injection (the email package refuses it).
+        message["Subject"] = " ".join(f"[{alert.priority.name}] {alert.rule}: {alert.message}".split())[:200]
         message["X-Alert-Key"] = alert.key
         row = event.old_record if event.op == "DELETE" else event.record
         message.set_content(f"{alert.message}\n\n{event.op} on {event.schema_name}.{event.table}, committed "
