@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from supabase_push.relay import Authenticator
+from supabase_push.relay.auth import KeySet, Refused
 
 from .local_http import QuietHandler, ThreadedHttp
 from .relay_helpers import ALICE, SECRET, SseStream, insert_trades, relay, token
@@ -93,6 +96,38 @@ async def test_an_unreachable_jwks_url_is_a_503_not_a_crash(installed_url: str) 
             SseStream(server.url, signed(RSA_KEY, "rsa-1", "RS256")) as stream:
         pass
     assert stream.status == 503 and "signing keys" in (stream.error or {})["error"]
+
+
+async def test_the_last_good_keys_serve_while_the_jwks_url_is_down(installed_url: str) -> None:
+    """Regression: once the cache expired, every token was refused while the URL was down."""
+    with jwks_server() as url:
+        keys = KeySet(url, lifespan=0.3, min_refresh=0.1, timeout=1)
+        auth = Authenticator(key_set=keys)
+        assert (await auth.authenticate(signed(RSA_KEY, "rsa-1", "RS256"))).user_id == ALICE
+    await asyncio.sleep(0.5)  # past the lifespan, and the URL is gone
+    assert (await auth.authenticate(signed(RSA_KEY, "rsa-1", "RS256"))).user_id == ALICE
+    await asyncio.sleep(0.2)  # the refresh behind that request has failed by now
+    status = keys.status()
+    assert status["stale"] and status["keys"] == 2 and status["last_error"] == "ConnectError", status
+    assert (await auth.authenticate(signed(EC_KEY, "ec-1", "ES256"))).user_id == ALICE
+    with pytest.raises(Refused) as refused:  # a key it never had is still refused
+        await auth.authenticate(signed(RSA_KEY, "rsa-9", "RS256"))
+    assert refused.value.status == 401
+
+
+async def test_one_fetch_at_a_time_when_the_jwks_url_hangs() -> None:
+    """Regression: concurrent requests waited one after another for a URL that never answers (10 s, 20 s, 30 s)."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        keys = KeySet(f"http://127.0.0.1:{silent.getsockname()[1]}/jwks.json", timeout=1)
+        auth = Authenticator(key_set=keys)
+        started = time.monotonic()
+        outcomes = await asyncio.gather(*(auth.authenticate(signed(RSA_KEY, "rsa-1", "RS256")) for _ in range(5)),
+                                        return_exceptions=True)
+        took = time.monotonic() - started
+    assert all(isinstance(o, Refused) and o.status == 503 for o in outcomes), outcomes
+    assert keys.fetches == 1 and took < 3, (keys.fetches, took)
 
 
 def test_the_authenticator_needs_one_key_source() -> None:

@@ -138,7 +138,7 @@ class _Relay:
         except Refused as exc:
             return _refusal(exc)
         subscriber = self.subscriber.stats.as_dict() if self.subscriber else None
-        return JSONResponse({**self.hub.stats(), "subscriber": subscriber,
+        return JSONResponse({**self.hub.stats(), "subscriber": subscriber, "jwks": self.config.authenticator.jwks(),
                              "uptime_s": round(time.monotonic() - self.started, 1)})
 
     async def healthz(self, request: Request) -> Response:

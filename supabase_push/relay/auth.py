@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -12,6 +13,8 @@ import httpx
 import jwt
 
 from ..errors import ConfigError, SupabasePushError
+
+log = logging.getLogger("supabase_push.relay")
 
 __all__ = ["Authenticator", "KeySet", "Principal", "Refused"]
 
@@ -48,14 +51,15 @@ class Authenticator:
     ``app_metadata``). ``audience``, when given, must match ``aud``.
     """
 
-    def __init__(self, *, secret: str | None = None, jwks_url: str | None = None, audience: str | None = None,
-                 tier_claim: str = "app_metadata.tier", admin_role: str = "service_role", leeway: float = 0) -> None:
-        if bool(secret) == bool(jwks_url):
+    def __init__(self, *, secret: str | None = None, jwks_url: str | None = None, key_set: KeySet | None = None,
+                 audience: str | None = None, tier_claim: str = "app_metadata.tier", admin_role: str = "service_role",
+                 leeway: float = 0) -> None:
+        if [bool(secret), bool(jwks_url), key_set is not None].count(True) != 1:
             raise ConfigError("the relay needs exactly one of a JWT secret or a JWKS URL",
                               hint="--jwt-secret (SUPABASE_JWT_SECRET) or --jwks-url "
                                    "(https://<project>.supabase.co/auth/v1/.well-known/jwks.json)")
         self._secret = secret
-        self._jwks = KeySet(jwks_url) if jwks_url else None
+        self._jwks = key_set or (KeySet(jwks_url) if jwks_url else None)
         self.audience = audience
         self.tier_claim = tier_claim.split(".")
         self.admin_role = admin_role
@@ -76,6 +80,10 @@ class Authenticator:
             raise Refused(f"token not accepted: {exc}") from None
         return self._principal(claims)
 
+    def jwks(self) -> dict[str, Any] | None:
+        """The key set's state (see :meth:`KeySet.status`), or None with an HS256 secret."""
+        return self._jwks.status() if self._jwks is not None else None
+
     def _principal(self, claims: dict[str, Any]) -> Principal:
         admin = claims.get("role") == self.admin_role
         user = claims.get("sub")
@@ -94,38 +102,72 @@ class KeySet:
 
     A token naming a key id that is not in the set makes it fetch again, at most once per
     ``min_refresh`` seconds: keys rotate, but tokens with made-up ids must not make the relay
-    hammer the URL."""
+    hammer the URL. One fetch at a time: requests that arrive while it runs share its outcome.
+    While the URL is down the last good keys stay in use (``stale`` in :meth:`status`, and a
+    warning once); only with no keys at all is a token refused, with a 503."""
 
     def __init__(self, url: str, *, lifespan: float = 300, min_refresh: float = 30, timeout: float = 10) -> None:
         self.url = url
         self.lifespan, self.min_refresh, self.timeout = lifespan, min_refresh, timeout
         self.fetches = 0
+        """Fetch attempts finished, good or not."""
         self._keys: dict[str | None, Any] = {}
-        self._fetched = float("-inf")
+        self._fetched = float("-inf")  # the last good fetch
+        self._tried = float("-inf")  # the last attempt
+        self._error: str | None = None  # why the last attempt failed (None: it did not)
         self._lock = asyncio.Lock()
+        self._refreshing: asyncio.Task[None] | None = None
 
     async def key_for(self, kid: str | None) -> Any:
-        seen = self._fetched
-        age = time.monotonic() - seen
-        if age > self.lifespan or (kid not in self._keys and age > self.min_refresh):
-            async with self._lock:
-                if self._fetched == seen:  # else a burst of new streams got it fetched while we waited
-                    await self._fetch()
+        now = time.monotonic()
+        known = kid in self._keys or (kid is None and len(self._keys) == 1)
+        retry_after = self.min_refresh if self._keys else 1.0  # with no keys at all, try again soon
+        if self._lock.locked() and not known:  # a fetch is under way: its outcome is this request's too
+            await self._refresh(self.fetches)
+        elif now - self._tried > retry_after and (now - self._fetched > self.lifespan or not known):
+            if known:  # the cached key still serves: refresh behind this request, not in front of it
+                if self._refreshing is None or self._refreshing.done():
+                    self._refreshing = asyncio.create_task(self._refresh(self.fetches))
+            else:
+                await self._refresh(self.fetches)
+        if not self._keys and self._error is not None:
+            raise Refused(f"cannot fetch the signing keys (JWKS) to check the token: {self._error}", status=503)
         if kid is None and len(self._keys) == 1:
             return next(iter(self._keys.values()))
         if kid not in self._keys:
             raise Refused(f"token not accepted: no signing key {kid!r} at the JWKS URL")
         return self._keys[kid]
 
+    async def _refresh(self, attempt: int) -> None:
+        async with self._lock:
+            if self.fetches == attempt:  # else a request that came first fetched while this one waited
+                try:
+                    await self._fetch()
+                finally:
+                    self.fetches += 1
+
+    def status(self) -> dict[str, Any]:
+        """For ``/stats``: how old the keys are, and whether the URL failed since (``stale``)."""
+        age = time.monotonic() - self._fetched
+        return {"url": self.url, "keys": len(self._keys), "age_s": round(age, 1) if self._keys else None,
+                "stale": self._error is not None and bool(self._keys), "last_error": self._error,
+                "fetches": self.fetches}
+
     async def _fetch(self) -> None:
+        self._tried = time.monotonic()
         try:
             async with httpx.AsyncClient(timeout=self.timeout) as http:
                 response = await http.get(self.url)
             response.raise_for_status()
             keys = jwt.PyJWKSet.from_dict(response.json()).keys
         except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:
-            raise Refused(f"cannot fetch the signing keys (JWKS) to check the token: {type(exc).__name__}",
-                          status=503) from None
+            if self._error is None and self._keys:
+                log.warning("relay: cannot refresh the signing keys from %s (%s): using the last good ones",
+                            self.url, type(exc).__name__)
+            self._error = type(exc).__name__
+            return
+        if self._error is not None and self._keys:
+            log.warning("relay: the signing keys at %s can be fetched again", self.url)
         self._keys = {key.key_id: key.key for key in keys}
         self._fetched = time.monotonic()
-        self.fetches += 1
+        self._error = None
