@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+from decimal import Decimal
 from typing import Any
 
 __all__ = ["loads"]
@@ -25,9 +26,26 @@ def _finite(text: str) -> float:
     return value
 
 
-def loads(text: str | bytes) -> Any:
-    """Parse JSON, or raise ValueError (which UnicodeDecodeError is) for anything that is not plain JSON."""
+def _exact_float(text: str) -> float | Decimal:
+    """A float where it holds the number exactly as written (13.50), else the Decimal of the text."""
+    value = float(text)
+    return value if math.isfinite(value) and Decimal(repr(value)) == Decimal(text) else Decimal(text)
+
+
+def _exact_int(text: str) -> int | Decimal:
+    """An int, or a Decimal past Python's 4,300-digit limit for int(str) (Postgres numerics go further)."""
+    return int(text) if len(text) <= 4000 else Decimal(text)
+
+
+def loads(text: str | bytes, *, exact_numbers: bool = False) -> Any:
+    """Parse JSON, or raise ValueError (which UnicodeDecodeError is) for anything that is not plain JSON.
+
+    ``exact_numbers``: for rows, where every numeric Postgres stores must arrive as it is: a
+    number a float cannot hold exactly, or an integer too long for ``int(str)``, becomes a
+    ``Decimal`` (its JSON output is its exact text), never a rounded float, ``inf`` or an error."""
     try:
+        if exact_numbers:
+            return json.loads(text, parse_constant=_no_constant, parse_float=_exact_float, parse_int=_exact_int)
         return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None

@@ -8,12 +8,16 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+from . import _json
 from .events import START, ChangeEvent, Cursor, Source
 
 __all__ = ["ahead", "aread_changes", "fetch_change", "head", "read_changes", "row_to_event"]
 
+# The rows come as text and are parsed here with exact numbers: psycopg's jsonb loader would turn a
+# numeric too long for int(str) into an error, and one too large for a double into inf.
 _READ = """
-SELECT seq, id, topic, schema_name, table_name, op, record, old_record, committed_at
+SELECT seq, id, topic, schema_name, table_name, op, record::text AS record, old_record::text AS old_record,
+       committed_at
 FROM public.supabase_push_changes(%(seq)s, %(id)s, %(limit)s, %(topics)s)
 """
 
@@ -66,7 +70,8 @@ def _params(after: Cursor, limit: int, topics: Sequence[str] | None) -> dict[str
 
 
 def row_to_event(row: dict[str, Any], source: Source) -> ChangeEvent:
-    """A row of ``supabase_push_changes()`` (SQL or PostgREST JSON) as an event."""
+    """A row of ``supabase_push_changes()`` (SQL, with the rows as JSON text, or PostgREST JSON parsed
+    with exact numbers) as an event."""
     return ChangeEvent(
         id=row["id"],
         cursor=str(Cursor(row["seq"], row["id"])),
@@ -74,11 +79,15 @@ def row_to_event(row: dict[str, Any], source: Source) -> ChangeEvent:
         schema=row["schema_name"],
         table=row["table_name"],
         op=row["op"],
-        record=row["record"],
-        old_record=row["old_record"],
+        record=_row(row["record"]),
+        old_record=_row(row["old_record"]),
         commit_ts=row["committed_at"],
         source=source,
     )
+
+
+def _row(value: Any) -> Any:
+    return _json.loads(value, exact_numbers=True) if isinstance(value, str) else value
 
 
 def fetch_change(conn: psycopg.Connection[Any], cursor: Cursor) -> ChangeEvent | None:

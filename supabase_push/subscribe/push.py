@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal, Protocol
 
@@ -28,15 +29,30 @@ class PushTransport(Protocol):
 
 
 def parse_push(payload: object) -> ChangeEvent | None:
-    """A change envelope from a push payload, or None for anything else (a service broadcast)."""
+    """A change envelope from a push payload, or None for anything else (a service broadcast).
+
+    None too for a push that cannot carry its row exactly (a client that parsed a huge numeric
+    into ``inf``): the subscriber then reads that change by cursor, where numbers are exact."""
     if isinstance(payload, (str, bytes)):
         try:
-            payload = _json.loads(payload)
+            payload = _json.loads(payload, exact_numbers=True)
         except ValueError:
             return None
+    elif not _finite(payload):
+        return None
     if not isinstance(payload, dict) or "cursor" not in payload:
         return None
     try:
         return ChangeEvent.model_validate(payload)
     except ValueError:
         return None
+
+
+def _finite(value: object) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, dict):
+        return all(_finite(item) for item in value.values())
+    if isinstance(value, list):
+        return all(_finite(item) for item in value)
+    return True

@@ -1,4 +1,4 @@
-"""Reading the change log by cursor: through SQL (psycopg) or PostgREST (the official client)."""
+"""Reading the change log by cursor: through SQL (psycopg) or PostgREST's RPC (httpx)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from typing import Any, Protocol
 
 import httpx
 import psycopg
-from postgrest import APIError, AsyncPostgrestClient
 
+from .. import _json
 from ..changelog import ahead, aread_changes, row_to_event
 from ..config import Settings, scrub
 from ..db import aconnect, describe_dsn, map_error
@@ -83,7 +83,10 @@ class SqlReader:
 
 
 class RestReader:
-    """``POST <rest_url>/rpc/supabase_push_changes`` (``rest_url`` is ``<project>/rest/v1`` on Supabase)."""
+    """``POST <rest_url>/rpc/supabase_push_changes`` (``rest_url`` is ``<project>/rest/v1`` on Supabase).
+
+    The body is parsed here with exact numbers (a numeric past a double or past ``int(str)``'s
+    4,300 digits arrives as a ``Decimal``), so no row can stop the reader."""
 
     name = "rest"
 
@@ -94,7 +97,6 @@ class RestReader:
         if key.count(".") == 2:
             headers["Authorization"] = f"Bearer {key}"
         self._http = httpx.AsyncClient(base_url=self.rest_url, headers=headers, timeout=timeout)
-        self._client = AsyncPostgrestClient(self.rest_url, headers=headers, http_client=self._http)
 
     def describe(self) -> str:
         return f"PostgREST at {self.rest_url}"
@@ -109,18 +111,25 @@ class RestReader:
 
     async def _rpc(self, function: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         try:
-            response = await self._client.rpc(function, params).execute()
-        except APIError as exc:
-            refused = exc.code in REFUSED_CODES or (exc.code is None and "api key" in (exc.message or "").lower())
-            kind = AccessRefusedError if refused else TransportError
-            raise kind(f"{self.describe()} refused the read: {exc.code} {exc.message}", hint=_hint(exc.code)) from None
+            response = await self._http.post(f"/rpc/{function}", json=params)
         except httpx.HTTPError as exc:
             raise TransportError(f"cannot read from {self.describe()}: "
                                  f"{scrub(str(exc) or type(exc).__name__, [self._key])}") from None
-        rows = response.data
-        if not isinstance(rows, list):
-            raise TransportError(f"{self.describe()} answered with something other than rows: {str(rows)[:100]}")
-        return rows
+        try:
+            body = _json.loads(response.content, exact_numbers=True) if response.content else None
+        except ValueError:
+            body = None
+        if not response.is_success:
+            error = body if isinstance(body, dict) else {}
+            code = str(error.get("code") or response.status_code)
+            message = str(error.get("message") or response.reason_phrase)
+            refused = code in REFUSED_CODES or response.status_code in (401, 403) or "api key" in message.lower()
+            raise (AccessRefusedError if refused else TransportError)(
+                f"{self.describe()} refused the read: {code} {scrub(message, [self._key])}", hint=_hint(code))
+        if not isinstance(body, list):
+            raise TransportError(f"{self.describe()} answered with something other than rows: "
+                                 f"{response.text[:100]!r}")
+        return body
 
     async def close(self) -> None:
         await self._http.aclose()
