@@ -536,3 +536,24 @@ def test_a_bad_dead_letter_line_is_kept_aside_and_the_replay_finishes(installed_
     assert [r.body["message"] for r in hook.received] == ["replayed"]
     assert not (tmp_path / "alerts.dead.jsonl.replaying").exists()
     assert (tmp_path / "alerts.dead.jsonl.unreadable").read_text() == '{"sink": "audit", "alert": {"cut sho\n'
+
+
+async def test_a_numeric_past_a_double_is_forwarded_exactly(installed_url: str, tmp_path: Path) -> None:
+    """Regression: `forward` crashed on every restart at a row holding trunc(10::numeric ^ 5000)."""
+    hook = HttpSinkServer()
+    config = write_config(tmp_path, f"""
+        [sinks.audit]
+        type = "webhook"
+        url = "{hook.url}"
+    """)
+    try:
+        async with forwarding(installed_url, config):
+            with psycopg.connect(installed_url, autocommit=True) as conn:
+                conn.execute("INSERT INTO trades (symbol, side, quantity, price) "
+                             "VALUES ('HUGE', 'buy', trunc(10::numeric ^ 5000), 1)")
+            trade(installed_url, 1000, 150, "NEXT")
+            received = await asyncio.to_thread(hook.wait_for, 2)
+    finally:
+        hook.close()
+    messages = sorted(r.body["message"] for r in received)
+    assert messages == ["buy 1000 NEXT @ 150", f"buy 1{'0' * 5000} HUGE @ 1"]
