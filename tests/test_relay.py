@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import random
 import socket
@@ -296,3 +297,23 @@ async def test_a_browser_behind_retention_gets_a_gap_event_first(installed_url: 
     assert gap.event == "gap" and data(gap)["op"] == "GAP" and data(gap)["record"]["after"] == seen[0].id
     assert gap.id == pruned.pruned_through
     assert [after.id] == cursors_of(installed_url, ALICE)  # the one change left in the log
+
+
+async def test_a_row_moved_to_another_owner_leaves_one_stream_and_enters_the_other(installed_url: str) -> None:
+    """Regression: the new owner got the old owner's row in old_record; the old owner got nothing."""
+    async with relay(installed_url) as server, \
+            SseStream(server.url, token(ALICE), topics="position-updates") as alice, \
+            SseStream(server.url, token(BOB), topics="position-updates") as bob:
+        with psycopg.connect(installed_url, autocommit=True) as conn:
+            conn.execute("INSERT INTO positions (user_id, symbol, quantity) VALUES (%s, 'ALICES', 5)", (ALICE,))
+            conn.execute("UPDATE positions SET user_id = %s, symbol = 'BOBS', quantity = 9 WHERE symbol = 'ALICES'",
+                         (BOB,))
+        inserted, removed = [data(e) for e in await alice.take(2)]
+        [arrived] = [data(e) for e in await bob.take(1)]
+        assert await bob.quiet(0.3) == []
+    assert inserted["op"] == "INSERT" and removed["op"] == "DELETE"
+    assert removed["record"] is None and removed["old_record"]["symbol"] == "ALICES"
+    assert "BOBS" not in json.dumps(removed) and BOB not in json.dumps(removed)
+    assert arrived["op"] == "INSERT" and arrived["old_record"] is None and arrived["record"]["symbol"] == "BOBS"
+    assert "ALICES" not in json.dumps(arrived) and ALICE not in json.dumps(arrived)
+    assert removed["cursor"] == arrived["cursor"]

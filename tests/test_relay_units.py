@@ -60,6 +60,23 @@ def test_rows_by_owner_shared_topics_and_the_admin() -> None:
     assert POLICY.owner_of(change(user_id=42)) == "42"
 
 
+def test_an_owner_change_is_a_removal_to_one_and_an_arrival_to_the_other() -> None:
+    """Regression: B received the UPDATE with A's old row; A received nothing and kept showing the row."""
+    moved = ChangeEvent(id=2, cursor="2:2", topic="trade-updates", schema="public", table="positions", op="UPDATE",
+                        record={"id": 7, "user_id": "bob", "symbol": "NEW"},
+                        old_record={"id": 7, "user_id": "alice", "symbol": "OLD"}, commit_ts=datetime.now(UTC))
+    to_alice, to_bob = POLICY.view(ALICE, moved), POLICY.view(PRO, moved)
+    assert to_alice is not None and to_alice.op == "DELETE" and to_alice.record is None
+    assert to_alice.old_record == {"id": 7, "user_id": "alice", "symbol": "OLD"}
+    assert to_bob is not None and to_bob.op == "INSERT" and to_bob.old_record is None
+    assert to_bob.record == {"id": 7, "user_id": "bob", "symbol": "NEW"}
+    assert POLICY.view(Principal("carol"), moved) is None
+    assert POLICY.view(ADMIN, moved) is moved
+    assert POLICY.owners_of(moved) == {"alice", "bob"}
+    same = moved.model_copy(update={"old_record": {"id": 7, "user_id": "bob", "symbol": "OLD"}})
+    assert POLICY.view(PRO, same) is same and POLICY.view(ALICE, same) is None
+
+
 def test_topics_by_tier() -> None:
     assert POLICY.topics_for(ALICE, None) == ["trade-updates", "prices"]
     assert POLICY.topics_for(PRO, None) == ["trade-updates", "prices", "signals"]

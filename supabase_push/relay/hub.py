@@ -33,16 +33,30 @@ log = logging.getLogger("supabase_push.relay")
 
 @dataclass(frozen=True, slots=True)
 class Item:
-    """An event and its SSE frame, encoded once however many streams it goes to."""
+    """An event and its SSE frame, encoded once however many streams it goes to (and once per other
+    view of it: an owner change is a removal to one user and an arrival to another)."""
 
     event: ChangeEvent
     position: Cursor
     frame: bytes
+    views: dict[str, bytes] = field(default_factory=dict)
 
     @classmethod
     def of(cls, event: ChangeEvent) -> Item:
-        data = event.model_dump_json(by_alias=True, exclude={"prev"})  # prev would tell of other topics' traffic
-        return cls(event, event.position, sse.frame(data, id=event.cursor, event="gap" if event.op == "GAP" else None))
+        return cls(event, event.position, _encode(event))
+
+    def frame_for(self, view: ChangeEvent) -> bytes:
+        if view is self.event:
+            return self.frame
+        frame = self.views.get(view.op)
+        if frame is None:
+            frame = self.views[view.op] = _encode(view)
+        return frame
+
+
+def _encode(event: ChangeEvent) -> bytes:
+    data = event.model_dump_json(by_alias=True, exclude={"prev"})  # prev would tell of other topics' traffic
+    return sse.frame(data, id=event.cursor, event="gap" if event.op == "GAP" else None)
 
 
 _HEARTBEAT = sse.comment("heartbeat")
@@ -134,8 +148,8 @@ class Hub:
         against every stream)."""
         if event.op == "GAP" or event.topic in self.policy.shared_topics:
             return list(self._connections)
-        owner = self.policy.owner_of(event)
-        return [*self._by_user.get(owner, ()), *self._admins] if owner is not None else list(self._admins)
+        owners = self.policy.owners_of(event)
+        return [*(conn for owner in owners for conn in self._by_user.get(owner, ())), *self._admins]
 
     async def beat(self, interval: float) -> None:
         """Queue a heartbeat comment on every stream each ``interval`` seconds (one timer for all streams,
@@ -216,9 +230,12 @@ class Hub:
                 yield self._sent(conn, queued)
 
     def _sent(self, conn: Connection, item: Item) -> bytes:
+        view = self.policy.view(conn.principal, item.event)
+        if view is None:  # never queued for this stream (_wants); and never sent whole by mistake
+            return b""
         conn.sent += 1
         self.frames_out.add()
-        return item.frame
+        return item.frame_for(view)
 
     async def _backlog(self, conn: Connection) -> AsyncIterator[Item]:
         """The log after the stream's cursor, up to where the ring begins."""

@@ -39,12 +39,36 @@ class Policy:
 
     def sees(self, principal: Principal, event: ChangeEvent) -> bool:
         """Whether this change goes to this principal (gap notices go to everyone)."""
+        return self.view(principal, event) is not None
+
+    def view(self, principal: Principal, event: ChangeEvent) -> ChangeEvent | None:
+        """The change as this principal may see it, or None.
+
+        An UPDATE that moves a row from one owner to another is, to the old owner, a DELETE
+        that carries only their old row, and to the new owner an INSERT that carries only the
+        new one: neither sees the other's data. The admin and shared topics see it as it is."""
         if principal.admin or event.op == "GAP" or event.topic in self.shared_topics:
-            return True
-        return self.owner_of(event) == principal.user_id
+            return event
+        old, new = self._owner(event.old_record), self._owner(event.record)
+        if event.op == "UPDATE" and old is not None and new is not None and old != new:
+            if principal.user_id == new:
+                return event.model_copy(update={"op": "INSERT", "old_record": None})
+            if principal.user_id == old:
+                return event.model_copy(update={"op": "DELETE", "record": None})
+            return None
+        return event if self.owner_of(event) == principal.user_id else None
+
+    def owners_of(self, event: ChangeEvent) -> set[str]:
+        """Every user who may see some of the change: the new row's owner, and the old row's."""
+        return {owner for owner in (self._owner(event.record), self._owner(event.old_record)) if owner is not None}
 
     def owner_of(self, event: ChangeEvent) -> str | None:
+        """The owner of the change's row: the new one, or the old one for a DELETE (or an UPDATE whose new
+        row has none)."""
         row = event.old_record if event.op == "DELETE" else event.record
+        return self._owner(row) if event.op != "UPDATE" else (self._owner(row) or self._owner(event.old_record))
+
+    def _owner(self, row: Mapping[str, object] | None) -> str | None:
         owner = (row or {}).get(self.owner_column)
         return None if owner is None else str(owner)
 
