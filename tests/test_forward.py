@@ -557,3 +557,32 @@ async def test_a_numeric_past_a_double_is_forwarded_exactly(installed_url: str, 
         hook.close()
     messages = sorted(r.body["message"] for r in received)
     assert messages == ["buy 1000 NEXT @ 150", f"buy 1{'0' * 5000} HUGE @ 1"]
+
+
+async def test_slack_escapes_row_values_and_a_huge_retry_after_is_capped(installed_url: str, tmp_path: Path) -> None:
+    """A symbol `<!channel>` is shown as typed, not a mention of everyone; `Retry-After: 100000` waits the
+    backoff ceiling, not a day; the dead-letter file is the owner's alone (it holds whole rows)."""
+    slack = HttpSinkServer(fail_first(1, 429, {"Retry-After": "100000"}))
+    config = write_config(tmp_path, f"""
+        [sinks.desk]
+        type = "slack"
+        url = "{slack.url}"
+        min_priority = "high"
+        max_backoff = 0.5
+
+        [sinks.audit]
+        type = "webhook"
+        url = "http://127.0.0.1:9/refused"
+        attempts = 1
+    """)
+    try:
+        async with forwarding(installed_url, config):
+            trade(installed_url, 1000, 150, "<!channel> & <https://evil.test|bank>")
+            [received] = await asyncio.to_thread(slack.wait_for, 1, 10)  # after the 429: within seconds
+            assert slack.requests == 2
+    finally:
+        slack.close()
+    text = received.body["text"]
+    assert "&lt;!channel&gt; &amp; &lt;https://evil.test|bank&gt;" in text and "<!channel>" not in text
+    for private in (tmp_path / "alerts.dead.jsonl", tmp_path / "alerts.cursor"):
+        assert private.exists() and private.stat().st_mode & 0o777 == 0o600, private

@@ -317,3 +317,18 @@ async def test_a_row_moved_to_another_owner_leaves_one_stream_and_enters_the_oth
     assert arrived["op"] == "INSERT" and arrived["old_record"] is None and arrived["record"]["symbol"] == "BOBS"
     assert "ALICES" not in json.dumps(arrived) and ALICE not in json.dumps(arrived)
     assert removed["cursor"] == arrived["cursor"]
+
+
+async def test_time_claims_must_be_numbers_and_healthz_keeps_the_cursor_private(installed_url: str) -> None:
+    """A signed token whose exp is a string skipped the stream's expiry timer; /healthz (public) showed the
+    log's cursor."""
+    far = token(ALICE, exp=str(int(time.time()) + 3600))
+    async with relay(installed_url) as server:
+        async with SseStream(server.url, far) as stream:
+            pass
+        async with httpx.AsyncClient(base_url=server.url) as http:
+            health = (await http.get("/healthz")).json()
+            stats = (await http.get("/stats", headers={"Authorization": f"Bearer {ADMIN}"})).json()
+    assert stream.status == 401 and "'exp' claim is not a number" in (stream.error or {})["error"]
+    assert "cursor" not in health and health["status"] == "ok"
+    assert "cursor" in stats["subscriber"]

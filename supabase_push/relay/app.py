@@ -144,8 +144,8 @@ class _Relay:
     async def healthz(self, request: Request) -> Response:
         state = self.subscriber.stats.state if self.subscriber else "starting"
         running = self.subscriber is not None and state != "stopped"
+        # Public, so it says how the relay is, not where the log is (the cursor is in /stats, for the service role).
         return JSONResponse({"status": "ok" if running else "down", "subscriber": state,
-                             "cursor": self.subscriber.stats.cursor if self.subscriber else None,
                              "connections": self.hub.stats()["connections"]},
                             status_code=200 if running else 503)
 

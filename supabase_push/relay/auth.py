@@ -85,6 +85,9 @@ class Authenticator:
         return self._jwks.status() if self._jwks is not None else None
 
     def _principal(self, claims: dict[str, Any]) -> Principal:
+        for name in ("exp", "iat", "nbf"):  # numbers, as RFC 7519 says: a string exp must not dodge the expiry timer
+            if name in claims and (isinstance(claims[name], bool) or not isinstance(claims[name], int | float)):
+                raise Refused(f"token not accepted: its {name!r} claim is not a number")
         admin = claims.get("role") == self.admin_role
         user = claims.get("sub")
         if not isinstance(user, str) or not user:

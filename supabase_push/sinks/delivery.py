@@ -76,7 +76,7 @@ class DeadLetters:
 
     def add(self, sink: str, alert: Alert, error: str, attempts: int) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self.path.open("a", encoding="utf-8") as f:
+        with open(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a", encoding="utf-8") as f:
             f.write(_entry(sink, alert, error, attempts))
             f.flush()
             os.fsync(f.fileno())
@@ -93,7 +93,8 @@ class DeadLetters:
                 entry = json.loads(line)
                 letter = entry["sink"], _alert_from(entry["alert"])
             except (ValueError, KeyError, TypeError) as exc:
-                with self.unreadable.open("a", encoding="utf-8") as f:
+                with open(os.open(self.unreadable, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), "a",
+                          encoding="utf-8") as f:
                     f.write(line + "\n")
                 log.warning("%s line %d is not a dead letter (%s): kept in %s", self.path, number,
                             type(exc).__name__, self.unreadable)
@@ -195,7 +196,8 @@ class SinkWorker:
             if failure.permanent or attempt == self.attempts:
                 return self._dead(alert, error, attempt)
             self.stats.retries += 1
-            delay = failure.retry_after if failure.retry_after is not None else self._delay(attempt)
+            delay = (min(failure.retry_after, self.max_backoff) if failure.retry_after is not None  # Retry-After:
+                     else self._delay(attempt))                                                       # 100000 is a day
             log.warning("%s: %s (attempt %d of %d; again in %.1f s)", self.sink.describe(), error, attempt,
                         self.attempts, delay)
             await asyncio.sleep(delay)

@@ -114,7 +114,7 @@ class SlackSink(_HttpSink):
 
     async def send(self, alert: Alert) -> None:
         event = alert.event
-        text = (f"{_SLACK_ICONS[alert.priority]} *{alert.rule}* ({alert.priority})\n{alert.message}\n"
+        text = (f"{_SLACK_ICONS[alert.priority]} *{_slack(alert.rule)}* ({alert.priority})\n{_slack(alert.message)}\n"
                 f"_{event.op} on {event.schema_name}.{event.table} at {event.commit_ts:%Y-%m-%d %H:%M:%S} UTC, "
                 f"cursor {event.cursor}_")
         await self._post({"text": text})
@@ -175,6 +175,12 @@ class EmailSink:
 
     async def close(self) -> None:
         pass
+
+
+def _slack(text: str) -> str:
+    """Slack's three control characters escaped: a value like ``<!channel>`` or ``<https://x|y>`` from a row
+    is shown as typed, never a mention of everyone or a disguised link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _retry_after(value: str | None) -> float | None:

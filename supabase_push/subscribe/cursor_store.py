@@ -66,7 +66,8 @@ class FileCursorStore:
     def save(self, cursor: Cursor) -> None:
         self.claim()
         try:
-            self._tmp.write_text(str(cursor))
+            with open(os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+                f.write(str(cursor))
             os.replace(self._tmp, self.path)
         except OSError as exc:
             raise _unusable(self.path, exc) from None
