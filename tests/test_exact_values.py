@@ -73,31 +73,28 @@ async def collect(subscriber: Subscriber, count: int) -> list[dict[str, Any]]:
     raise AssertionError("the stream ended")
 
 
-async def test_listen_and_sql(installed_url: str) -> None:
-    subscriber = Subscriber.from_settings(settings(database_url=installed_url), topics=["trade-updates"],
-                                          start="now")
+async def check_exact(subscriber: Subscriber, url: str) -> None:
     async with subscriber:
         await subscriber.wait_ready()
-        truth = await asyncio.to_thread(insert_hostile, installed_url)
+        truth = await asyncio.to_thread(insert_hostile, url)
         records = await collect(subscriber, len(HOSTILE))
     assert_exact(records, truth)
     assert subscriber.stats.read_failures == 0
+
+
+async def test_listen_and_sql(installed_url: str) -> None:
+    await check_exact(Subscriber.from_settings(settings(database_url=installed_url), topics=["trade-updates"],
+                                               start="now"), installed_url)
 
 
 async def test_realtime_and_postgrest(realtime: LocalRealtime, realtime_db: str) -> None:
     """Pushed through the local Realtime server to the official client, read back through a real PostgREST."""
     service_key = tokens.mint("service_role", tokens.DEV_SECRET)
     with PostgREST(realtime_db, tokens.DEV_SECRET) as api:
-        subscriber = Subscriber.from_settings(
+        await check_exact(Subscriber.from_settings(
             settings(supabase_url=realtime.url, service_role_key=service_key), rest_url=api.url,
             topics=["trade-updates"], start=(logged(realtime_db, ["trade-updates"]) or ["0:0"])[-1],
-            poll_interval=0.2, liveness_interval=2)
-        async with subscriber:
-            await subscriber.wait_ready()
-            truth = await asyncio.to_thread(insert_hostile, realtime_db)
-            records = await collect(subscriber, len(HOSTILE))
-    assert_exact(records, truth)
-    assert subscriber.stats.read_failures == 0
+            poll_interval=0.2, liveness_interval=2), realtime_db)
 
 
 @pytest.fixture

@@ -63,6 +63,15 @@ def write_config(tmp_path: Path, sinks: str, rules: str = RULES) -> Path:
     return path
 
 
+def webhook_config(tmp_path: Path, url: str) -> Path:
+    """The rules above, sent to one webhook sink named audit."""
+    return write_config(tmp_path, f"""
+        [sinks.audit]
+        type = "webhook"
+        url = "{url}"
+    """)
+
+
 @contextlib.asynccontextmanager
 async def forwarding(dsn: str, config_file: Path, env: dict[str, str] | None = None) -> AsyncIterator[Forwarder]:
     config = load_config(config_file, env or {})
@@ -253,11 +262,7 @@ async def test_rate_limit_spaces_sends_and_the_most_urgent_goes_first(installed_
 
 def test_stopped_and_restarted_it_resumes_where_it_left_off(installed_url: str, tmp_path: Path) -> None:
     hook = HttpSinkServer()
-    config = write_config(tmp_path, f"""
-        [sinks.audit]
-        type = "webhook"
-        url = "{hook.url}"
-    """)
+    config = webhook_config(tmp_path, hook.url)
     command = [sys.executable, "-m", "supabase_push", "forward", "--config", str(config), "--db-url", installed_url,
                "--transport", "listen", "--json"]
 
@@ -483,11 +488,7 @@ async def test_a_line_break_in_a_templated_value_neither_injects_a_header_nor_st
 async def test_a_sink_that_raises_unexpectedly_dead_letters_and_goes_on(installed_url: str, tmp_path: Path,
                                                                        caplog: pytest.LogCaptureFixture) -> None:
     hook = HttpSinkServer()
-    config_file = write_config(tmp_path, f"""
-        [sinks.audit]
-        type = "webhook"
-        url = "{hook.url}"
-    """)
+    config_file = webhook_config(tmp_path, hook.url)
     try:
         async with forwarding(installed_url, config_file) as forwarder:
             worker = forwarder.config.workers[0]
@@ -514,11 +515,7 @@ async def test_a_sink_that_raises_unexpectedly_dead_letters_and_goes_on(installe
 def test_a_bad_dead_letter_line_is_kept_aside_and_the_replay_finishes(installed_url: str, tmp_path: Path) -> None:
     """Regression: one bad line: traceback, exit 1, `.replaying` left behind (and the next replay hung)."""
     hook = HttpSinkServer()
-    config = write_config(tmp_path, f"""
-        [sinks.audit]
-        type = "webhook"
-        url = "{hook.url}"
-    """)
+    config = webhook_config(tmp_path, hook.url)
     dead = tmp_path / "alerts.dead.jsonl"
     try:
         event = ChangeEvent(id=1, cursor="1:1", topic="trade-updates", schema="public", table="trades", op="INSERT",
@@ -541,11 +538,7 @@ def test_a_bad_dead_letter_line_is_kept_aside_and_the_replay_finishes(installed_
 async def test_a_numeric_past_a_double_is_forwarded_exactly(installed_url: str, tmp_path: Path) -> None:
     """Regression: `forward` crashed on every restart at a row holding trunc(10::numeric ^ 5000)."""
     hook = HttpSinkServer()
-    config = write_config(tmp_path, f"""
-        [sinks.audit]
-        type = "webhook"
-        url = "{hook.url}"
-    """)
+    config = webhook_config(tmp_path, hook.url)
     try:
         async with forwarding(installed_url, config):
             with psycopg.connect(installed_url, autocommit=True) as conn:
