@@ -595,7 +595,8 @@ def relay(
         envvar="SUPABASE_JWKS_URL", show_envvar=True, show_default=False,
         help="Or verify RS256/ES256 tokens with the keys at this URL "
              "(Supabase: <project>/auth/v1/.well-known/jwks.json).")] = None,
-    audience: Annotated[str | None, typer.Option(help="Require this 'aud' (Supabase: authenticated).")] = None,
+    audience: Annotated[str | None, typer.Option(
+        help="Require this 'aud'. Default: no 'aud' (Supabase's API keys) or 'authenticated' (its users).")] = None,
     topic: Annotated[list[str] | None, typer.Option(
         "--topic", help="A topic to serve (repeat; default: the three trading topics).")] = None,
     owner_column: Annotated[str, typer.Option(

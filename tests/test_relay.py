@@ -332,3 +332,15 @@ async def test_time_claims_must_be_numbers_and_healthz_keeps_the_cursor_private(
     assert stream.status == 401 and "'exp' claim is not a number" in (stream.error or {})["error"]
     assert "cursor" not in health and health["status"] == "ok"
     assert "cursor" in stats["subscriber"]
+
+
+async def test_a_token_for_another_audience_is_refused(installed_url: str) -> None:
+    """Without --audience any aud used to be accepted: a token minted for another service opened a stream."""
+    async with relay(installed_url) as server:
+        async with SseStream(server.url, token(ALICE, aud="billing-service")) as other:
+            pass
+        async with SseStream(server.url, token(ALICE, aud="authenticated")) as user:
+            assert user.status == 200
+        async with SseStream(server.url, token(ALICE)) as key_like:
+            assert key_like.status == 200
+    assert other.status == 401 and "audience 'billing-service'" in (other.error or {})["error"]

@@ -48,7 +48,9 @@ class Authenticator:
     """Verifies tokens the way Supabase issues them: ``sub`` is the user, ``role`` service_role is admin.
 
     ``tier_claim`` is a dotted path into the claims (Supabase keeps custom claims in
-    ``app_metadata``). ``audience``, when given, must match ``aud``.
+    ``app_metadata``). ``audience``, when given, must match ``aud``; without it a token may carry no
+    ``aud`` (Supabase's API keys) or Supabase's ``authenticated``, and any other audience is refused:
+    a token minted for another service is not one for the relay.
     """
 
     def __init__(self, *, secret: str | None = None, jwks_url: str | None = None, key_set: KeySet | None = None,
@@ -85,6 +87,11 @@ class Authenticator:
         return self._jwks.status() if self._jwks is not None else None
 
     def _principal(self, claims: dict[str, Any]) -> Principal:
+        aud = claims.get("aud")
+        if self.audience is None and aud is not None and "authenticated" not in (aud if isinstance(aud, list)
+                                                                                 else [aud]):
+            raise Refused(f"token not accepted: its audience {aud!r} is not the relay's "
+                          "(it takes 'authenticated' tokens; --audience names another)")
         for name in ("exp", "iat", "nbf"):  # numbers, as RFC 7519 says: a string exp must not dodge the expiry timer
             if name in claims and (isinstance(claims[name], bool) or not isinstance(claims[name], int | float)):
                 raise Refused(f"token not accepted: its {name!r} claim is not a number")
