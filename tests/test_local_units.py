@@ -69,6 +69,12 @@ def test_tokens() -> None:
     with pytest.raises(tokens.TokenError, match="Token has expired 10 seconds ago"):
         tokens.verify(tokens.sign({"role": "anon", "exp": 100}, SECRET), SECRET, now=110)
     assert tokens.verify(tokens.sign({"role": "anon", "exp": time.time() + 5}, SECRET), SECRET)
+    a_year_ahead = time.time() + 365 * 86400
+    with pytest.raises(tokens.TokenError, match="issued in the future") as future:
+        tokens.verify(tokens.sign({"role": "anon", "iat": a_year_ahead, "exp": a_year_ahead + 60}, SECRET), SECRET)
+    assert future.value.code == "InvalidJWTToken"
+    slightly_fast = time.time() + 30  # another host's clock a little ahead: still fine
+    assert tokens.verify(tokens.sign({"role": "anon", "iat": slightly_fast, "exp": slightly_fast + 60}, SECRET), SECRET)
 
 
 def test_filters() -> None:

@@ -45,6 +45,10 @@ def mint(role: str, secret: str, *, ttl: float = 10 * 365 * 86400, **claims: Any
     return sign({"iss": "supabase-push", "role": role, "iat": now, "exp": now + int(ttl), **claims}, secret)
 
 
+IAT_LEEWAY = 60.0
+"""Seconds a token's ``iat`` may be ahead of this clock (another host's clock may run a little fast)."""
+
+
 def verify(token: str | None, secret: str, *, now: float | None = None) -> dict[str, Any]:
     """The claims of a valid token, else TokenError with the code Realtime would give."""
     if not token:
@@ -68,6 +72,8 @@ def verify(token: str | None, secret: str, *, now: float | None = None) -> dict[
     current = time.time() if now is None else now
     if isinstance(claims.get("nbf"), int | float) and current < claims["nbf"]:
         raise TokenError("InvalidJWTToken", "Token is not valid yet (nbf)")
+    if isinstance(claims.get("iat"), int | float) and claims["iat"] > current + IAT_LEEWAY:
+        raise TokenError("InvalidJWTToken", "Token is not valid yet (issued in the future: iat)")
     expired_for = current - claims["exp"]
     if expired_for >= 0:
         raise TokenError("InvalidJWTToken", f"Token has expired {int(expired_for)} seconds ago")
