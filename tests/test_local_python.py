@@ -319,3 +319,30 @@ def test_verify_passes_on_the_local_servers_realtime_schema(realtime: LocalRealt
         assert names["realtime.send"] == "ok"
         assert "realtime.messages partition for today" not in names, "only reported when missing"
         assert report.ok, report.problems
+
+
+async def test_a_presence_only_read_policy_gets_presence_and_no_broadcasts(realtime: LocalRealtime,
+                                                                          db: psycopg.Connection[Any]) -> None:
+    """Regression: a policy that lets a user read a private channel's presence let them receive its database
+    broadcasts too. Supabase checks each extension: presence joins, broadcasts stay private."""
+    topic = unique("desk")
+    user = str(uuid.uuid4())
+    policy = f"presence_{uuid.uuid4().hex[:8]}"
+    db.execute(f"""CREATE POLICY {policy} ON realtime.messages FOR SELECT TO authenticated
+                   USING (realtime.topic() = '{topic}' AND extension = 'presence'
+                          AND (auth.jwt() ->> 'sub') = '{user}')""")
+    c = AsyncRealtimeClient(realtime.realtime_url, mint("authenticated", realtime.config.jwt_secret, sub=user),
+                            max_retries=1)
+    try:
+        inbox, synced = Inbox(), Inbox()
+        channel = c.channel(topic, options(private=True, presence={"key": user, "enabled": True}))
+        channel.on_broadcast("*", inbox)
+        channel.on_presence_sync(lambda: synced("sync"))
+        await subscribe(channel)
+        await synced.wait_for(lambda item: item == "sync")
+        db.execute("SELECT realtime.send('{\"secret\": true}'::jsonb, 'ev', %s)", (topic,))
+        await asyncio.sleep(0.5)
+        assert inbox.items == []
+    finally:
+        await c.close()
+        db.execute(f"DROP POLICY {policy} ON realtime.messages")

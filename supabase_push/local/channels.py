@@ -72,6 +72,7 @@ class Channel:
     presence_enabled: bool = False
     bindings: list[Binding] = field(default_factory=list)
     can_write: bool | None = None  # private channels: the write policy, checked once
+    can_read_broadcast: bool = True  # private channels: False when only a presence read policy let it join
     tracked: dict[str, Any] | None = None  # this channel's presence meta, phx_ref included
 
     @property
@@ -114,7 +115,7 @@ class Hub:
         frames = Frames(Message(topic, "broadcast", payload))
         count = 0
         for channel in self.members(stream):
-            if channel is not exclude:
+            if channel is not exclude and channel.can_read_broadcast:
                 channel.receiver.deliver(frames.get(channel.receiver.vsn))
                 count += 1
         return count
@@ -123,7 +124,7 @@ class Hub:
         """A raw-binary broadcast reaches vsn 2.0.0 clients only (vsn 1.0.0 has no binary frames)."""
         count = 0
         for channel in self.members(stream):
-            if channel is not exclude and channel.receiver.vsn != VERSIONS[0]:
+            if channel is not exclude and channel.can_read_broadcast and channel.receiver.vsn != VERSIONS[0]:
                 channel.receiver.deliver(frame)
                 count += 1
         return count

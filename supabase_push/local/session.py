@@ -204,6 +204,7 @@ class Session:
                 await self._join_error(
                     msg, f"Unauthorized: You do not have permissions to read from this Channel topic: {sub_topic}")
                 return
+            channel.can_read_broadcast = readable["broadcast"]  # joined for presence alone: no broadcasts
         self.channels[msg.topic] = channel
         self.server.hub.add(channel)
         self.push(reply(msg, "ok", {"postgres_changes": echoed}))
@@ -304,11 +305,13 @@ class Session:
         channel.claims = claims
         channel.can_write = None
         if channel.private:
-            readable = await self.server.db.can_read(claims, channel.sub_topic, ["broadcast"])
-            if not readable["broadcast"]:
+            wanted = ["broadcast", "presence"] if channel.presence_enabled else ["broadcast"]
+            readable = await self.server.db.can_read(claims, channel.sub_topic, wanted)
+            if not any(readable.values()):
                 self.shutdown_channel(
                     channel, f"You no longer have permission to read from this Channel topic: {channel.sub_topic}")
                 return
+            channel.can_read_broadcast = readable["broadcast"]
         self._watch_expiry(channel)
 
     def _watch_expiry(self, channel: Channel) -> None:
