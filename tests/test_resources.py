@@ -105,3 +105,23 @@ async def test_a_consumer_that_stops_reading_stays_bounded(realtime: LocalRealti
                     break
     assert got == logged(realtime_db)[len(before_log):]
     assert grown < 150, f"grew {grown:.0f} MB"
+
+
+async def test_a_client_that_never_reads_is_bounded_by_bytes_too(realtime_db: str) -> None:
+    """Regression: the bound was frames only, so 120 broadcasts of 2.5 MB to a stuck client took the server from
+    69 to 365 MB. Past ``outbox_limit_bytes`` it is cut off (1013) however few frames that is."""
+    config = ServerConfig(port=0, outbox_limit_bytes=4_000_000)
+    async with LocalRealtime(realtime_db, config) as server:
+        url = f"{server.realtime_url}/websocket?apikey={server.anon_key}&vsn=1.0.0"
+        async with connect(url, max_queue=1, max_size=None) as stuck:
+            await stuck.send(join("big"))
+            await stuck.recv()
+            async with httpx.AsyncClient(base_url=server.url, headers={"apikey": server.service_role_key},
+                                         timeout=30) as http:
+                for n in range(30):  # 30 MB in all, 30 frames: far under the 50,000-frame bound
+                    response = await http.post("/realtime/v1/api/broadcast", json={"messages": [
+                        {"topic": "big", "event": "blob", "payload": {"n": n, "pad": "x" * 1_000_000}}]})
+                    assert response.status_code == 202
+            async with asyncio.timeout(10):
+                while any(not s.closed for s in server.sessions):
+                    await asyncio.sleep(0.05)

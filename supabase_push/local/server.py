@@ -44,6 +44,7 @@ class ServerConfig:
     max_channels: int = 100  # per socket
     channel_error_backoff: float = 0.0  # Supabase waits 5 s before a join error; tests need not
     outbox_limit: int = 50_000  # frames queued to one client before it is cut off
+    outbox_limit_bytes: int = 64_000_000  # ... or this much of them (frames of up to 3 MB make a count alone no bound)
     private_only: bool = False  # Supabase's "allow public access" switched off: public joins refused
     install: bool = True  # run sql/local_realtime.sql at start (False: the database must have realtime.send)
 
@@ -247,7 +248,7 @@ class LocalRealtime:
     @staticmethod
     async def _write(ws: web.WebSocketResponse, session: Session) -> None:
         while True:
-            frame = await session.outbox.get()
+            frame = await session.next_frame()
             if frame is None or ws.closed:
                 return
             try:

@@ -49,6 +49,7 @@ class Session:
         self.claims = claims
         self.channels: dict[str, Channel] = {}
         self.outbox: asyncio.Queue[str | bytes | None] = asyncio.Queue()
+        self._queued_bytes = 0
         self._close = close
         self._expiry: dict[str, asyncio.TimerHandle] = {}
         self.closed = False
@@ -58,12 +59,22 @@ class Session:
     def deliver(self, frame: str | bytes) -> None:
         if self.closed:
             return
-        if self.outbox.qsize() >= self.server.config.outbox_limit:
-            log.warning("closing a client that is %d frames behind", self.outbox.qsize())
+        config = self.server.config
+        if self.outbox.qsize() >= config.outbox_limit or self._queued_bytes + len(frame) > config.outbox_limit_bytes:
+            log.warning("closing a client that is %d frames (%d bytes) behind", self.outbox.qsize(),
+                        self._queued_bytes)
             self.closed = True
             asyncio.get_running_loop().create_task(self._close(CLOSE_SLOW_CONSUMER, "too far behind"))
             return
+        self._queued_bytes += len(frame)
         self.outbox.put_nowait(frame)
+
+    async def next_frame(self) -> str | bytes | None:
+        """The next frame for the socket's writer (None: stop)."""
+        frame = await self.outbox.get()
+        if frame is not None:
+            self._queued_bytes -= len(frame)
+        return frame
 
     async def close_socket(self, code: int, reason: str) -> None:
         self.closed = True
