@@ -151,8 +151,9 @@ def _drop(conn: Conn, label: str, statement: sql.SQL | sql.Composed) -> Removal:
 
 
 def _drop_role(conn: Conn, role: str) -> Removal:
-    """A role we created that owns nothing here: its rights here go with it, then the role
-    (kept if it has rights or objects in another database of the cluster)."""
+    """A role we created, once the schemas holding its grants from our script are gone. It is kept,
+    and the reason named, if it owns objects or holds rights granted since (by you, or by ``apply``
+    to service_role): dropping it would take those away."""
     label = f"role {role}"
     owns = conn.execute(
         "SELECT EXISTS (SELECT FROM pg_catalog.pg_class WHERE relowner = r.oid)"
@@ -165,7 +166,6 @@ def _drop_role(conn: Conn, role: str) -> Removal:
         return Removal(label, False, "kept: it owns objects in this database")
     try:
         with conn.transaction():
-            conn.execute(sql.SQL("DROP OWNED BY {}").format(sql.Identifier(role)))
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
     except errors.DependentObjectsStillExist as exc:
         return Removal(label, False, f"kept: {_why(exc)}")
