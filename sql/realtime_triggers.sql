@@ -406,7 +406,8 @@ AS $$
         JOIN pg_catalog.pg_class c ON c.oid = t.tgrelid
         JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         JOIN supabase_push.routes r
-          ON r.schema_name = n.nspname AND r.table_name = c.relname AND r.trigger_name = t.tgname
+          ON r.schema_name = n.nspname AND r.table_name = c.relname
+         AND t.tgname IN (r.trigger_name, 'supabase_push_truncate')
     ) AS defs
 $$;
 
@@ -428,6 +429,7 @@ BEGIN
     v_relid := pg_catalog.to_regclass(pg_catalog.format('%I.%I', p_schema, p_table));
     IF v_relid IS NOT NULL THEN
         EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS %I ON %I.%I', v_route.trigger_name, p_schema, p_table);
+        EXECUTE pg_catalog.format('DROP TRIGGER IF EXISTS supabase_push_truncate ON %I.%I', p_schema, p_table);
         IF v_route.added_to_publication AND EXISTS (
             SELECT FROM pg_catalog.pg_publication_rel pr
             JOIN pg_catalog.pg_publication p ON p.oid = pr.prpubid
@@ -538,6 +540,22 @@ BEGIN
                 'CREATE OR REPLACE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
                 'FOR EACH ROW EXECUTE FUNCTION supabase_push.capture_change_v1(%L)',
                 v_trigger, v_schema, v_table, v_route.topic);
+        END IF;
+        -- TRUNCATE fires no row trigger: a statement trigger logs it as one change (op TRUNCATE, no rows),
+        -- so subscribers learn that every row is gone instead of keeping them.
+        IF NOT EXISTS (
+            SELECT FROM pg_catalog.pg_trigger t
+            WHERE t.tgrelid = v_relid AND t.tgname = 'supabase_push_truncate'
+              AND t.tgfoid = 'supabase_push.capture_change_v1()'::regprocedure
+              AND t.tgtype = 32  -- STATEMENT | TRUNCATE, AFTER
+              AND t.tgenabled = 'O'
+              AND t.tgnargs = 1
+              AND t.tgargs = pg_catalog.convert_to(v_route.topic, 'UTF8') || '\x00'::bytea
+        ) THEN
+            EXECUTE pg_catalog.format(
+                'CREATE OR REPLACE TRIGGER supabase_push_truncate AFTER TRUNCATE ON %I.%I '
+                'FOR EACH STATEMENT EXECUTE FUNCTION supabase_push.capture_change_v1(%L)',
+                v_schema, v_table, v_route.topic);
         END IF;
 
         INSERT INTO supabase_push.routes AS r

@@ -9,8 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["DEFAULT_ROUTES", "START", "ChangeEvent", "Cursor", "Operation", "Source"]
 
-Operation = Literal["INSERT", "UPDATE", "DELETE", "GAP"]
-"""GAP: changes up to this cursor were pruned from the log before this subscriber read them."""
+Operation = Literal["INSERT", "UPDATE", "DELETE", "TRUNCATE", "GAP"]
+"""TRUNCATE: every row of the table went (no record, no old record). GAP: changes up to this cursor
+were pruned from the log before this subscriber read them."""
 Source = Literal["realtime", "listen", "poll", "catch-up"]
 
 # table -> topic, as installed when no routes are given.

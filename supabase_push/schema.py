@@ -418,6 +418,19 @@ def _check_route(conn: Conn, report: VerifyReport, route: dict[str, Any], *,
         report.add("trigger", label, "drifted", "calls another function or topic")
     else:
         report.add("trigger", label, "ok", f"-> {route['topic']}")
+    truncate = _row(
+        conn,
+        """SELECT t.tgenabled, t.tgfoid = 'supabase_push.capture_change_v1()'::regprocedure AS ours
+           FROM pg_catalog.pg_trigger t WHERE t.tgrelid = %s AND t.tgname = 'supabase_push_truncate'""",
+        (relid,),
+    )
+    label = f"supabase_push_truncate on {qualified}"
+    if truncate is None:
+        report.add("trigger", label, "missing", "a TRUNCATE would go unseen by subscribers: run supabase-push apply")
+    elif truncate["tgenabled"] == "D" or not truncate["ours"]:
+        report.add("trigger", label, "drifted", "disabled, or calls another function")
+    else:
+        report.add("trigger", label, "ok", f"TRUNCATE -> {route['topic']}")
 
 
 def _check_broadcast_path(conn: Conn, report: VerifyReport, installation: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ from .subscribe import Subscriber
 
 __all__ = ["event_line", "run_tail"]
 
-OP_STYLE = {"INSERT": "green", "UPDATE": "yellow", "DELETE": "red", "GAP": "bold magenta"}
+OP_STYLE = {"INSERT": "green", "UPDATE": "yellow", "DELETE": "red", "TRUNCATE": "bold red", "GAP": "bold magenta"}
 
 
 def event_line(event: ChangeEvent) -> dict[str, Any]:

@@ -344,3 +344,16 @@ async def test_a_token_for_another_audience_is_refused(installed_url: str) -> No
         async with SseStream(server.url, token(ALICE)) as key_like:
             assert key_like.status == 200
     assert other.status == 401 and "audience 'billing-service'" in (other.error or {})["error"]
+
+
+async def test_a_truncate_reaches_every_stream_of_its_topic(installed_url: str) -> None:
+    """It carries no row, so no owner: each user learns the table was emptied (their rows with it)."""
+    async with relay(installed_url) as server, \
+            SseStream(server.url, token(ALICE), topics="trade-updates") as alice, \
+            SseStream(server.url, token(BOB), topics="trade-updates") as bob, \
+            SseStream(server.url, token(BOB), topics="position-updates") as elsewhere:
+        with psycopg.connect(installed_url, autocommit=True) as conn:
+            conn.execute("TRUNCATE trades")
+        [to_alice], [to_bob] = [data(e) for e in await alice.take(1)], [data(e) for e in await bob.take(1)]
+        assert await elsewhere.quiet(0.3) == []
+    assert to_alice["op"] == to_bob["op"] == "TRUNCATE" and to_alice["record"] is None

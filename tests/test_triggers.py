@@ -58,6 +58,30 @@ def test_insert_update_delete_envelopes(installed_url: str) -> None:
     assert cursors == sorted(cursors) and len(set(cursors)) == 3
 
 
+def test_truncate_is_one_change_pushed_and_logged_in_order(installed_url: str) -> None:
+    """Regression: TRUNCATE of a routed table was not captured, and verify stayed ok."""
+    from supabase_push import schema
+
+    with listen(installed_url) as listener, psycopg.connect(installed_url, autocommit=True) as db:
+        db.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('GONE', 'buy', 1, 1)")
+        db.execute("TRUNCATE trades")
+        db.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('NEW', 'buy', 1, 1)")
+        pushed = [ChangeEvent.model_validate_json(n.payload) for n in notifications(listener, 3)]
+        logged = read_changes(db, topics=["trade-updates"])
+        assert [(e.op, e.cursor) for e in pushed] == [(e.op, e.cursor) for e in logged]
+        assert [e.op for e in logged] == ["INSERT", "TRUNCATE", "INSERT"]
+        truncate = logged[1]
+        assert truncate.record is None and truncate.old_record is None and truncate.table == "trades"
+        assert schema.verify(db).ok
+        db.execute("DROP TRIGGER supabase_push_truncate ON trades")
+        missing = {c.name: c.status for c in schema.verify(db).problems}
+        assert missing["supabase_push_truncate on public.trades"] == "missing"
+        schema.apply(db)
+        assert schema.verify(db).ok
+        schema.uninstall(db)
+        assert db.execute("SELECT count(*) FROM pg_trigger WHERE tgname = 'supabase_push_truncate'").fetchone() == (0,)
+
+
 def test_one_transaction_one_commit_sequence(installed: psycopg.Connection[Any]) -> None:
     with installed.transaction():
         installed.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('A','buy',1,1)")

@@ -105,6 +105,14 @@ class Book:
 
     def __call__(self, event: ChangeEvent) -> None:
         row = event.record
+        if event.op == "TRUNCATE":
+            if event.table == "positions":
+                self.positions.clear()
+            elif event.table == "trades":
+                self.trades.clear()
+            elif event.table == "portfolio_snapshots":
+                self.portfolio = None
+            return
         if row is None or event.op == "GAP":
             if event.op == "DELETE" and event.old_record and event.table == "positions":
                 self.positions.pop(int(event.old_record["id"]), None)

@@ -47,8 +47,8 @@ class Policy:
         An UPDATE that moves a row from one owner to another is, to the old owner, a DELETE
         that carries only their old row, and to the new owner an INSERT that carries only the
         new one: neither sees the other's data. The admin and shared topics see it as it is."""
-        if principal.admin or event.op == "GAP" or event.topic in self.shared_topics:
-            return event
+        if principal.admin or event.op in ("GAP", "TRUNCATE") or event.topic in self.shared_topics:
+            return event  # a TRUNCATE carries no row: every viewer of the topic learns the table was emptied
         old, new = self._owner(event.old_record), self._owner(event.record)
         if event.op == "UPDATE" and old is not None and new is not None and old != new:
             if principal.user_id == new:

@@ -125,8 +125,8 @@ def rules_from(items: Sequence[Mapping[str, Any]]) -> list[Rule]:
             raise ConfigError(f"rule {name!r}: unknown key {sorted(unknown)[0]!r}",
                               hint=f"keys: {', '.join(sorted(known))}")
         ops = frozenset(op.upper() for op in _strings(item.get("op"), name, "op"))
-        if ops - {"INSERT", "UPDATE", "DELETE"}:
-            raise ConfigError(f"rule {name!r}: op must be INSERT, UPDATE or DELETE")
+        if ops - {"INSERT", "UPDATE", "DELETE", "TRUNCATE"}:
+            raise ConfigError(f"rule {name!r}: op must be INSERT, UPDATE, DELETE or TRUNCATE")
         when = item.get("when")
         if when is not None and not isinstance(when, str):
             raise ConfigError(f"rule {name!r}: when must be a string")

@@ -36,7 +36,7 @@ log = logging.getLogger("supabase_push.subscribe")
 
 TokenSource = str | Callable[[], str | Awaitable[str]]
 """A user JWT, or a function (sync or async) that returns a fresh one."""
-CHANGE_EVENTS = {"INSERT", "UPDATE", "DELETE"}
+CHANGE_EVENTS = {"INSERT", "UPDATE", "DELETE", "TRUNCATE"}
 
 
 def seconds_left(token: str) -> float | None:

@@ -442,7 +442,7 @@ class Subscriber:
         self._sequencer.advance(event)
         self.stats.cursor = event.cursor
         gap = event.op == "GAP"
-        visible = gap or all(f.matches(event) for f in self.filters)
+        visible = gap or event.op == "TRUNCATE" or all(f.matches(event) for f in self.filters)  # no row to filter
         if gap:
             self.stats.gaps += 1
             log.warning("gap: changes after %s up to %s were pruned from the change log before this subscriber "
