@@ -156,12 +156,11 @@ def apply(
         verb = "Applied" if result.changed else "Already up to date:"
         out.print(f"[green]✓[/green] {verb} supabase-push schema v{result.schema_version} "
                   f"on {escape(target)}")
-        added = {line.split(" -> ")[0] for line in result.added}
-        moved = {line.split(" -> ")[0]: line.split(" (was ")[1].rstrip(")") for line in result.retargeted}
         for route in result.routes:
-            name = f"{schema.quote_ident(route['schema_name'])}.{schema.quote_ident(route['table_name'])}"
-            mark, note = ("[green]+[/green]", ", added") if name in added else (
-                ("[yellow]~[/yellow]", f", was {moved[name]}") if name in moved else (" ", ""))
+            name = schema.route_name(route)
+            was = result.previous.get(name)
+            mark, note = ("[green]+[/green]", ", added") if was is None else (
+                ("[yellow]~[/yellow]", f", was {was}") if was != route["topic"] else (" ", ""))
             out.print(f"  {mark} {escape(name)} -> {escape(route['topic'])} "
                       f"[dim]({route['trigger_name']}{escape(note)})[/dim]")
         for line in result.removed:
@@ -266,7 +265,7 @@ def _push_path(info: schema.Status) -> str:
         text += f" ({'private' if info.private_broadcast else 'public'} Realtime channels)"
     elif "notify" in paths:
         text += " (a NOTIFY channel per topic)"
-    if info.applied_path is not None and info.applied_path != paths:
+    if info.path_drift is not None and info.applied_path is not None:
         text += (f"; [red]changed since apply[/red], which chose {escape(', '.join(info.applied_path) or 'none')}"
                  " (supabase-push verify says why)")
     return text

@@ -149,9 +149,8 @@ def _database(dsn: str, report: Diagnosis) -> None:
             else:
                 report.add(area, "triggers and change log", "ok", "installed, nothing missing or drifted")
             path = f"{info.broadcast_mode} -> {', '.join(info.broadcast_path) or 'none'}"
-            if info.applied_path is not None and info.applied_path != info.broadcast_path:
-                report.add(area, "push path", "fail", path,
-                           schema.path_drift(info.broadcast_mode or "auto", info.applied_path, info.broadcast_path))
+            if info.path_drift is not None:
+                report.add(area, "push path", "fail", path, info.path_drift)
             else:
                 report.add(area, "push path", "ok", path)
             if info.broadcast_failures:

@@ -95,6 +95,8 @@ class ApplyResult:
     fingerprint: str
     routes: list[dict[str, Any]]
     created_tables: bool = False
+    previous: dict[str, str] = field(default_factory=dict)
+    """Each route installed before this apply, by :func:`route_name`: its topic then."""
     added: list[str] = field(default_factory=list)
     """Routes new in this apply, as ``schema.table -> topic``."""
     removed: list[str] = field(default_factory=list)
@@ -157,14 +159,15 @@ def apply(
     _run_script(conn, script)
     after = _installed_state(conn)
     assert after is not None  # the script committed
-    old = {_route_name(r): r["topic"] for r in installed}
-    new = {_route_name(r): r["topic"] for r in after["routes"]}
+    old = {route_name(r): r["topic"] for r in installed}
+    new = {route_name(r): r["topic"] for r in after["routes"]}
     return ApplyResult(
         changed=before != after,
         schema_version=after["installation"]["schema_version"],
         fingerprint=after["installation"]["fingerprint"],
         routes=after["routes"],
         created_tables=create_tables,
+        previous=old,
         added=[f"{name} -> {topic}" for name, topic in new.items() if name not in old],
         removed=[f"{name} -> {topic}" for name, topic in old.items() if name not in new],
         retargeted=[f"{name} -> {topic} (was {old[name]})" for name, topic in new.items()
@@ -172,14 +175,15 @@ def apply(
     )
 
 
-def _route_name(route: dict[str, Any]) -> str:
+def route_name(route: dict[str, Any]) -> str:
+    """``schema.table`` of an installed route, quoted where Postgres would quote it."""
     return f"{quote_ident(route['schema_name'])}.{quote_ident(route['table_name'])}"
 
 
 def _wanted_routes(conn: Conn, routes: Sequence[Route] | None, installed: list[dict[str, Any]],
                    replace: bool) -> Sequence[Route] | None:
     """The whole set of routes to install (the SQL is declarative: what is left out is removed)."""
-    kept = [Route(_route_name(r), r["topic"], r["trigger_name"]) for r in installed]
+    kept = [Route(route_name(r), r["topic"], r["trigger_name"]) for r in installed]
     if routes is None:
         return None if replace or not kept else kept
     if replace:
@@ -388,7 +392,7 @@ def _check_stamp_trigger(conn: Conn, report: VerifyReport) -> None:
 
 def _check_route(conn: Conn, report: VerifyReport, route: dict[str, Any], *,
                  publication_exists: bool) -> None:
-    qualified = quote_ident(route["schema_name"]) + "." + quote_ident(route["table_name"])
+    qualified = route_name(route)
     relid = _scalar(conn, "SELECT pg_catalog.to_regclass(%s)::oid", (qualified,))
     label = f"{route['trigger_name']} on {qualified}"
     if relid is None:
@@ -517,6 +521,13 @@ class Status:
     last_failure: str | None = None
     pruned_through: str | None = None
     """Changes up to this cursor were deleted by ``prune``; None if nothing was."""
+
+    @property
+    def path_drift(self) -> str | None:
+        """Why the push path differs from the one ``apply`` chose (see :func:`path_drift`), or None."""
+        if self.applied_path is None or self.applied_path == self.broadcast_path:
+            return None
+        return path_drift(self.broadcast_mode or "auto", self.applied_path, self.broadcast_path)
 
     def as_dict(self) -> dict[str, Any]:
         return json.loads(json.dumps(asdict(self), default=str))  # type: ignore[no-any-return]
