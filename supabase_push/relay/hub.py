@@ -39,19 +39,20 @@ class Item:
     event: ChangeEvent
     position: Cursor
     frame: bytes
-    views: dict[str, bytes] = field(default_factory=dict)
+    views: dict[str, Item] = field(default_factory=dict)
 
     @classmethod
     def of(cls, event: ChangeEvent) -> Item:
         return cls(event, event.position, _encode(event))
 
-    def frame_for(self, view: ChangeEvent) -> bytes:
+    def seen_as(self, view: ChangeEvent) -> Item:
+        """This item as one viewer sees its event (itself, or a removal or arrival made once)."""
         if view is self.event:
-            return self.frame
-        frame = self.views.get(view.op)
-        if frame is None:
-            frame = self.views[view.op] = _encode(view)
-        return frame
+            return self
+        seen = self.views.get(view.op)
+        if seen is None:
+            seen = self.views[view.op] = Item.of(view)
+        return seen
 
 
 def _encode(event: ChangeEvent) -> bytes:
@@ -140,8 +141,8 @@ class Hub:
         self._ring.append(item)
         self.events_in.add()
         for conn in self._audience(event):
-            if not conn.dropped and self._wants(conn, event):
-                self._offer(conn, item)
+            if not conn.dropped and (seen := self._seen(conn, item)) is not None:
+                self._offer(conn, seen)
 
     def _audience(self, event: ChangeEvent) -> Iterable[Connection]:
         """The streams that may see ``event`` (a superset: an index by owner, so a change is not checked
@@ -194,7 +195,8 @@ class Hub:
         if after is not None:
             if after < self._base:
                 conn.backlog_until = self._base
-            conn.replay = [item for item in self._ring if item.position > after and self._wants(conn, item.event)]
+            conn.replay = [seen for item in self._ring
+                           if item.position > after and (seen := self._seen(conn, item)) is not None]
         self._connections.add(conn)
         (self._admins if principal.admin else self._by_user.setdefault(principal.user_id, set())).add(conn)
         return conn
@@ -230,12 +232,9 @@ class Hub:
                 yield self._sent(conn, queued)
 
     def _sent(self, conn: Connection, item: Item) -> bytes:
-        view = self.policy.view(conn.principal, item.event)
-        if view is None:  # never queued for this stream (_wants); and never sent whole by mistake
-            return b""
         conn.sent += 1
         self.frames_out.add()
-        return item.frame_for(view)
+        return item.frame
 
     async def _backlog(self, conn: Connection) -> AsyncIterator[Item]:
         """The log after the stream's cursor, up to where the ring begins."""
@@ -252,13 +251,21 @@ class Hub:
                 if event.position > conn.backlog_until:
                     return
                 cursor = event.position
-                if self._wants(conn, event):
-                    yield Item.of(event)
+                if (view := self._view(conn, event)) is not None:
+                    yield Item.of(view)
             if len(page) < self.page_size:
                 return
 
-    def _wants(self, conn: Connection, event: ChangeEvent) -> bool:
-        return (event.op == "GAP" or event.topic in conn.topics) and self.policy.sees(conn.principal, event)
+    def _view(self, conn: Connection, event: ChangeEvent) -> ChangeEvent | None:
+        """The event as this stream may see it, or None."""
+        if event.op != "GAP" and event.topic not in conn.topics:
+            return None
+        return self.policy.view(conn.principal, event)
+
+    def _seen(self, conn: Connection, item: Item) -> Item | None:
+        """The item as this stream may see it (queued as such, so sending it decides nothing), or None."""
+        view = self._view(conn, item.event)
+        return None if view is None else item.seen_as(view)
 
     # -- numbers ------------------------------------------------------------------------------
 
