@@ -37,8 +37,13 @@ CREATE TABLE IF NOT EXISTS supabase_push.installation (
     updated_at timestamptz NOT NULL DEFAULT now()
 );
 -- The push paths mode `auto` resolved to when apply ran: `verify` reports it when they change
--- (the realtime schema appeared or went), since LISTEN clients then hear nothing.
-ALTER TABLE supabase_push.installation ADD COLUMN IF NOT EXISTS applied_path text[];
+-- (the realtime schema appeared or went), since LISTEN clients then hear nothing. A table of its
+-- own, not a column of installation: every tracked commit reads installation (publish_v1), so
+-- adding a column there during an upgrade would deadlock against the writers.
+CREATE TABLE IF NOT EXISTS supabase_push.push_path (
+    singleton boolean PRIMARY KEY DEFAULT true CHECK (singleton),
+    applied text[] NOT NULL
+);
 
 -- Counts broadcasts that failed. The change is still in the log, so subscribers catch up,
 -- but nobody should have to guess why pushes stopped arriving.
@@ -71,7 +76,16 @@ CREATE TABLE IF NOT EXISTS supabase_push.change_log (
     record jsonb,
     old_record jsonb
 );
-CREATE INDEX IF NOT EXISTS change_log_txid_id_idx ON supabase_push.change_log (txid, id);
+-- Only where it is missing: CREATE INDEX takes a SHARE lock on the change log before it looks
+-- for the index, so a re-apply would hold up every tracked write until it commits, and deadlock
+-- with the writers when it must also create a trigger on a routed table (an upgrade under load).
+DO $$
+BEGIN
+    IF pg_catalog.to_regclass('supabase_push.change_log_txid_id_idx') IS NULL THEN
+        CREATE INDEX change_log_txid_id_idx ON supabase_push.change_log (txid, id);
+    END IF;
+END
+$$;
 
 -- One row per writing transaction, stamped with a commit-ordered sequence number at
 -- commit time (see stamp_commit_v1). Invisible until its transaction commits.
@@ -452,6 +466,7 @@ SET search_path = ''
 AS $$
 DECLARE
     v_route record;
+    v_kind record;
     v_ident text[];
     v_schema text;
     v_table text;
@@ -526,37 +541,30 @@ BEGIN
             v_added := true;
         END IF;
 
-        -- Leave an identical trigger alone, so that applying twice changes nothing.
-        IF NOT EXISTS (
-            SELECT FROM pg_catalog.pg_trigger t
-            WHERE t.tgrelid = v_relid AND t.tgname = v_trigger
-              AND t.tgfoid = 'supabase_push.capture_change_v1()'::regprocedure
-              AND t.tgtype = 29  -- ROW | INSERT | DELETE | UPDATE, AFTER
-              AND t.tgenabled = 'O'
-              AND t.tgnargs = 1
-              AND t.tgargs = pg_catalog.convert_to(v_route.topic, 'UTF8') || '\x00'::bytea
-        ) THEN
-            EXECUTE pg_catalog.format(
-                'CREATE OR REPLACE TRIGGER %I AFTER INSERT OR UPDATE OR DELETE ON %I.%I '
-                'FOR EACH ROW EXECUTE FUNCTION supabase_push.capture_change_v1(%L)',
-                v_trigger, v_schema, v_table, v_route.topic);
-        END IF;
-        -- TRUNCATE fires no row trigger: a statement trigger logs it as one change (op TRUNCATE, no rows),
-        -- so subscribers learn that every row is gone instead of keeping them.
-        IF NOT EXISTS (
-            SELECT FROM pg_catalog.pg_trigger t
-            WHERE t.tgrelid = v_relid AND t.tgname = 'supabase_push_truncate'
-              AND t.tgfoid = 'supabase_push.capture_change_v1()'::regprocedure
-              AND t.tgtype = 32  -- STATEMENT | TRUNCATE, AFTER
-              AND t.tgenabled = 'O'
-              AND t.tgnargs = 1
-              AND t.tgargs = pg_catalog.convert_to(v_route.topic, 'UTF8') || '\x00'::bytea
-        ) THEN
-            EXECUTE pg_catalog.format(
-                'CREATE OR REPLACE TRIGGER supabase_push_truncate AFTER TRUNCATE ON %I.%I '
-                'FOR EACH STATEMENT EXECUTE FUNCTION supabase_push.capture_change_v1(%L)',
-                v_schema, v_table, v_route.topic);
-        END IF;
+        -- The row trigger, and a statement trigger for TRUNCATE (which fires no row trigger): it logs
+        -- one change with op TRUNCATE and no rows, so subscribers learn that every row is gone. An
+        -- identical trigger is left alone, so that applying twice changes nothing.
+        FOR v_kind IN
+            SELECT * FROM (VALUES
+                (v_trigger, 29, 'INSERT OR UPDATE OR DELETE', 'ROW'),    -- tgtype ROW | INSERT | DELETE | UPDATE
+                ('supabase_push_truncate', 32, 'TRUNCATE', 'STATEMENT')  -- tgtype TRUNCATE (both AFTER)
+            ) AS k (name, tgtype, events, level)
+        LOOP
+            IF NOT EXISTS (
+                SELECT FROM pg_catalog.pg_trigger t
+                WHERE t.tgrelid = v_relid AND t.tgname = v_kind.name
+                  AND t.tgfoid = 'supabase_push.capture_change_v1()'::regprocedure
+                  AND t.tgtype = v_kind.tgtype
+                  AND t.tgenabled = 'O'
+                  AND t.tgnargs = 1
+                  AND t.tgargs = pg_catalog.convert_to(v_route.topic, 'UTF8') || '\x00'::bytea
+            ) THEN
+                EXECUTE pg_catalog.format(
+                    'CREATE OR REPLACE TRIGGER %I AFTER %s ON %I.%I '
+                    'FOR EACH %s EXECUTE FUNCTION supabase_push.capture_change_v1(%L)',
+                    v_kind.name, v_kind.events, v_schema, v_table, v_kind.level, v_route.topic);
+            END IF;
+        END LOOP;
 
         INSERT INTO supabase_push.routes AS r
             (schema_name, table_name, topic, trigger_name, added_to_publication)
@@ -576,21 +584,23 @@ BEGIN
     WHERE NOT (r.schema_name || '.' || r.table_name = ANY (v_wanted));
 
     INSERT INTO supabase_push.installation AS i
-        (schema_version, fingerprint, broadcast_mode, private_broadcast, created_publication, applied_path)
-    VALUES (1, supabase_push.fingerprint_v1(), p_broadcast_mode, p_private_broadcast, v_created_publication,
-            supabase_push.broadcast_paths_v1(p_broadcast_mode))
+        (schema_version, fingerprint, broadcast_mode, private_broadcast, created_publication)
+    VALUES (1, supabase_push.fingerprint_v1(), p_broadcast_mode, p_private_broadcast, v_created_publication)
     ON CONFLICT (singleton) DO UPDATE
     SET schema_version = EXCLUDED.schema_version,
         fingerprint = EXCLUDED.fingerprint,
         broadcast_mode = EXCLUDED.broadcast_mode,
         private_broadcast = EXCLUDED.private_broadcast,
         created_publication = i.created_publication OR EXCLUDED.created_publication,
-        applied_path = EXCLUDED.applied_path,
         updated_at = pg_catalog.now()
-    WHERE (i.schema_version, i.fingerprint, i.broadcast_mode, i.private_broadcast, i.applied_path)
+    WHERE (i.schema_version, i.fingerprint, i.broadcast_mode, i.private_broadcast)
           IS DISTINCT FROM (EXCLUDED.schema_version, EXCLUDED.fingerprint,
-                            EXCLUDED.broadcast_mode, EXCLUDED.private_broadcast, EXCLUDED.applied_path)
+                            EXCLUDED.broadcast_mode, EXCLUDED.private_broadcast)
        OR (EXCLUDED.created_publication AND NOT i.created_publication);
+
+    INSERT INTO supabase_push.push_path AS p (applied) VALUES (supabase_push.broadcast_paths_v1(p_broadcast_mode))
+    ON CONFLICT (singleton) DO UPDATE SET applied = EXCLUDED.applied
+    WHERE p.applied IS DISTINCT FROM EXCLUDED.applied;
 END
 $$;
 

@@ -277,12 +277,16 @@ def _installed_state(conn: Conn) -> dict[str, Any] | None:
             return None
         cur.execute(
             "SELECT schema_version, fingerprint, broadcast_mode, private_broadcast, created_publication,"
-            " pg_catalog.to_jsonb(i) -> 'applied_path' AS applied_path,"  # absent in installs before it was recorded
-            " installed_at, updated_at FROM supabase_push.installation i"
+            " installed_at, updated_at FROM supabase_push.installation"
         )
         installation = cur.fetchone()
         if installation is None:
             return None
+        installation["applied_path"] = None  # installs before the push path was recorded have no push_path
+        if _exists(conn, "to_regclass", "supabase_push.push_path"):
+            cur.execute("SELECT applied FROM supabase_push.push_path")
+            row = cur.fetchone()
+            installation["applied_path"] = row["applied"] if row else None
         cur.execute(
             "SELECT schema_name, table_name, topic, trigger_name, added_to_publication"
             " FROM supabase_push.routes ORDER BY schema_name, table_name"

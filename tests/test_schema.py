@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
+import time
 from typing import Any
 
 import psycopg
@@ -341,7 +342,7 @@ def test_app_roles_write_without_access_to_the_change_log(
 
 def test_an_install_that_did_not_record_its_push_path_is_told_to_apply(installed: psycopg.Connection[Any]) -> None:
     """Installed by a version before applied_path: a warning (verify still passes), and apply records it."""
-    installed.execute("ALTER TABLE supabase_push.installation DROP COLUMN applied_path")
+    installed.execute("DROP TABLE supabase_push.push_path")
     report = schema.verify(installed)
     [check] = [c for c in report.checks if c.name == "push path"]
     assert report.ok and check.status == "warning" and "supabase-push apply" in check.detail
@@ -349,3 +350,43 @@ def test_an_install_that_did_not_record_its_push_path_is_told_to_apply(installed
     schema.apply(installed)
     assert schema.status(installed).applied_path == ["notify"]
     assert not [c for c in schema.verify(installed).checks if c.name == "push path"]
+
+
+def test_an_apply_that_must_add_triggers_completes_under_writers(installed_url: str) -> None:
+    """An upgrade from an install without the TRUNCATE triggers, under 8 writers: the apply once held a SHARE
+    lock on the change log (CREATE INDEX IF NOT EXISTS) while it waited to create triggers, deadlocking with
+    the writers until it gave up after 60 s. Now it completes, and no write is lost or refused."""
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        for table in ("positions", "trades", "portfolio_snapshots"):
+            conn.execute(f"DROP TRIGGER supabase_push_truncate ON {table}")
+    stop, written, failures = threading.Event(), [0] * 8, []
+
+    def writer(n: int) -> None:
+        with psycopg.connect(installed_url, autocommit=True) as db:
+            while not stop.is_set():
+                try:
+                    db.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES (%s, 'buy', 1, 1)",
+                               (f"W{n}",))
+                    written[n] += 1
+                except psycopg.Error as exc:
+                    failures.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.5)
+        with psycopg.connect(installed_url, autocommit=True) as conn:
+            started = time.monotonic()
+            schema.apply(conn)
+            took = time.monotonic() - started
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        assert schema.verify(conn).ok
+        logged = read_changes(conn, limit=1_000_000, topics=["trade-updates"])
+    assert failures == [] and took < 10, (took, failures[:1])
+    assert len(logged) == sum(written) and len({e.cursor for e in logged}) == len(logged)
