@@ -27,8 +27,11 @@ from .postgrest import PostgREST
 from .relay_helpers import ADMIN, SseStream, data, relay
 from .subscriber_helpers import logged, settings
 
-# quantity, price: an integer past int(str)'s 4,300 digits, one past a double, digits a double would round
+# quantity, price: a wei over one (a double says 1.0), an integer past int(str)'s 4,300 digits, one
+# past a double, digits a double would round. WEI comes first so that a push carrying it rounded
+# would be delivered as it came (it follows the cursor), not after a read by cursor.
 HOSTILE = [
+    ("WEI", "1.000000000000000001", "1"),
     ("HUGE", "trunc(10::numeric ^ 5000)", "1"),
     ("PASTDOUBLE", "10::numeric ^ 400 + 0.5", "1"),
     ("PRECISE", "12345678901234567890.123456789", "0.1"),

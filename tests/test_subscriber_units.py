@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from supabase_push.errors import ConfigError, SupabasePushError
 from supabase_push.events import ChangeEvent, Cursor
 from supabase_push.local import tokens
 from supabase_push.subscribe import FileCursorStore, RowFilter, Sequencer, Verdict
+from supabase_push.subscribe.push import Hint, parse_push
 from supabase_push.subscribe.realtime import seconds_left
 
 
@@ -44,6 +46,21 @@ def test_duplicates_gaps_and_malformed_pushes() -> None:
     assert seq.judge(push("6:11", topic="other", prev={"trade-updates": "5:10"})) is Verdict.GAP
     first = Sequencer(["trade-updates"])
     assert first.judge(push("1:1", prev={})) is Verdict.DELIVER  # the first change ever
+
+
+def test_a_push_parsed_by_a_client_with_floats_is_only_a_hint() -> None:
+    """The official Realtime client parses numbers as doubles: 1.000000000000000001 arrives as 1.0,
+    so a row holding a float is read by cursor; text (NOTIFY) is parsed here, exactly."""
+    envelope = {"id": 11, "cursor": "6:11", "topic": "trade-updates", "schema": "public", "table": "trades",
+                "op": "INSERT", "commit_ts": "2026-12-01T00:00:00Z", "prev": {}}
+    with_float = {**envelope, "record": {"id": 1, "price": 1.0}}
+    hint = parse_push(with_float)
+    assert isinstance(hint, Hint) and hint.event.cursor == "6:11"
+    assert isinstance(parse_push({**envelope, "old_record": {"q": [float("inf")]}}), Hint)
+    assert isinstance(parse_push({**envelope, "record": {"id": 1, "price": "1.5", "n": 10**30}}), ChangeEvent)
+    exact = parse_push(json.dumps(envelope)[:-1] + ', "record": {"price": 1.000000000000000001}}')
+    assert isinstance(exact, ChangeEvent) and exact.record is not None
+    assert str(exact.record["price"]) == "1.000000000000000001"
 
 
 def test_the_cursor_never_moves_back() -> None:

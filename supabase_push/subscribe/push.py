@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from .. import _json
 from ..events import ChangeEvent
 
-__all__ = ["Emit", "PushTransport", "Up", "parse_push"]
+__all__ = ["Emit", "Hint", "PushTransport", "Up", "parse_push"]
 
-Emit = Callable[[ChangeEvent | None], Awaitable[None]]
+
+@dataclass(frozen=True)
+class Hint:
+    """A push that says a change exists but cannot be trusted to carry its row exactly: the
+    subscriber reads that change by cursor, where numbers are exact, and delivers it from there."""
+
+    event: ChangeEvent
+
+
+Emit = Callable[[ChangeEvent | Hint | None], Awaitable[None]]
 """Hands the subscriber a push (None: some pushes were dropped, read them by cursor)."""
 Up = Callable[[], Awaitable[None]]
 """Tells the subscriber the transport is subscribed."""
@@ -28,31 +37,35 @@ class PushTransport(Protocol):
         ...
 
 
-def parse_push(payload: object) -> ChangeEvent | None:
+def parse_push(payload: object) -> ChangeEvent | Hint | None:
     """A change envelope from a push payload, or None for anything else (a service broadcast).
 
-    None too for a push that cannot carry its row exactly (a client that parsed a huge numeric
-    into ``inf``): the subscriber then reads that change by cursor, where numbers are exact."""
+    Text (a NOTIFY payload) is parsed here with exact numbers. A payload some client has
+    already parsed (the official Realtime client turns every JSON number with a fraction into
+    a double: ``12345678901234567890.1`` and ``1.000000000000000001`` arrive rounded) is a
+    :class:`Hint` when its rows hold a float, since no float there can be proven exact."""
+    inexact = False
     if isinstance(payload, (str, bytes)):
         try:
             payload = _json.loads(payload, exact_numbers=True)
         except ValueError:
             return None
-    elif not _finite(payload):
-        return None
+    else:
+        inexact = _holds_float(payload)
     if not isinstance(payload, dict) or "cursor" not in payload:
         return None
     try:
-        return ChangeEvent.model_validate(payload)
+        event = ChangeEvent.model_validate(payload)
     except ValueError:
         return None
+    return Hint(event) if inexact else event
 
 
-def _finite(value: object) -> bool:
+def _holds_float(value: object) -> bool:
     if isinstance(value, float):
-        return math.isfinite(value)
+        return True
     if isinstance(value, dict):
-        return all(_finite(item) for item in value.values())
+        return any(_holds_float(item) for item in value.values())
     if isinstance(value, list):
-        return all(_finite(item) for item in value)
-    return True
+        return any(_holds_float(item) for item in value)
+    return False

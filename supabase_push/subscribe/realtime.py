@@ -28,7 +28,7 @@ from ..broadcast.websocket import realtime_url
 from ..config import scrub
 from ..errors import AccessRefusedError, TransportError
 from ..events import ChangeEvent
-from .push import Emit, Up, parse_push
+from .push import Emit, Hint, Up, parse_push
 
 __all__ = ["RealtimeTransport", "TokenSource", "seconds_left"]
 
@@ -85,7 +85,7 @@ class RealtimeTransport:
     async def run(self, topics: Sequence[str], emit: Emit, up: Up) -> None:
         loop = asyncio.get_running_loop()
         failed: asyncio.Future[str] = loop.create_future()
-        pending: asyncio.Queue[ChangeEvent | None] = asyncio.Queue()
+        pending: asyncio.Queue[ChangeEvent | Hint | None] = asyncio.Queue()
         overflowed = False
 
         def fail(reason: str) -> None:
@@ -98,8 +98,6 @@ class RealtimeTransport:
                 if str(message.get("event", "")).upper() not in CHANGE_EVENTS:
                     return
                 event = parse_push(message.get("payload"))
-                if event is None:
-                    return
                 if pending.qsize() >= self._buffer:
                     overflowed = True  # dropped here, read back by cursor
                     return
@@ -141,7 +139,7 @@ class RealtimeTransport:
             if probe is not None:
                 tasks.append(asyncio.create_task(self._watch(probe, fail)))
             await up()
-            getter: asyncio.Future[ChangeEvent | None] | None = None
+            getter: asyncio.Future[ChangeEvent | Hint | None] | None = None
             try:
                 while not failed.done():
                     getter = asyncio.ensure_future(pending.get())

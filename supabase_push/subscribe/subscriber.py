@@ -28,7 +28,7 @@ from ..events import DEFAULT_ROUTES, START, ChangeEvent, Cursor, Source
 from .cursor_store import CursorStore, FileCursorStore
 from .filters import RowFilter
 from .listen import ListenTransport
-from .push import PushTransport
+from .push import Hint, PushTransport
 from .readers import Reader, reader_for
 from .realtime import RealtimeTransport, TokenSource
 from .sequencer import Sequencer, Verdict
@@ -79,7 +79,7 @@ class SubscriberStats:
 
 @dataclass
 class _Push:
-    event: ChangeEvent | None
+    event: ChangeEvent | Hint | None
 
 
 @dataclass
@@ -377,17 +377,21 @@ class Subscriber:
         # One verify read per verify_interval of push silence, counted from the last push or the last verify.
         return max(0.0, self.verify_interval - (time.monotonic() - self._confirmed_at))
 
-    async def _on_push(self, event: ChangeEvent | None) -> None:
+    async def _on_push(self, push: ChangeEvent | Hint | None) -> None:
         self._confirmed_at = time.monotonic()
-        if event is None:  # the transport dropped some: read them
+        if push is None:  # the transport dropped some, or sent a change it could not read: read them
             await self._catch_up("catch-up")
             return
+        event = push.event if isinstance(push, Hint) else push
         verdict = self._sequencer.judge(event)
         if verdict is Verdict.DUPLICATE:
             self.stats.duplicates += 1
         elif verdict is Verdict.DELIVER and not self._behind:
             assert self.push is not None
-            await self._deliver(event.model_copy(update={"source": self.push.name}))
+            if isinstance(push, Hint):  # the next change, as the log has it
+                await self._catch_up(self.push.name)
+            else:
+                await self._deliver(event.model_copy(update={"source": self.push.name}))
         else:
             log.debug("push %s does not follow %s (prev %s): reading by cursor", event.cursor,
                       self._sequencer.cursor, event.prev)
@@ -488,8 +492,8 @@ class Subscriber:
             self._ready.set()
             await self._inbox.put(_Up(push.name))
 
-        async def emit(event: ChangeEvent | None) -> None:
-            await self._inbox.put(_Push(event))
+        async def emit(push: ChangeEvent | Hint | None) -> None:
+            await self._inbox.put(_Push(push))
 
         failures = 0
         while True:
