@@ -67,9 +67,14 @@ class Stack:
         return self.exits.enter_context(local_server(dsn))
 
 
+# What users run: every commit flushed to disk before COMMIT returns (the throwaway clusters
+# otherwise run with fsync off, which hides the cost of a commit that cannot share a flush).
+DURABLE = {"fsync": "on", "full_page_writes": "on", "synchronous_commit": "on"}
+
+
 @contextmanager
-def stack() -> Iterator[Stack]:
-    with LocalPostgres() as pg, ExitStack() as exits:
+def stack(*, durable: bool = False) -> Iterator[Stack]:
+    with LocalPostgres(settings=DURABLE if durable else None) as pg, ExitStack() as exits:
         yield Stack(pg, exits)
 
 

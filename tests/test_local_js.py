@@ -91,6 +91,8 @@ async def test_js_and_python_exchange_broadcasts_and_presence(js: JsAgent, py: A
     await py_sync.wait_for(lambda s: {"js", "py"} <= s.keys())
     [seen] = await js.wait_for(lambda e: e["type"] == "presence" and {"js", "py"} <= e["state"].keys())
     assert seen["state"]["py"][0]["status"] == "watching"
+    await channel.track({"status": "away"})  # an update (phx_ref_prev): supabase-js keeps one meta, the new one
+    await js.wait_for(lambda e: e["type"] == "presence" and [m["status"] for m in e["state"].get("py", [])] == ["away"])
 
 
 async def test_js_receives_rest_broadcast_and_sends_with_http_send(js: JsAgent, py: AsyncRealtimeClient) -> None:

@@ -240,6 +240,43 @@ async def test_presence_track_needs_a_map(raw: Raw) -> None:
     assert diff["payload"]["leaves"] == {}
 
 
+async def test_a_second_track_names_the_meta_it_replaces(raw: Raw) -> None:
+    """As Phoenix's tracker: the update joins the new meta with phx_ref_prev and leaves the old one."""
+    topic = "realtime:" + unique("t")
+    joined = await raw.join(topic, {"presence": {"key": "k", "enabled": True}})
+    await raw.expect("presence_state")
+    await raw.send(topic, "presence", {"event": "track", "payload": {"status": "online"}}, join_ref=joined["ref"])
+    first = (await raw.expect("presence_diff"))["payload"]["joins"]["k"]["metas"][0]
+    await raw.expect("phx_reply")
+    assert "phx_ref_prev" not in first
+    await raw.send(topic, "presence", {"event": "track", "payload": {"status": "away"}}, join_ref=joined["ref"])
+    diff = (await raw.expect("presence_diff"))["payload"]
+    [joined_meta], [left_meta] = diff["joins"]["k"]["metas"], diff["leaves"]["k"]["metas"]
+    assert joined_meta["status"] == "away" and joined_meta["phx_ref_prev"] == first["phx_ref"] == left_meta["phx_ref"]
+    assert joined_meta["phx_ref"] != first["phx_ref"] and left_meta["status"] == "online"
+
+
+async def test_tracking_on_a_channel_joined_without_presence_sends_the_state_first(
+        raw: Raw, realtime: LocalRealtime) -> None:
+    topic = "realtime:" + unique("t")
+    other = await raw.join(topic, {"presence": {"key": "other", "enabled": True}})
+    await raw.expect("presence_state")
+    await raw.send(topic, "presence", {"event": "track", "payload": {"n": 1}}, join_ref=other["ref"])
+    await raw.expect("presence_diff")
+    await raw.expect("phx_reply")
+    async with connect(ws_url(realtime, realtime.anon_key, raw.vsn)) as ws:
+        late = Raw(ws, raw.vsn)
+        joined = await late.join(topic, {"presence": {"key": "late"}})  # not enabled: no presence_state on join
+        ref = await late.send(topic, "presence", {"event": "track", "payload": {"n": 2}}, join_ref=joined["ref"])
+        state = await late.expect("presence_state")
+        assert list(state["payload"]) == ["other"] and state["payload"]["other"]["metas"][0]["n"] == 1
+        diff = await late.expect("presence_diff")
+        assert diff["payload"]["joins"]["late"]["metas"][0]["n"] == 2
+        reply = await late.expect("phx_reply")
+        assert reply["ref"] == ref and reply["payload"]["status"] == "ok"
+    assert (await raw.expect("presence_diff"))["payload"]["joins"]["late"]["metas"][0]["n"] == 2
+
+
 async def test_idle_socket_is_closed(realtime_db: str) -> None:
     server = LocalRealtime(realtime_db, ServerConfig(port=0, idle_timeout=0.5))
     async with server, connect(ws_url(server, server.anon_key)) as ws:

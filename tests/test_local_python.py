@@ -225,6 +225,10 @@ async def test_presence_between_clients(realtime: LocalRealtime, client: AsyncRe
         [state] = (await syncs.wait_for(lambda s: {"alice", "bob"} <= s.keys()))[:1]
         assert state["bob"][0]["status"] == "away" and state["bob"][0]["presence_ref"]
         assert b.presence_state().keys() == {"alice", "bob"}
+        await b.track({"status": "busy"})  # an update: one meta for bob, the new one (phx_ref_prev on the wire)
+        [updated] = (await syncs.wait_for(lambda s: [m["status"] for m in s.get("bob", [])] == ["busy"]))[:1]
+        assert "phx_ref_prev" not in updated["bob"][0] and updated["bob"][0]["presence_ref"] != \
+            state["bob"][0]["presence_ref"]
     finally:
         await other.close()
     await syncs.wait_for(lambda s: "bob" not in s and "alice" in s)  # bob's socket closed: a leave

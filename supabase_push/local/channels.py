@@ -33,6 +33,9 @@ def binding_id(params: dict[str, Any]) -> int:
     return zlib.crc32(canonical.encode()) & 0x7FFFFFF
 
 
+REFS = ("phx_ref", "phx_ref_prev")  # what the server adds to a tracked meta
+
+
 @dataclass(frozen=True, slots=True)
 class Binding:
     """One postgres_changes listener of a channel, with the id its join reply gave it."""
@@ -149,10 +152,14 @@ class Hub:
         return state
 
     def track(self, channel: Channel, meta: dict[str, Any]) -> None:
+        """Track or update this channel's meta. An update names the meta it replaces in
+        ``phx_ref_prev``, as Phoenix's tracker does, and the diff both joins and leaves it."""
         previous = channel.tracked
-        if previous is not None and {k: v for k, v in previous.items() if k != "phx_ref"} == meta:
+        if previous is not None and {k: v for k, v in previous.items() if k not in REFS} == meta:
             return  # the identical payload again: nothing changes
         channel.tracked = {**meta, "phx_ref": secrets.token_urlsafe(12)}
+        if previous is not None:
+            channel.tracked["phx_ref_prev"] = previous["phx_ref"]
         channel.presence_enabled = True
         leaves = {channel.presence_key: {"metas": [previous]}} if previous else {}
         self._presence_diff(channel.stream, {channel.presence_key: {"metas": [channel.tracked]}}, leaves)

@@ -294,6 +294,10 @@ class Session:
             if channel.private and not await self.server.db.can_write(channel.claims, channel.sub_topic, "presence"):
                 self.push(reply(msg, "error", {}))
                 return
+            if not channel.presence_enabled:  # joined without presence: the first track turns it on
+                channel.presence_enabled = True
+                self.push(Message(msg.topic, "presence_state", self.server.hub.presence_state(channel.stream),
+                                  None, channel.join_ref))
             self.server.hub.track(channel, meta)
         elif event == "untrack":
             self.server.hub.untrack(channel)
