@@ -15,10 +15,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from realtime import AsyncRealtimeChannel, AsyncRealtimeClient, RealtimeSubscribeStates
-from realtime._async.push import AsyncPush
-from realtime.types import RealtimeAcknowledgementStatus
-
+from .. import _realtime_client as rt
 from ..config import scrub
 from ..errors import DeliveryError
 from .backend import TransientError
@@ -45,8 +42,8 @@ class WebsocketBackend:
         self.max_batch = max_batch
         self.timeout = timeout
         self._key = key
-        self._client: AsyncRealtimeClient | None = None
-        self._channels: dict[tuple[str, bool], AsyncRealtimeChannel] = {}
+        self._client: rt.Client | None = None
+        self._channels: dict[tuple[str, bool], rt.Channel] = {}
 
     def describe(self) -> str:
         return f"Supabase Realtime websocket at {self.url}"
@@ -65,14 +62,15 @@ class WebsocketBackend:
         replies: list[asyncio.Future[None]] = []
         for message in batch:
             channel = await self._channel(message.topic, message.private)
+            reply: asyncio.Future[None] = loop.create_future()
             try:
-                push = await channel.push("broadcast", {"type": "broadcast", "event": message.event,
-                                                        "payload": message.payload}, self._push_timeout)
+                await rt.broadcast(channel, message.event, message.payload, self._push_timeout,
+                                   **self._acknowledgement(message, reply))
             except Exception as exc:  # the socket broke under the client: start over on the retry
                 await self.close()
                 reason = scrub(str(exc) or type(exc).__name__, [self._key])
                 raise TransientError(f"lost the connection to {self.url}: {reason}") from None
-            replies.append(self._acknowledgement(push, message, loop.create_future()))
+            replies.append(reply)
         results = await asyncio.gather(*replies, return_exceptions=True)
         for accepted, result in enumerate(results):
             if isinstance(result, TransientError):
@@ -80,11 +78,11 @@ class WebsocketBackend:
             if isinstance(result, BaseException):
                 raise result
 
-    def _acknowledgement(self, push: AsyncPush, message: Message, reply: asyncio.Future[None]) -> asyncio.Future[None]:
+    def _acknowledgement(self, message: Message, reply: asyncio.Future[None]) -> dict[str, Any]:
         def ok(_: Any) -> None:
             _settle(reply, None)
 
-        def refused(response: dict[str, Any]) -> None:
+        def refused(response: Any) -> None:
             _settle(reply, DeliveryError(
                 f"Realtime refused the broadcast to {message.topic}/{message.event}: {json.dumps(response)}"))
 
@@ -92,22 +90,19 @@ class WebsocketBackend:
             _settle(reply, TransientError(f"no acknowledgement from {self.url} within {self._push_timeout} s",
                                           timeout=True))
 
-        push.receive(RealtimeAcknowledgementStatus.Ok, ok)
-        push.receive(RealtimeAcknowledgementStatus.Error, refused)
-        push.receive(RealtimeAcknowledgementStatus.Timeout, timed_out)
-        return reply
+        return {"ok": ok, "refused": refused, "timed_out": timed_out}
 
     @property
     def _push_timeout(self) -> int:
         return max(1, math.ceil(self.timeout))  # the client counts whole seconds
 
-    async def _socket(self) -> AsyncRealtimeClient:
+    async def _socket(self) -> rt.Client:
         if self._client is not None and self._client.is_connected:
             return self._client
         if self._client is not None:  # the client gave up reconnecting: start over
             await self.close()
-        client = AsyncRealtimeClient(self.url, token=self._key, auto_reconnect=True, max_retries=3,
-                                     initial_backoff=0.2, timeout=self._push_timeout)
+        client = rt.client(self.url, self._key, reconnect=True, max_retries=3, initial_backoff=0.2,
+                           timeout=self._push_timeout)
         try:
             await client.connect()
         except Exception as exc:  # the client raises whatever websockets raised
@@ -116,22 +111,21 @@ class WebsocketBackend:
         self._client = client
         return client
 
-    async def _channel(self, topic: str, private: bool) -> AsyncRealtimeChannel:
+    async def _channel(self, topic: str, private: bool) -> rt.Channel:
         client = await self._socket()
         channel = self._channels.get((topic, private))
         if channel is not None and (channel.is_joined or channel.is_joining):
             return channel
         if channel is not None:
             await client.remove_channel(channel)
-        states: list[tuple[RealtimeSubscribeStates, Exception | None]] = []
-        options: Any = {"config": {"broadcast": {"ack": True, "self": False}, "private": private}}
-        channel = client.channel(topic, options)
-        await channel.subscribe(lambda state, error: states.append((state, error)))
+        states: list[tuple[rt.State, Exception | None]] = []
+        channel = await rt.join(client, topic, rt.channel_options(private=private, ack=True),
+                                lambda state, error: states.append((state, error)))
         if not channel.is_joined:
-            state, error = states[-1] if states else (RealtimeSubscribeStates.TIMED_OUT, None)
+            state, error = states[-1] if states else (rt.State.TIMED_OUT, None)
             await client.remove_channel(channel)
             reason = scrub(str(error), [self._key]) if error else state.value
-            if state == RealtimeSubscribeStates.TIMED_OUT:
+            if state == rt.State.TIMED_OUT:
                 raise TransientError(f"joining {topic} on {self.url} timed out", timeout=True)
             raise DeliveryError(f"Realtime refused to join {topic!r} (private={private}): {reason}",
                                 hint="private topics need the service role key or an RLS write policy")

@@ -21,9 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Literal
 
-from realtime import AsyncRealtimeChannel, AsyncRealtimeClient, RealtimeSubscribeStates
-from realtime.types import RealtimeAcknowledgementStatus
-
+from .. import _realtime_client as rt
 from ..broadcast.websocket import realtime_url
 from ..config import scrub
 from ..errors import AccessRefusedError, TransportError
@@ -105,14 +103,13 @@ class RealtimeTransport:
             except Exception as exc:  # pragma: no cover - defensive
                 fail(f"could not take a message: {exc!r}")
 
-        def on_state(name: str) -> Callable[[RealtimeSubscribeStates, Exception | None], None]:
-            def callback(state: RealtimeSubscribeStates, error: Exception | None) -> None:
-                if state != RealtimeSubscribeStates.SUBSCRIBED:
+        def on_state(name: str) -> rt.OnState:
+            def callback(state: rt.State, error: Exception | None) -> None:
+                if state != rt.State.SUBSCRIBED:
                     fail(f"channel {name}: {state.value}{f' ({error})' if error else ''}")
             return callback
 
-        client = AsyncRealtimeClient(self.url, token=self._key, auto_reconnect=False,
-                                     timeout=max(1, round(self.timeout)))
+        client = rt.client(self.url, self._key, reconnect=False, timeout=max(1, round(self.timeout)))
         try:
             token = await self._fresh_token()
             if token is not None:
@@ -126,10 +123,8 @@ class RealtimeTransport:
                            hint="check the key (SUPABASE_SERVICE_ROLE_KEY or SUPABASE_ANON_KEY)"
                            if kind is AccessRefusedError else None) from None
             for topic in topics:
-                options: Any = {"config": {"broadcast": {"ack": False, "self": False}, "private": self.private}}
-                channel = client.channel(topic, options)
-                channel.on_broadcast("*", on_broadcast)
-                await channel.subscribe(on_state(topic))
+                channel = await rt.join(client, topic, rt.channel_options(private=self.private, ack=False),
+                                        on_state(topic), on_broadcast)
                 if not channel.is_joined:
                     reason = failed.result() if failed.done() else f"channel {topic}: no reply"
                     raise TransportError(f"{self.describe()} refused {topic!r}: {reason}",
@@ -163,7 +158,7 @@ class RealtimeTransport:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(client.close(), 2)
 
-    async def _refresh(self, client: AsyncRealtimeClient, token: str | None, fail: Callable[[str], None]) -> None:
+    async def _refresh(self, client: rt.Client, token: str | None, fail: Callable[[str], None]) -> None:
         """Hand the server a new token before the current one expires (a minute before, or at 80 % of a short life)."""
         while token is not None:
             left = seconds_left(token)
@@ -184,20 +179,18 @@ class RealtimeTransport:
                 fail(f"could not refresh the access token: {exc}")
                 return
 
-    async def _join_probe(self, client: AsyncRealtimeClient,
-                          fail: Callable[[str], None]) -> AsyncRealtimeChannel | None:
+    async def _join_probe(self, client: rt.Client, fail: Callable[[str], None]) -> rt.Channel | None:
         """A public channel of our own for the watchdog's acknowledged pings. A project that
         refuses public channels gets no watchdog (warned once): the websocket keepalive
         (~50 s) and the subscriber's periodic reads remain."""
         joined = False
 
-        def on_state(state: RealtimeSubscribeStates, error: Exception | None) -> None:
-            if joined and state != RealtimeSubscribeStates.SUBSCRIBED:
+        def on_state(state: rt.State, error: Exception | None) -> None:
+            if joined and state != rt.State.SUBSCRIBED:
                 fail(f"liveness channel: {state.value}{f' ({error})' if error else ''}")
 
-        options: Any = {"config": {"broadcast": {"ack": True, "self": False}, "private": False, "presence": None}}
-        probe = client.channel(f"supabase-push-liveness-{uuid.uuid4().hex[:12]}", options)
-        await probe.subscribe(on_state)
+        probe = await rt.join(client, f"supabase-push-liveness-{uuid.uuid4().hex[:12]}",
+                              rt.channel_options(private=False, ack=True, presence=False), on_state)
         joined = probe.is_joined
         if joined:
             return probe
@@ -207,7 +200,7 @@ class RealtimeTransport:
                         "websocket keepalive (~50 s) and the subscriber's periodic reads", self.describe())
         return None
 
-    async def _watch(self, probe: AsyncRealtimeChannel, fail: Callable[[str], None]) -> None:
+    async def _watch(self, probe: rt.Channel, fail: Callable[[str], None]) -> None:
         """An acknowledged round trip every interval: the Phoenix-level liveness check the client lacks."""
         client_timeout = max(1, round(self.liveness_interval))
         while True:
@@ -219,9 +212,7 @@ class RealtimeTransport:
                     acked.set_result(True)
 
             try:
-                push = await probe.push("broadcast", {"type": "broadcast", "event": "ping", "payload": {}},
-                                        client_timeout)
-                push.receive(RealtimeAcknowledgementStatus.Ok, ok)
+                await rt.broadcast(probe, "ping", {}, client_timeout, ok=ok)
                 await asyncio.wait_for(acked, self.liveness_interval)
             except (TimeoutError, Exception) as exc:
                 fail(f"no reply from the server within {self.liveness_interval:g} s ({type(exc).__name__})")
