@@ -349,6 +349,9 @@ def serve(
     clean: Annotated[bool, typer.Option(
         "--clean", help="With --db-url: remove what serve --install-realtime added there, and exit.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON line (URLs and keys) once serving.")] = False,
+    as_env: Annotated[bool, typer.Option(
+        "--env", help="Print `export NAME=value` lines (SUPABASE_URL, the keys, DATABASE_URL) once serving, "
+                      "for a shell or a test to source, like `supabase status -o env`.")] = False,
 ) -> None:
     """Run a local Supabase Realtime-compatible server. FOR DEVELOPMENT AND TESTS ONLY.
 
@@ -356,7 +359,8 @@ def serve(
     postgres_changes by logical decoding, database broadcast through realtime.send().
     Without --db-url it starts a throwaway Postgres with the trading tables and triggers.
     On your own database it adds nothing unless --install-realtime says so (--clean takes it back).
-    It prints the project URL and an anon and a service_role key. Stop it with Ctrl-C.
+    It prints the project URL and its keys: anon and service_role JWTs, and the new-style
+    sb_publishable_ and sb_secret_ keys that stand for the same roles. Stop it with Ctrl-C.
     """
     import asyncio
     import os
@@ -370,7 +374,7 @@ def serve(
     from .embedded import LocalPostgres
     from .local import DEV_SECRET, LocalRealtime, ServerConfig, footprint
 
-    say = _say(as_json)
+    say = err.print if as_env else _say(as_json)  # --env: stdout holds only the export lines
     if clean:
         with _errors(as_json):
             _serve_clean(db_url, as_json)
@@ -416,16 +420,21 @@ def serve(
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
             info = {"url": server.url, "realtime_url": server.realtime_url, "anon_key": server.anon_key,
-                    "service_role_key": server.service_role_key,
+                    "service_role_key": server.service_role_key, "publishable_key": server.publishable_key,
+                    "secret_key": server.secret_key,
                     "database": shown_db or describe_dsn(db_url or ""), "added": added}
             if as_json:
                 print(json.dumps(info), flush=True)  # one line: scripts read it as the ready signal
+            elif as_env:
+                print(_env_lines(info, shown_db), flush=True)
             else:
                 say(f"[green]✓[/green] local Realtime server on {server.url} [dim](development only)[/dim]")
                 say(f"  realtime   {server.realtime_url}/websocket")
                 say(f"  database   {info['database']}")
                 say(f"  anon key   {server.anon_key}")
                 say(f"  service    {server.service_role_key}")
+                say(f"  publishable {server.publishable_key}")
+                say(f"  secret     {server.secret_key}")
                 say("  Ctrl-C to stop")
             try:
                 await stop.wait()
@@ -433,6 +442,18 @@ def serve(
                 await server.stop()
 
         asyncio.run(run())
+
+
+def _env_lines(info: dict[str, Any], database_url: str | None) -> str:
+    """``export`` lines a shell can source; values quoted for sh."""
+    import shlex
+
+    names = {"SUPABASE_URL": info["url"], "SUPABASE_ANON_KEY": info["anon_key"],
+             "SUPABASE_SERVICE_ROLE_KEY": info["service_role_key"],
+             "SUPABASE_PUBLISHABLE_KEY": info["publishable_key"], "SUPABASE_SECRET_KEY": info["secret_key"]}
+    if database_url:
+        names["DATABASE_URL"] = database_url
+    return "\n".join(f"export {name}={shlex.quote(value)}" for name, value in names.items())
 
 
 def _serve_prepare(conn: Any, db_url: str, install_realtime: bool,

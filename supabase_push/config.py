@@ -17,8 +17,10 @@ __all__ = ["ENVIRONMENT", "Settings", "scrub"]
 # Every variable read here, with what it is for: the README's configuration table.
 ENVIRONMENT: dict[str, str] = {
     "SUPABASE_URL": "project URL, e.g. https://<ref>.supabase.co or the local server's http://127.0.0.1:54321",
-    "SUPABASE_SERVICE_ROLE_KEY": "service role key (backend broadcasts; bypasses RLS). Alias: SUPABASE_SERVICE_KEY",
-    "SUPABASE_ANON_KEY": "anon key (public topics only, or what your RLS policies allow)",
+    "SUPABASE_SERVICE_ROLE_KEY": "service role key (backend broadcasts; bypasses RLS). Aliases: SUPABASE_SECRET_KEY "
+                                 "(an sb_secret_ key), SUPABASE_SERVICE_KEY",
+    "SUPABASE_ANON_KEY": "anon key (public topics only, or what your RLS policies allow). Alias: "
+                         "SUPABASE_PUBLISHABLE_KEY (an sb_publishable_ key)",
     "DATABASE_URL": "postgresql:// URL (apply/verify, NOTIFY broadcasts, LISTEN and SQL polling)",
     "SUPABASE_PUSH_BROADCAST": "broadcast backend: auto (default), rest, websocket, notify, memory, off",
     "SUPABASE_PUSH_PRIVATE": "broadcast to private topics (RLS-authorised); default true, like the triggers",
@@ -60,8 +62,9 @@ class Settings:
                               hint="use the project URL, e.g. https://<ref>.supabase.co")
         return cls(
             supabase_url=url.rstrip("/") if url else None,
-            service_role_key=get("SUPABASE_SERVICE_ROLE_KEY") or get("SUPABASE_SERVICE_KEY"),
-            anon_key=get("SUPABASE_ANON_KEY"),
+            service_role_key=get("SUPABASE_SERVICE_ROLE_KEY") or get("SUPABASE_SECRET_KEY")
+            or get("SUPABASE_SERVICE_KEY"),
+            anon_key=get("SUPABASE_ANON_KEY") or get("SUPABASE_PUBLISHABLE_KEY"),
             database_url=get("DATABASE_URL"),
             broadcast_backend=backend,
             private=_flag(get("SUPABASE_PUSH_PRIVATE"), "SUPABASE_PUSH_PRIVATE", default=True),

@@ -74,6 +74,8 @@ def test_settings_from_env() -> None:
     assert settings.api_key == "k" * 20 and not settings.private and settings.max_payload_bytes == 3_000_000
     assert "k" * 20 not in repr(settings) and "a" * 20 not in repr(settings)
     assert Settings.from_env({"SUPABASE_SERVICE_ROLE_KEY": "new", "SUPABASE_SERVICE_KEY": "old"}).api_key == "new"
+    renamed = Settings.from_env({"SUPABASE_SECRET_KEY": "sb_secret_x", "SUPABASE_PUBLISHABLE_KEY": "sb_publishable_y"})
+    assert (renamed.service_role_key, renamed.anon_key) == ("sb_secret_x", "sb_publishable_y")
     for bad in ({"SUPABASE_PUSH_PRIVATE": "maybe"}, {"SUPABASE_PUSH_MAX_PAYLOAD_BYTES": "-1"},
                 {"SUPABASE_URL": "abc.supabase.co"}, {"SUPABASE_PUSH_BROADCAST": "smtp"}):
         with pytest.raises(ConfigError):

@@ -12,6 +12,7 @@ import json
 import logging
 import secrets
 import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,6 +69,11 @@ class LocalRealtime:
         self.sessions: set[Session] = set()
         self.anon_key = tokens.mint("anon", self.config.jwt_secret)
         self.service_role_key = tokens.mint("service_role", self.config.jwt_secret)
+        keys = tokens.api_keys(self.config.jwt_secret)
+        self.publishable_key, self.secret_key = keys["publishable"], keys["secret"]
+        # An API key stands for its role as a key without an end would (Supabase's gateway swaps it for one).
+        self._api_key_claims = {key: {"iss": "supabase-push", "role": tokens.API_KEY_ROLES[kind],
+                                      "exp": int(time.time()) + 10 * 365 * 86400} for kind, key in keys.items()}
         self.delivered = 0  # postgres_changes and database broadcasts sent to clients
         self.stream_restarts = 0
         self._database_url = database_url
@@ -199,6 +205,12 @@ class LocalRealtime:
         return self._port
 
     def verify(self, token: str | None) -> dict[str, Any]:
+        """The claims a key or access token stands for: an ``sb_`` API key its role's, a JWT its own."""
+        if token is not None and token.startswith("sb_"):
+            claims = self._api_key_claims.get(token)
+            if claims is None:
+                raise tokens.TokenError("InvalidAPIKey", "Invalid API key")
+            return dict(claims)
         return tokens.verify(token, self.config.jwt_secret)
 
     # -- websocket --------------------------------------------------------------------------
@@ -262,11 +274,15 @@ class LocalRealtime:
     # -- REST broadcast ---------------------------------------------------------------------
 
     def _rest_claims(self, request: web.Request) -> dict[str, Any] | None:
+        """Claims of the request's Bearer JWT, else of its ``apikey``. As on hosted Supabase an API key
+        is no Bearer token, unless it repeats the ``apikey`` header (what supabase-js sends)."""
         bearer = request.headers.get("Authorization", "")
         token = bearer[7:] if bearer.lower().startswith("bearer ") else None
-        token = token or request.headers.get("apikey") or request.query.get("apikey")
+        apikey = request.headers.get("apikey") or request.query.get("apikey")
+        if token is not None and token.startswith("sb_") and token != apikey:
+            return None
         try:
-            return self.verify(token)
+            return self.verify(token or apikey)
         except tokens.TokenError:
             return None
 

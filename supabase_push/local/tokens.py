@@ -45,6 +45,21 @@ def mint(role: str, secret: str, *, ttl: float = 10 * 365 * 86400, **claims: Any
     return sign({"iss": "supabase-push", "role": role, "iat": now, "exp": now + int(ttl), **claims}, secret)
 
 
+API_KEY_ROLES = {"publishable": "anon", "secret": "service_role"}
+"""The new-style keys Supabase projects print, and the role each stands for."""
+
+
+def api_keys(secret: str) -> dict[str, str]:
+    """``sb_publishable_...`` and ``sb_secret_...`` keys, shaped like the Supabase CLI's (a random-looking
+    body, then a checksum) and derived from ``secret``, so a restarted server prints the same ones."""
+    keys = {}
+    for kind in API_KEY_ROLES:
+        body = _b64(hmac.new(secret.encode(), f"supabase-push {kind} key".encode(), hashlib.sha256).digest())[:22]
+        check = _b64(hashlib.sha256(f"sb_{kind}_{body}".encode()).digest())[:8]
+        keys[kind] = f"sb_{kind}_{body}_{check}"
+    return keys
+
+
 IAT_LEEWAY = 60.0
 """Seconds a token's ``iat`` may be ahead of this clock (another host's clock may run a little fast)."""
 
