@@ -13,6 +13,8 @@
 --   * publications supabase_realtime (tables for postgres_changes, created empty if absent)
 --     and supabase_realtime_messages_publication (realtime.messages);
 --   * auth.uid(), auth.role(), auth.jwt() where missing, for policies written for Supabase;
+--   * auth.users and auth.refresh_tokens where missing: the users of the server's /auth/v1
+--     (a subset of the columns Supabase's auth.users has, so foreign keys to auth.users(id) work);
 --   * supabase_push_local.created: which of the objects above this script created (not the
 --     ones that were already there), so `supabase-push serve --clean` removes exactly those.
 --
@@ -48,6 +50,7 @@ AS $$
         ('function', 'realtime.broadcast_changes(text,text,text,text,text,record,record,text)'),
         ('function', 'realtime.maintain_message_partitions(date)'),
         ('function', 'auth.jwt()'), ('function', 'auth.uid()'), ('function', 'auth.role()'),
+        ('table', 'auth.users'), ('table', 'auth.refresh_tokens'),
         ('publication', 'supabase_realtime'), ('publication', 'supabase_realtime_messages_publication')
     ) AS o (kind, name)
     WHERE CASE o.kind
@@ -214,6 +217,27 @@ BEGIN
     END IF;
 END
 $auth$;
+
+CREATE TABLE IF NOT EXISTS auth.users (
+    id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
+    aud text NOT NULL DEFAULT 'authenticated',
+    role text NOT NULL DEFAULT 'authenticated',
+    email text UNIQUE,
+    encrypted_password text,
+    is_anonymous boolean NOT NULL DEFAULT false,
+    raw_app_meta_data jsonb NOT NULL DEFAULT '{}',
+    raw_user_meta_data jsonb NOT NULL DEFAULT '{}',
+    created_at timestamptz NOT NULL DEFAULT now(),
+    updated_at timestamptz NOT NULL DEFAULT now(),
+    last_sign_in_at timestamptz
+);
+CREATE TABLE IF NOT EXISTS auth.refresh_tokens (
+    token text PRIMARY KEY,
+    user_id uuid NOT NULL REFERENCES auth.users (id) ON DELETE CASCADE,
+    session_id uuid NOT NULL,
+    revoked boolean NOT NULL DEFAULT false,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
 
 INSERT INTO supabase_push_local.created (kind, name)
 SELECT kind, name FROM supabase_push_local.present()

@@ -353,10 +353,11 @@ def serve(
         "--env", help="Print `export NAME=value` lines (SUPABASE_URL, the keys, DATABASE_URL) once serving, "
                       "for a shell or a test to source, like `supabase status -o env`.")] = False,
 ) -> None:
-    """Run a local Supabase Realtime-compatible server. FOR DEVELOPMENT AND TESTS ONLY.
+    """Run a local Supabase (Realtime, REST, Auth) for the official clients. FOR DEVELOPMENT AND TESTS ONLY.
 
     Websockets at /realtime/v1/websocket, REST broadcast at /realtime/v1/api/broadcast,
-    postgres_changes by logical decoding, database broadcast through realtime.send().
+    postgres_changes by logical decoding, database broadcast through realtime.send();
+    /rest/v1 through a PostgREST it starts (where one is found), /auth/v1 with users in auth.users.
     Without --db-url it starts a throwaway Postgres with the trading tables and triggers.
     On your own database it adds nothing unless --install-realtime says so (--clean takes it back).
     It prints the project URL and its keys: anon and service_role JWTs, and the new-style
@@ -373,6 +374,7 @@ def serve(
     from .db import map_error
     from .embedded import LocalPostgres
     from .local import DEV_SECRET, LocalRealtime, ServerConfig, footprint
+    from .local.rest import SUPABASE_GRANTS
 
     say = err.print if as_env else _say(as_json)  # --env: stdout holds only the export lines
     if clean:
@@ -394,6 +396,7 @@ def serve(
             with connect(db_url) as conn:
                 conn.execute(read_sql(REFERENCE_TABLES).encode())
                 footprint.install(conn)  # first, so the triggers use realtime.send
+                conn.execute(SUPABASE_GRANTS)  # as a new project has them: RLS decides, through /rest/v1
             say(f"[green]✓[/green] throwaway Postgres {pg.version} with the trading tables")
             install = True
         else:
@@ -419,7 +422,9 @@ def serve(
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.add_signal_handler(sig, stop.set)
-            info = {"url": server.url, "realtime_url": server.realtime_url, "anon_key": server.anon_key,
+            info = {"url": server.url, "realtime_url": server.realtime_url,
+                    "rest_url": f"{server.url}/rest/v1" if server.postgrest is not None else None,
+                    "auth_url": f"{server.url}/auth/v1", "anon_key": server.anon_key,
                     "service_role_key": server.service_role_key, "publishable_key": server.publishable_key,
                     "secret_key": server.secret_key,
                     "database": shown_db or describe_dsn(db_url or ""), "added": added}
@@ -430,6 +435,9 @@ def serve(
             else:
                 say(f"[green]✓[/green] local Realtime server on {server.url} [dim](development only)[/dim]")
                 say(f"  realtime   {server.realtime_url}/websocket")
+                say(f"  rest       {info['rest_url']}" if info["rest_url"] else
+                    f"  rest       [yellow]unavailable[/yellow]: {server.rest_unavailable}")
+                say(f"  auth       {info['auth_url']}")
                 say(f"  database   {info['database']}")
                 say(f"  anon key   {server.anon_key}")
                 say(f"  service    {server.service_role_key}")

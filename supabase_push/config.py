@@ -6,13 +6,16 @@ might quote them (a foreign exception, a URL).
 
 from __future__ import annotations
 
+import base64
+import json
 import os
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from .errors import ConfigError
 
-__all__ = ["ENVIRONMENT", "Settings", "scrub"]
+__all__ = ["ENVIRONMENT", "Settings", "key_kind", "scrub"]
 
 # Every variable read here, with what it is for: the README's configuration table.
 ENVIRONMENT: dict[str, str] = {
@@ -106,3 +109,22 @@ def _positive_int(value: str | None, name: str, *, default: int) -> int:
     if not value.isdigit() or int(value) == 0:
         raise ConfigError(f"{name}={value!r} is not a positive integer")
     return int(value)
+
+
+def key_kind(key: str) -> str:
+    """``service_role``, ``anon``, ``authenticated`` (a JWT's role), ``secret`` / ``publishable``
+    (new-style ``sb_`` keys), ``expired`` or ``unknown``. The key is read, never verified."""
+    if key.startswith("sb_secret_"):
+        return "secret"
+    if key.startswith("sb_publishable_"):
+        return "publishable"
+    try:
+        body = key.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    except (IndexError, ValueError):
+        return "unknown"
+    if not isinstance(claims, dict):
+        return "unknown"
+    if isinstance(claims.get("exp"), int | float) and claims["exp"] < time.time():
+        return "expired"
+    return str(claims.get("role") or "unknown")

@@ -7,8 +7,6 @@ with a short timeout; nothing here prints a key or a password.
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -20,7 +18,7 @@ from psycopg import sql
 
 from . import schema
 from .broadcast.rest import broadcast_endpoint
-from .config import Settings, scrub
+from .config import Settings, key_kind, scrub
 from .db import aconnect, connect, describe_dsn, redact_dsn
 from .errors import SupabasePushError
 from .events import Cursor
@@ -53,25 +51,6 @@ class Diagnosis:
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "findings": [asdict(f) for f in self.findings]}
-
-
-def key_kind(key: str) -> str:
-    """``service_role``, ``anon``, ``authenticated`` (a JWT's role), ``secret`` / ``publishable``
-    (new-style ``sb_`` keys), ``expired`` or ``unknown``. The key is read, never verified."""
-    if key.startswith("sb_secret_"):
-        return "secret"
-    if key.startswith("sb_publishable_"):
-        return "publishable"
-    try:
-        body = key.split(".")[1]
-        claims = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    except (IndexError, ValueError):
-        return "unknown"
-    if not isinstance(claims, dict):
-        return "unknown"
-    if isinstance(claims.get("exp"), int | float) and claims["exp"] < time.time():
-        return "expired"
-    return str(claims.get("role") or "unknown")
 
 
 async def diagnose(settings: Settings, *, rest_url: str | None = None, timeout: float = 5.0) -> Diagnosis:

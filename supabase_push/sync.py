@@ -76,6 +76,11 @@ class SyncBroadcaster:
         return cls(Broadcaster.from_env(required=required, **options))
 
     @classmethod
+    def from_supabase(cls, client: Any, **options: Any) -> SyncBroadcaster:
+        """A supabase-py client's URL, key and session: see :meth:`Broadcaster.from_supabase`."""
+        return cls(Broadcaster.from_supabase(client, **options))
+
+    @classmethod
     def with_backend(cls, backend: Backend, **options: Any) -> SyncBroadcaster:
         return cls(Broadcaster(backend, **options))
 
@@ -143,6 +148,11 @@ class SyncSubscriber:
     def from_env(cls, **options: Any) -> SyncSubscriber:
         """The same arguments as :meth:`Subscriber.from_env`."""
         return cls(Subscriber.from_env(**options))
+
+    @classmethod
+    def from_supabase(cls, client: Any, **options: Any) -> SyncSubscriber:
+        """A supabase-py client's URL, key and session: see :meth:`Subscriber.from_supabase`."""
+        return cls(Subscriber.from_supabase(client, **options))
 
     @property
     def stats(self) -> SubscriberStats:

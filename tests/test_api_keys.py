@@ -119,9 +119,14 @@ def test_serve_env_prints_lines_a_shell_can_source() -> None:
     assert proc.stdout is not None
     try:
         lines = [proc.stdout.readline() for _ in range(6)]
+        values = dict(line.removeprefix("export ").strip().split("=", 1) for line in lines)
+        # the throwaway database has a new project's grants: REST answers for the anon role
+        rest = httpx.get(f"{values['SUPABASE_URL']}/rest/v1/trades?select=id",
+                         headers={"apikey": values["SUPABASE_PUBLISHABLE_KEY"]}, timeout=10)
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+    assert rest.status_code == 200 and rest.json() == [], rest.text
     script = "".join(lines) + 'echo "$SUPABASE_URL|$SUPABASE_PUBLISHABLE_KEY|$SUPABASE_SECRET_KEY|$DATABASE_URL"\n'
     url, publishable, secret, database = subprocess.run(["sh", "-c", script], capture_output=True, text=True,
                                                         check=True).stdout.strip().split("|")

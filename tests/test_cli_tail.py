@@ -104,12 +104,13 @@ def test_tail_with_a_wrong_password_exits_2_at_once(installed_url: str) -> None:
 
 
 def test_tail_with_a_wrong_key_exits_2(realtime: LocalRealtime) -> None:
-    """Only SUPABASE_URL and a key that the server refuses (Realtime 401, no PostgREST): not a quiet success."""
+    """Only SUPABASE_URL and a key that the server refuses (Realtime and its /rest/v1 gateway: 401): not a
+    quiet success, and the refusal named."""
     env = {"SUPABASE_URL": realtime.url, "SUPABASE_SERVICE_ROLE_KEY": "not-a-key"}
     proc = tail("--timeout", "3", env=env)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 2, err
-    assert "never connected" in err and "401" in err
+    assert "401 Invalid API key" in err and "check the key" in err
     assert "not-a-key" not in out + err
 
 

@@ -116,6 +116,21 @@ class Broadcaster:
         return cls.from_settings(Settings.from_env(), required=required, **options)
 
     @classmethod
+    def from_supabase(cls, client: Any, *, timeout: float = 5.0, **options: Any) -> Broadcaster:
+        """``Broadcaster.from_supabase(supabase)``: Realtime REST broadcasts with a supabase-py client's
+        project URL and key (sync or async client), as its signed-in user when there is one (private
+        topics then need that user's RLS write policy), else as its key."""
+        from .._supabase_client import session_token, settings_of
+
+        settings = settings_of(client)
+        assert settings.supabase_url is not None and settings.api_key is not None
+        backend = RestBackend(settings.supabase_url, settings.api_key, timeout=timeout,
+                              access_token=session_token(client))
+        options.setdefault("private", settings.private)
+        options.setdefault("max_payload_bytes", settings.max_payload_bytes)
+        return cls(backend, **options)
+
+    @classmethod
     def from_settings(cls, settings: Settings, *, required: bool = True, timeout: float = 5.0,
                       **options: Any) -> Broadcaster:
         backend = backend_from_settings(settings, required=required, timeout=timeout)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from urllib.parse import quote
@@ -44,7 +44,8 @@ class RestBackend:
     max_payload_reason: str | None = None
 
     def __init__(self, url: str, key: str, *, timeout: float = 5.0, max_batch: int = 100,
-                 http_client: httpx.AsyncClient | None = None) -> None:
+                 http_client: httpx.AsyncClient | None = None,
+                 access_token: Callable[[], Awaitable[str | None]] | None = None) -> None:
         self.endpoint = broadcast_endpoint(url)
         self.max_batch = max_batch
         self.timeout = timeout
@@ -52,6 +53,7 @@ class RestBackend:
         self._headers = {"apikey": key, "Content-Type": "application/json"}
         if key.count(".") == 2:  # a JWT; the new sb_secret_ keys go in apikey only
             self._headers["Authorization"] = f"Bearer {key}"
+        self._access_token = access_token  # a signed-in user's JWT, asked for on every request
         self._client = http_client
         self._owns_client = http_client is None
         self._batch_only = False
@@ -89,8 +91,12 @@ class RestBackend:
         if self._client is None:
             await self.connect()
         assert self._client is not None
+        headers = self._headers
+        token = await self._access_token() if self._access_token is not None else None
+        if token:
+            headers = {**headers, "Authorization": f"Bearer {token}"}
         try:
-            return await self._client.post(url, content=body, headers=self._headers)
+            return await self._client.post(url, content=body, headers=headers)
         except httpx.TimeoutException:
             raise TransientError(f"no answer from {self.endpoint} within {self.timeout:g} s", timeout=True) from None
         except httpx.TransportError as exc:

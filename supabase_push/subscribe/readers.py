@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
 import httpx
@@ -90,9 +90,11 @@ class RestReader:
 
     name = "rest"
 
-    def __init__(self, rest_url: str, key: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, rest_url: str, key: str, *, timeout: float = 10.0,
+                 access_token: Callable[[], Awaitable[str | None]] | None = None) -> None:
         self.rest_url = rest_url.rstrip("/")
         self._key = key
+        self._access_token = access_token  # a signed-in user's JWT (reads under their rights), asked per read
         headers = {"apikey": key, "Accept": "application/json", "Content-Type": "application/json"}
         if key.count(".") == 2:
             headers["Authorization"] = f"Bearer {key}"
@@ -110,8 +112,10 @@ class RestReader:
         return Cursor(int(rows[0]["seq"]), int(rows[0]["id"])) if rows else START
 
     async def _rpc(self, function: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        token = await self._access_token() if self._access_token is not None else None
+        headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
-            response = await self._http.post(f"/rpc/{function}", json=params)
+            response = await self._http.post(f"/rpc/{function}", json=params, headers=headers)
         except httpx.HTTPError as exc:
             raise TransportError(f"cannot read from {self.describe()}: "
                                  f"{scrub(str(exc) or type(exc).__name__, [self._key])}") from None
@@ -135,9 +139,10 @@ class RestReader:
         await self._http.aclose()
 
 
-def reader_for(settings: Settings, reader: str = "auto", *, rest_url: str | None = None) -> Reader:
-    """SQL when DATABASE_URL is set, else PostgREST at ``rest_url`` (default ``<SUPABASE_URL>/rest/v1``);
-    ``reader`` (``sql``, ``rest``) forces one."""
+def reader_for(settings: Settings, reader: str = "auto", *, rest_url: str | None = None,
+               access_token: Callable[[], Awaitable[str | None]] | None = None) -> Reader:
+    """SQL when DATABASE_URL is set, else PostgREST at ``rest_url`` (default ``<SUPABASE_URL>/rest/v1``),
+    as the user of ``access_token`` when it gives one; ``reader`` (``sql``, ``rest``) forces one."""
     rest = rest_url or (f"{settings.supabase_url}/rest/v1" if settings.supabase_url else None)
     if reader == "sql" or (reader == "auto" and settings.database_url):
         if not settings.database_url:
@@ -145,7 +150,7 @@ def reader_for(settings: Settings, reader: str = "auto", *, rest_url: str | None
         return SqlReader(settings.database_url)
     if reader in ("rest", "auto"):
         if rest and settings.api_key:
-            return RestReader(rest, settings.api_key)
+            return RestReader(rest, settings.api_key, access_token=access_token)
         raise ConfigError("nothing to read the change log through: looked for DATABASE_URL, then SUPABASE_URL "
                           "(or SUPABASE_PUSH_REST_URL) with SUPABASE_SERVICE_ROLE_KEY",
                           hint="set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY")
@@ -165,8 +170,8 @@ def transport_error(error: DatabaseError, message: str, hint: str | None) -> Tra
 
 def _hint(code: str | None) -> str | None:
     if code == "404":
-        return ("no PostgREST answers at this URL: set SUPABASE_PUSH_REST_URL to yours "
-                "(the local server has none; hosted Supabase serves <project>/rest/v1)")
+        return ("no PostgREST answers at this URL: set SUPABASE_PUSH_REST_URL to yours (hosted Supabase and "
+                "`supabase-push serve` serve <project>/rest/v1; serve needs a PostgREST binary for it)")
     if code in ("PGRST301", "PGRST302", "401"):
         return "check the key: reading the change log needs the service role (or a grant to your role)"
     if code in ("PGRST202", "42883"):

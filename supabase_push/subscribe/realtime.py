@@ -32,8 +32,9 @@ __all__ = ["RealtimeTransport", "TokenSource", "seconds_left"]
 
 log = logging.getLogger("supabase_push.subscribe")
 
-TokenSource = str | Callable[[], str | Awaitable[str]]
-"""A user JWT, or a function (sync or async) that returns a fresh one."""
+TokenSource = str | Callable[[], str | Awaitable[str | None] | None]
+"""A user JWT, or a function (sync or async) that returns a fresh one (None: nobody is signed in,
+the key stands for itself until the next connection asks again)."""
 CHANGE_EVENTS = {"INSERT", "UPDATE", "DELETE", "TRUNCATE"}
 
 
@@ -69,6 +70,8 @@ class RealtimeTransport:
         token = source() if callable(source) else source
         if inspect.isawaitable(token):
             token = await token
+        if token is None:
+            return None
         if not isinstance(token, str) or not token:
             raise TransportError("the access_token function returned no token")
         self._tokens_seen = [*self._tokens_seen[-4:], token]

@@ -17,7 +17,7 @@ import os
 import random
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, cast
@@ -170,19 +170,33 @@ class Subscriber:
                                  rest_url=os.environ.get("SUPABASE_PUSH_REST_URL") or None, **options)
 
     @classmethod
+    def from_supabase(cls, client: Any, *, topics: Sequence[str] | None = None, **options: Any) -> Subscriber:
+        """``Subscriber.from_supabase(supabase, topics=[...])``: the project URL and key of a supabase-py
+        client (sync or async), pushes through its Realtime and reads through its PostgREST, as its
+        signed-in user when there is one (their token, followed across refreshes), else as its key.
+        Other options as :meth:`from_settings` (``rest_url``, ``start``, ``cursor_store`` ...)."""
+        from .._supabase_client import session_token, settings_of
+
+        token = session_token(client)
+        options.setdefault("access_token", token)
+        return cls.from_settings(settings_of(client), topics=topics, rest_token=token, **options)
+
+    @classmethod
     def from_settings(cls, settings: Settings, *, topics: Sequence[str] | None = None, transport: str = "auto",
                       reader: str = "auto", rest_url: str | None = None, liveness_interval: float = 10.0,
-                      access_token: TokenSource | None = None, **options: Any) -> Subscriber:
+                      access_token: TokenSource | None = None,
+                      rest_token: Callable[[], Awaitable[str | None]] | None = None, **options: Any) -> Subscriber:
         """Push: Realtime when SUPABASE_URL and a key are set, else LISTEN when DATABASE_URL is.
         Reads by cursor: SQL when DATABASE_URL is set, else PostgREST at ``rest_url``
         (default ``<SUPABASE_URL>/rest/v1``).
 
         ``transport`` forces the push transport (``realtime``, ``listen``, or ``poll`` for none);
         ``reader`` forces the reader (``sql`` or ``rest``). ``access_token`` gives Realtime a user
-        JWT (a string, or a function returning a fresh one) that is refreshed before it expires.
+        JWT (a string, or a function returning a fresh one) that is refreshed before it expires;
+        ``rest_token`` does the same for reads through PostgREST.
         """
         key = settings.api_key
-        chosen_reader = reader_for(settings, reader, rest_url=rest_url)
+        chosen_reader = reader_for(settings, reader, rest_url=rest_url, access_token=rest_token)
         push: PushTransport | None = None
         realtime_ready = bool(settings.supabase_url and key)
         if transport == "realtime" or (transport == "auto" and realtime_ready):

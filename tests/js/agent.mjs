@@ -1,4 +1,4 @@
-// Drives the official supabase-js client for tests/test_local_js.py.
+// Drives the official supabase-js client for tests/test_local_js.py and tests/test_local_supabase.py.
 // usage: node agent.mjs <project url> <key> <vsn>
 // Reads one JSON command per line on stdin, prints one JSON event per line on stdout.
 import { createClient } from '@supabase/supabase-js'
@@ -43,6 +43,18 @@ const commands = {
   },
   async track({ name, payload }) {
     emit({ type: 'tracked', channel: name, result: await channels.get(name).track(payload) })
+  },
+  async signUp({ email, password }) {
+    const { data, error } = await supabase.auth.signUp({ email, password })
+    emit({ type: 'signedUp', user: data.user, error: error ? String(error.message || error) : null })
+  },
+  async insert({ table, row }) {
+    const { data, error } = await supabase.from(table).insert(row).select()
+    emit({ type: 'inserted', rows: data, error: error ? String(error.message || error) : null })
+  },
+  async update({ table, id, row }) {
+    const { data, error } = await supabase.from(table).update(row).eq('id', id).select()
+    emit({ type: 'updated', rows: data, error: error ? String(error.message || error) : null })
   },
   async exit() {
     await supabase.removeAllChannels()
