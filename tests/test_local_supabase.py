@@ -212,3 +212,28 @@ async def test_a_table_created_while_serving_is_served(realtime: LocalRealtime, 
         read = await http.get(f"/rest/v1/{table}?select=note")
     assert created.status_code == 201, created.text
     assert read.json() == [{"note": "late"}]
+
+
+async def test_auth_refuses_bad_input_with_gotrue_errors(realtime: LocalRealtime) -> None:
+    email = f"{uuid.uuid4().hex[:10]}@example.com"
+    async with httpx.AsyncClient(base_url=f"{realtime.url}/auth/v1",
+                                 headers={"apikey": realtime.publishable_key}) as http:
+        weak = await http.post("/signup", json={"email": email, "password": "12345"})
+        bad_email = await http.post("/signup", json={"email": "not-an-email", "password": "123456"})
+        garbage = await http.post("/signup", content=b"\xff{not json")
+        first = await http.post("/signup", json={"email": email, "password": "123456"})
+        again = await http.post("/signup", json={"email": email.upper(), "password": "654321"})
+        refresh = first.json()["refresh_token"]
+        rotated = await http.post("/token?grant_type=refresh_token", json={"refresh_token": refresh})
+        reused = await http.post("/token?grant_type=refresh_token", json={"refresh_token": refresh})
+        no_token = await http.get("/user")
+        forged = await http.get("/user", headers={"Authorization": f"Bearer {realtime.anon_key}"})
+        grant = await http.post("/token?grant_type=magic", json={})
+    assert (weak.status_code, weak.json()["error_code"]) == (422, "weak_password")
+    assert (bad_email.status_code, bad_email.json()["error_code"]) == (400, "validation_failed")
+    assert garbage.status_code == 400
+    assert first.status_code == 200 and (again.status_code, again.json()["error_code"]) == (422, "user_already_exists")
+    assert rotated.status_code == 200 and rotated.json()["refresh_token"] != refresh
+    assert (reused.status_code, reused.json()["error_code"]) == (400, "refresh_token_not_found")
+    assert no_token.status_code == 401 and forged.status_code == 401  # a key is not a user
+    assert (grant.status_code, grant.json()["error_code"]) == (400, "unsupported_grant_type")

@@ -114,12 +114,13 @@ class Auth:
             return await cur.fetchone() if cur.description else None
 
     @staticmethod
-    async def _body(request: web.Request) -> dict[str, Any]:
+    async def _body(request: web.Request) -> dict[str, Any] | None:
+        """The JSON object sent (an empty body is ``{}``), or None for anything else."""
         try:
             body = _json.loads(await request.read() or b"{}")
         except ValueError:
-            return {}
-        return body if isinstance(body, dict) else {}
+            return None
+        return body if isinstance(body, dict) else None
 
     def _bearer_claims(self, request: web.Request) -> dict[str, Any] | None:
         header = request.headers.get("Authorization", "")
@@ -171,6 +172,8 @@ class Auth:
 
     async def _signup(self, request: web.Request) -> web.Response:
         body = await self._body(request)
+        if body is None:
+            return _error(400, "bad_json", "Could not parse request body as a JSON object")
         email, password = body.get("email"), body.get("password")
         metadata = body.get("data") if isinstance(body.get("data"), dict) else {}
         if email is None and password is None:  # signInAnonymously()
@@ -193,6 +196,8 @@ class Auth:
     async def _token(self, request: web.Request) -> web.Response:
         grant = request.query.get("grant_type")
         body = await self._body(request)
+        if body is None:
+            return _error(400, "bad_json", "Could not parse request body as a JSON object")
         if grant == "password":
             email, password = body.get("email"), body.get("password")
             row = await self._query("SELECT * FROM auth.users WHERE email = lower(%s)", (str(email or "").strip(),))
