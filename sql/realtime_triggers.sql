@@ -23,6 +23,24 @@ BEGIN;
 -- Two concurrent applies (or an apply and an uninstall) run one after the other.
 SELECT pg_advisory_xact_lock(7218311412069051321);
 
+-- A database installed by a newer supabase-push (a later schema version) is left as it is:
+-- this script would put version 1's functions over the newer ones.
+DO $$
+DECLARE
+    v_version integer;
+BEGIN
+    IF pg_catalog.to_regclass('supabase_push.installation') IS NOT NULL THEN
+        SELECT schema_version INTO v_version FROM supabase_push.installation;  -- planned only once it exists
+        IF v_version > 1 THEN
+            RAISE EXCEPTION 'supabase_push: this database has schema version %, newer than this script (version 1)',
+                v_version
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'Upgrade supabase-push (pip install -U supabase-push) and apply its SQL; a downgrade is not supported.';
+        END IF;
+    END IF;
+END
+$$;
+
 CREATE SCHEMA IF NOT EXISTS supabase_push;
 COMMENT ON SCHEMA supabase_push IS 'supabase-push: change log and triggers (see sql/realtime_triggers.sql)';
 

@@ -153,6 +153,11 @@ def apply(
     existing install keeps its routes (an upgrade in place) and a new one gets the defaults.
     """
     before = _installed_state(conn)
+    if before is not None and before["installation"]["schema_version"] > _sql.SCHEMA_VERSION:
+        raise ConfigError(
+            f"this database has supabase-push schema version {before['installation']['schema_version']}, newer "
+            f"than this package's ({_sql.SCHEMA_VERSION}): nothing was changed",
+            hint="upgrade supabase-push (pip install -U supabase-push); a downgrade is not supported")
     installed = before["routes"] if before else []
     script = apply_sql(_wanted_routes(conn, routes, installed, replace), broadcast_mode=broadcast_mode,
                        private_broadcast=private_broadcast, create_tables=create_tables)
@@ -347,10 +352,15 @@ def _verify(conn: Conn) -> VerifyReport:
         return report
     installation = state["installation"]
     version = installation["schema_version"]
-    report.add("installation", "schema version",
-               "ok" if version == _sql.SCHEMA_VERSION else "drifted",
-               f"installed {version}, this package ships {_sql.SCHEMA_VERSION}"
-               if version != _sql.SCHEMA_VERSION else str(version))
+    if version == _sql.SCHEMA_VERSION:
+        report.add("installation", "schema version", "ok", str(version))
+    elif version > _sql.SCHEMA_VERSION:
+        report.add("installation", "schema version", "drifted",
+                   f"installed {version}, newer than this package's {_sql.SCHEMA_VERSION}: upgrade supabase-push "
+                   "to verify it (apply refuses to downgrade)")
+    else:
+        report.add("installation", "schema version", "drifted",
+                   f"installed {version}, this package ships {_sql.SCHEMA_VERSION}: supabase-push apply upgrades it")
 
     for table in _sql.TABLES:
         report.add("table", table, "ok" if _exists(conn, "to_regclass", table) else "missing")

@@ -13,7 +13,7 @@ import pytest
 from supabase_push import schema
 from supabase_push._sql import INSTALL, read_sql
 from supabase_push.changelog import read_changes
-from supabase_push.errors import MissingTableError, PermissionDeniedError
+from supabase_push.errors import ConfigError, MissingTableError, PermissionDeniedError
 
 ORIGINAL_VERIFY_QUERY = """
 SELECT DISTINCT trigger_name, event_object_table FROM information_schema.triggers
@@ -390,3 +390,22 @@ def test_an_apply_that_must_add_triggers_completes_under_writers(installed_url: 
         logged = read_changes(conn, limit=1_000_000, topics=["trade-updates"])
     assert failures == [] and took < 10, (took, failures[:1])
     assert len(logged) == sum(written) and len({e.cursor for e in logged}) == len(logged)
+
+
+def test_a_newer_schema_is_never_downgraded(installed: psycopg.Connection[Any]) -> None:
+    """A database a later release installed (schema version 2 here): apply, the pasted file and verify
+    say so, and nothing changes."""
+    installed.execute("UPDATE supabase_push.installation SET schema_version = 2")
+    fingerprint = installed.execute("SELECT supabase_push.fingerprint_v1()").fetchone()
+    with pytest.raises(ConfigError, match="schema version 2, newer than this package's") as refused:
+        schema.apply(installed, [schema.Route("positions", "elsewhere")])
+    assert "upgrade supabase-push" in str(refused.value.hint)
+    with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="newer than this script"):
+        installed.execute(read_sql(INSTALL).encode())  # as pasted into the SQL editor
+    installed.execute("ROLLBACK")
+    assert installed.execute("SELECT supabase_push.fingerprint_v1()").fetchone() == fingerprint
+    assert [r["topic"] for r in schema.status(installed).routes if r["table_name"] == "positions"] == \
+        ["position-updates"]
+    report = schema.verify(installed)
+    [version] = [c for c in report.checks if c.name == "schema version"]
+    assert version.status == "drifted" and "newer than this package's 1" in version.detail
