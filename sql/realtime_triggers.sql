@@ -9,7 +9,8 @@
 --   * one AFTER ROW trigger per routed table that appends the change to a change log;
 --   * at commit, once per transaction, a commit-ordered cursor stamp, then a broadcast of
 --     each change: realtime.send() where the `realtime` schema has it (hosted Supabase, or
---     the local server), else pg_notify() on a channel named after the topic;
+--     the local server), else pg_notify() on a channel named after the topic (without the
+--     rows: any role may LISTEN, so listeners read the change by cursor with their rights);
 --   * public.supabase_push_changes(), a STABLE function that reads the change log by
 --     cursor (SQL or PostgREST RPC) so a subscriber that was away loses nothing.
 --
@@ -253,13 +254,10 @@ BEGIN
                 PERFORM realtime.send(v_envelope, v_change.op, v_change.topic, v_private);
             END IF;
             IF v_notify THEN
-                v_text := v_envelope::text;
-                -- NOTIFY payloads must stay under 8000 bytes: big rows go by reference,
-                -- the listener reads the change by its cursor.
-                IF pg_catalog.octet_length(v_text) > 7900 THEN
-                    v_text := (v_envelope - 'record' - 'old_record'
-                               || '{"truncated": true}'::jsonb)::text;
-                END IF;
+                -- LISTEN has no privilege check (any role may listen on any channel), so a
+                -- NOTIFY carries no row, only where to read it: the listener reads the change
+                -- by its cursor with its own rights ("truncated": the push has no rows).
+                v_text := (v_envelope - 'record' - 'old_record' || '{"truncated": true}'::jsonb)::text;
                 PERFORM pg_catalog.pg_notify(v_change.topic, v_text);
             END IF;
         END LOOP;

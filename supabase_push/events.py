@@ -67,7 +67,7 @@ class ChangeEvent(BaseModel):
     commit_ts: datetime
     source: Source | None = None
     truncated: bool = False
-    """True when the row was too large for a NOTIFY payload: read it by cursor."""
+    """On a push: it carries no rows (every NOTIFY, since any role may LISTEN): read it by cursor."""
     prev: dict[str, str] | None = None
     """On a push: for each topic, the cursor of its last change before this one."""
 

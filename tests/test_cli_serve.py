@@ -130,10 +130,14 @@ def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedPr
 
 
 def listen_hears_a_trade(url: str) -> bool:
+    """A NOTIFY for the new trade arrives (it names the change's cursor; it never carries the row)."""
     with psycopg.connect(url, autocommit=True) as listener, psycopg.connect(url, autocommit=True) as writer:
         listener.execute('LISTEN "trade-updates"')
         writer.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('HEAR', 'buy', 1, 1)")
-        return any("HEAR" in note.payload for note in listener.notifies(timeout=3, stop_after=1))
+        notes = list(listener.notifies(timeout=3, stop_after=1))
+        cursor = writer.execute("SELECT max(seq)::text || ':' || max(l.id)::text FROM supabase_push.change_log l "
+                                "JOIN supabase_push.change_txn t USING (txid)").fetchone()
+    return any(json.loads(note.payload)["cursor"] == (cursor[0] if cursor else None) for note in notes)
 
 
 def schemas(url: str) -> set[str]:

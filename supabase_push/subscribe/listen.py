@@ -41,7 +41,7 @@ class ListenTransport:
                 # aclosing: an abandoned notifies() generator keeps the connection's lock, and close() waits forever
                 async with contextlib.aclosing(conn.notifies(timeout=self.liveness_interval)) as notes:
                     async for note in notes:
-                        await emit(parse_push(note.payload))
+                        await emit(parse_push(note.payload, carries_rows=False))
                 # Quiet for a while: make sure the server is still there (a half-open socket is silent).
                 await asyncio.wait_for(conn.execute("SELECT 1"), self.liveness_interval)
         except TimeoutError:

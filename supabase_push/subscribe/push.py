@@ -14,8 +14,10 @@ __all__ = ["Emit", "Hint", "PushTransport", "Up", "parse_push"]
 
 @dataclass(frozen=True)
 class Hint:
-    """A push that says a change exists but cannot be trusted to carry its row exactly: the
-    subscriber reads that change by cursor, where numbers are exact, and delivers it from there."""
+    """A push that says a change exists but does not carry its row as the database has it: a
+    NOTIFY (it never carries rows: any role may LISTEN), or a row some client has parsed lossily.
+    The subscriber reads the change by cursor, with its own rights, and delivers it from there;
+    what a hint says moves no cursor, so a forged one delivers nothing."""
 
     event: ChangeEvent
 
@@ -37,28 +39,30 @@ class PushTransport(Protocol):
         ...
 
 
-def parse_push(payload: object) -> ChangeEvent | Hint | None:
+def parse_push(payload: object, *, carries_rows: bool = True) -> ChangeEvent | Hint | None:
     """A change envelope from a push payload, or None for anything else (a service broadcast).
 
-    Text (a NOTIFY payload) is parsed here with exact numbers. A payload some client has
-    already parsed (the official Realtime client turns every JSON number with a fraction into
-    a double: ``12345678901234567890.1`` and ``1.000000000000000001`` arrive rounded) is a
-    :class:`Hint` when its rows hold a float, since no float there can be proven exact."""
-    inexact = False
+    ``carries_rows=False`` (NOTIFY: any role may send one, and ours never carry rows) makes every
+    envelope a :class:`Hint`, whatever it claims. Text is parsed here with exact numbers. A payload
+    some client has already parsed (the official Realtime client turns every JSON number with a
+    fraction into a double: ``12345678901234567890.1`` and ``1.000000000000000001`` arrive rounded)
+    is a :class:`Hint` when its rows hold a float, since no float there can be proven exact; so is a
+    push without rows (``truncated``)."""
+    inexact = not carries_rows
     if isinstance(payload, (str, bytes)):
         try:
             payload = _json.loads(payload, exact_numbers=True)
         except ValueError:
             return None
-    else:
-        inexact = _holds_float(payload)
+    elif _holds_float(payload):
+        inexact = True
     if not isinstance(payload, dict) or "cursor" not in payload:
         return None
     try:
         event = ChangeEvent.model_validate(payload)
     except ValueError:
         return None
-    return Hint(event) if inexact else event
+    return Hint(event) if inexact or event.truncated else event
 
 
 def _holds_float(value: object) -> bool:

@@ -4,9 +4,10 @@ Pushes arrive in commit order but at most once. Each names, for every topic, the
 of that topic's last change before it (``prev``). The latest of those over the topics
 this subscriber follows is the change just before the push in its own stream: if that is
 the last change it accounted for, the push continues an unbroken stream and is delivered
-as it comes; anything else means something was missed (a dropped message, a reconnect)
-and the subscriber reads the log by cursor instead. Everything at or before the cursor
-is a duplicate. Reads by cursor are complete by construction.
+as it comes (a hint, a push without its row, is read by cursor then); anything else means
+something was missed (a dropped message, a reconnect) and the subscriber reads the log by
+cursor instead. Everything at or before the cursor is a duplicate. Reads by cursor are
+complete by construction.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ class Sequencer:
     def judge(self, pushed: ChangeEvent) -> Verdict:
         if pushed.position <= self.cursor:
             return Verdict.DUPLICATE
-        if pushed.truncated or pushed.topic not in self.topics or pushed.prev is None:
+        if pushed.topic not in self.topics or pushed.prev is None:
             return Verdict.GAP
         try:
             before = max((Cursor.parse(pushed.prev[t]) for t in self.topics if t in pushed.prev), default=START)
