@@ -135,4 +135,6 @@ message = "{symbol}"
         # one verify read per 10 s of silence: one or two in 13 s, and one the statistics may have held back
         # from before the window (a backend that reported less than a second ago reports again up to 10 s later)
         assert 1 <= done[name] <= 3, f"{name}: {done[name]} change-log reads in {idle:.1f} s of silence"
-        assert cpu[name] < 0.01 * idle + 0.05, f"{name}: {cpu[name]:.2f} s of CPU in {idle:.1f} s of silence"
+        # Measured 0.09-0.20 s in 13 s: psycopg's notifies() wakes every 0.1 s to look for notifications
+        # (about 1 % of a core); the busy-poll bug this guards against cost ~43 %.
+        assert cpu[name] < 0.015 * idle + 0.05, f"{name}: {cpu[name]:.2f} s of CPU in {idle:.1f} s of silence"
