@@ -29,6 +29,7 @@ from psycopg.types.json import Jsonb
 
 from .. import _json
 from . import tokens
+from .rest import credentials
 
 __all__ = ["Auth"]
 
@@ -92,7 +93,7 @@ class Auth:
 
     def _guarded(self, handler: Callable[[web.Request], Any]) -> Callable[[web.Request], Any]:
         async def guarded(request: web.Request) -> web.StreamResponse:
-            key = request.headers.get("apikey") or request.query.get("apikey")
+            key, _ = credentials(request)
             if not key:
                 return web.json_response({"message": "No API key found in request"}, status=401)
             try:
@@ -123,11 +124,11 @@ class Auth:
         return body if isinstance(body, dict) else None
 
     def _bearer_claims(self, request: web.Request) -> dict[str, Any] | None:
-        header = request.headers.get("Authorization", "")
-        if not header.lower().startswith("bearer "):
+        _, token = credentials(request)
+        if token is None:
             return None
         try:
-            claims = tokens.verify(header[7:], self._secret)
+            claims = tokens.verify(token, self._secret)
         except tokens.TokenError:
             return None
         return claims if isinstance(claims.get("sub"), str) else None

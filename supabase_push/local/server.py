@@ -29,7 +29,7 @@ from .database import MESSAGES_PUBLICATION, PUBLICATION, Database
 from .frames import VERSIONS, Message, RawJSON, encode, encode_user_broadcast
 from .pgoutput import UNCHANGED_TOAST, Change, Column, Relation, Transaction, record_json
 from .replication import ReplicationStream
-from .rest import PostgREST, find_postgrest, gateway
+from .rest import PostgREST, credentials, find_postgrest, gateway
 from .session import Session, cast_bool
 
 log = logging.getLogger("supabase_push.local")
@@ -321,9 +321,7 @@ class LocalRealtime:
     def _rest_claims(self, request: web.Request) -> dict[str, Any] | None:
         """Claims of the request's Bearer JWT, else of its ``apikey``. As on hosted Supabase an API key
         is no Bearer token, unless it repeats the ``apikey`` header (what supabase-js sends)."""
-        bearer = request.headers.get("Authorization", "")
-        token = bearer[7:] if bearer.lower().startswith("bearer ") else None
-        apikey = request.headers.get("apikey") or request.query.get("apikey")
+        apikey, token = credentials(request)
         if token is not None and token.startswith("sb_") and token != apikey:
             return None
         try:
