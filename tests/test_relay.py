@@ -287,7 +287,9 @@ async def test_a_browser_behind_retention_gets_a_gap_event_first(installed_url: 
             seen = await first.take(1)
         insert_trades(installed_url, [ALICE])  # missed, and then pruned
         await asyncio.sleep(1.2)
-        insert_trades(installed_url, [ALICE])
+        async with SseStream(server.url, token(ALICE)) as watcher:
+            insert_trades(installed_url, [ALICE])
+            await watcher.take(1)  # the ring (one event) has moved past the missed change
         with psycopg.connect(installed_url, autocommit=True) as conn:
             pruned = schema.prune(conn, timedelta(seconds=1))
         async with SseStream(server.url, token(ALICE), last_id=seen[0].id) as again:
