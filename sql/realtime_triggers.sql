@@ -4,15 +4,24 @@
 -- `psql -v ON_ERROR_STOP=1 -f sql/realtime_triggers.sql`. It is idempotent and runs as
 -- one transaction: applying it twice changes nothing, a failure changes nothing.
 --
--- What it installs (schema version 1):
+-- What it installs (schema version 2):
 --   * publication supabase_realtime (created if absent) with every routed table;
---   * one AFTER ROW trigger per routed table that appends the change to a change log;
---   * at commit, once per transaction, a commit-ordered cursor stamp, then a broadcast of
---     each change: realtime.send() where the `realtime` schema has it (hosted Supabase, or
---     the local server), else pg_notify() on a channel named after the topic (without the
---     rows: any role may LISTEN, so listeners read the change by cursor with their rights);
+--   * one AFTER ROW trigger per routed table that appends the change to a change log, and
+--     nothing else: no lock, no NOTIFY, no deferred work, so writers never wait for each other;
+--   * supabase_push.stamp_v2(), the stamper: after commit, in its own transaction, it gives
+--     the transactions that became visible since its last round consecutive commit-ordered
+--     sequence numbers (the cursor), then pushes them: realtime.messages where the `realtime`
+--     schema has it (hosted Supabase, or the local server), else pg_notify() on a channel
+--     named after the topic (a hint without the rows: any role may LISTEN, so listeners read
+--     the change by cursor with their rights). supabase-push processes run it (one per
+--     database at a time), `supabase-push stamp` runs it alone, pg_cron can run
+--     `CALL supabase_push.stamp_loop_v2(55)` every minute with no process at all;
 --   * public.supabase_push_changes(), a STABLE function that reads the change log by
 --     cursor (SQL or PostgREST RPC) so a subscriber that was away loses nothing.
+--
+-- A database with schema version 1 is upgraded by sql/migrations/0002_pre_stamper.sql run in
+-- the same transaction before this file, then 0002_post_stamper.sql (`supabase-push apply`
+-- does both).
 --
 -- Default routes: positions -> position-updates (position_change_trigger),
 -- trades -> trade-updates (trade_executed_trigger),
@@ -25,18 +34,24 @@ BEGIN;
 SELECT pg_advisory_xact_lock(7218311412069051321);
 
 -- A database installed by a newer supabase-push (a later schema version) is left as it is:
--- this script would put version 1's functions over the newer ones.
+-- this script would put version 2's functions over the newer ones. One with an older version
+-- needs its migrations first.
 DO $$
 DECLARE
     v_version integer;
 BEGIN
     IF pg_catalog.to_regclass('supabase_push.installation') IS NOT NULL THEN
         SELECT schema_version INTO v_version FROM supabase_push.installation;  -- planned only once it exists
-        IF v_version > 1 THEN
-            RAISE EXCEPTION 'supabase_push: this database has schema version %, newer than this script (version 1)',
+        IF v_version > 2 THEN
+            RAISE EXCEPTION 'supabase_push: this database has schema version %, newer than this script (version 2)',
                 v_version
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = 'Upgrade supabase-push (pip install -U supabase-push) and apply its SQL; a downgrade is not supported.';
+        ELSIF v_version < 2 THEN
+            RAISE EXCEPTION 'supabase_push: this database has schema version %; run its migrations first', v_version
+                USING ERRCODE = 'object_not_in_prerequisite_state',
+                      HINT = 'supabase-push apply runs them; with psql, run sql/migrations/0002_pre_stamper.sql and this '
+                             'file in one transaction, then 0002_post_stamper.sql.';
         END IF;
     END IF;
 END
@@ -83,8 +98,9 @@ CREATE TABLE IF NOT EXISTS supabase_push.routes (
     PRIMARY KEY (schema_name, table_name)
 );
 
--- One row per change. `txid` ties it to its transaction; the cursor position is the
--- transaction's commit sequence (change_txn.seq) then `id`.
+-- One row per change, appended by the writer's trigger. `txid` ties it to its transaction;
+-- the cursor position is the transaction's commit sequence (commits.seq) then `id`. The
+-- identity draws one value at a time (CACHE 1), so ids follow the order changes were made.
 CREATE TABLE IF NOT EXISTS supabase_push.change_log (
     id bigint GENERATED ALWAYS AS IDENTITY,
     txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
@@ -106,14 +122,22 @@ BEGIN
 END
 $$;
 
--- One row per writing transaction, stamped with a commit-ordered sequence number at
--- commit time (see stamp_commit_v1). Invisible until its transaction commits.
-CREATE TABLE IF NOT EXISTS supabase_push.change_txn (
-    txid xid8 PRIMARY KEY DEFAULT pg_current_xact_id(),
-    seq bigint UNIQUE,
-    committed_at timestamptz
+-- One row per committed writing transaction, in commit order, written by the stamper
+-- (stamp_v2) after the transaction committed: its changes are those of change_log with its
+-- txid and an id in [first_id, last_id] (the id range tells a transaction from one of an
+-- older cluster that had the same txid, after a pg_dump/restore). Insert-only. The last row of
+-- each stamping round also records where the round left off (snapshot, heads) for the next.
+CREATE TABLE IF NOT EXISTS supabase_push.commits (
+    seq bigint PRIMARY KEY,
+    txid xid8 NOT NULL,
+    first_id bigint NOT NULL,
+    last_id bigint NOT NULL,
+    committed_at timestamptz NOT NULL,
+    snapshot pg_snapshot,
+    system_identifier bigint,
+    heads jsonb
 );
-CREATE SEQUENCE IF NOT EXISTS supabase_push.commit_seq;
+CREATE INDEX IF NOT EXISTS commits_txid_idx ON supabase_push.commits (txid);
 
 -- How far `prune` has deleted the change log: every change up to (pruned_seq, pruned_id) is
 -- gone. A reader whose cursor is behind it gets a GAP row first (supabase_push_changes).
@@ -125,43 +149,21 @@ CREATE TABLE IF NOT EXISTS supabase_push.retention (
 );
 INSERT INTO supabase_push.retention DEFAULT VALUES ON CONFLICT DO NOTHING;
 
--- The cursor of each topic's last pushed change: what every push names as "prev".
-CREATE TABLE IF NOT EXISTS supabase_push.topic_heads (
-    topic text PRIMARY KEY,
-    head text NOT NULL
-);
-
--- AFTER ROW trigger of every routed table: append the change. TG_ARGV[0] is the topic.
+-- AFTER ROW trigger of every routed table: append the change. TG_ARGV[0] is the topic. It
+-- must stay this cheap: anything here is paid on the user's write path (no lock, no NOTIFY).
 CREATE OR REPLACE FUNCTION supabase_push.capture_change_v1()
 RETURNS trigger
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = ''
 AS $$
-DECLARE
-    v_first boolean;
-    v_seq bigint;
-    v_id bigint;
 BEGIN
-    INSERT INTO supabase_push.change_txn DEFAULT VALUES ON CONFLICT DO NOTHING;
-    GET DIAGNOSTICS v_first = ROW_COUNT;
     INSERT INTO supabase_push.change_log (topic, schema_name, table_name, op, record, old_record)
     VALUES (
         TG_ARGV[0], TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP,
         CASE WHEN TG_OP <> 'DELETE' THEN pg_catalog.to_jsonb(NEW) END,
         CASE WHEN TG_OP <> 'INSERT' THEN pg_catalog.to_jsonb(OLD) END
-    )
-    RETURNING id INTO v_id;
-    IF NOT v_first THEN
-        -- Stamped already (SET CONSTRAINTS ALL IMMEDIATE ran the commit stamp early): this
-        -- change is read by cursor, not pushed. This transaction holds the commit-order lock,
-        -- so moving its topic's head keeps every later push's "prev" exact.
-        SELECT seq INTO v_seq FROM supabase_push.change_txn WHERE txid = pg_catalog.pg_current_xact_id();
-        IF v_seq IS NOT NULL THEN
-            INSERT INTO supabase_push.topic_heads (topic, head) VALUES (TG_ARGV[0], v_seq::text || ':' || v_id::text)
-            ON CONFLICT (topic) DO UPDATE SET head = excluded.head;
-        END IF;
-    END IF;
+    );
     RETURN NULL;
 END
 $$;
@@ -205,10 +207,15 @@ AS $$
     END
 $$;
 
--- Sends every change of one transaction, in cursor order. Runs once per transaction at
--- commit, under the commit-order lock, so pushes leave in the same order as the cursor.
-CREATE OR REPLACE FUNCTION supabase_push.publish_v1(p_txid xid8, p_seq bigint, p_committed_at timestamptz)
-RETURNS void
+-- Pushes the changes of one stamping round (transactions p_first..p_last, in cursor order) and
+-- returns each topic's last cursor after them. p_heads is each topic's last cursor before them.
+-- Each push carries "prev": for every topic, the cursor of its last change before this one. A
+-- subscriber to topics S whose last change is the latest of those cursors over S takes the
+-- push as it comes; any other knows it missed something and reads by cursor. The heads move in
+-- the stamper's transaction, for every round, pushed or not, so a failed or skipped push can
+-- never be vouched for by a later one.
+CREATE OR REPLACE FUNCTION supabase_push.publish_v2(p_first bigint, p_last bigint, p_heads jsonb)
+RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = ''
 AS $$
@@ -218,94 +225,262 @@ DECLARE
     v_paths text[];
     v_realtime boolean;
     v_notify boolean;
-    v_change supabase_push.change_log;
+    v_heads jsonb := p_heads;
+    v_change record;
     v_envelope jsonb;
-    v_text text;
-    v_heads jsonb;
+    v_payloads jsonb[] := '{}';
+    v_events text[] := '{}';
+    v_topics text[] := '{}';
+    v_hints jsonb := '{}';
+    v_hint jsonb;
 BEGIN
     SELECT broadcast_mode, private_broadcast INTO v_mode, v_private FROM supabase_push.installation;
     v_paths := supabase_push.broadcast_paths_v1(v_mode);
     v_realtime := 'realtime' = ANY (v_paths);
     v_notify := 'notify' = ANY (v_paths);
-    -- Each push carries "prev": for every topic, the cursor of its last change before this
-    -- one. A subscriber to topics S whose last change is the latest of those cursors over S
-    -- takes the push as it comes; any other knows it missed something and reads by cursor.
-    -- The heads move under the commit-order lock, for every transaction, pushed or not, so
-    -- they are exact: a failed or skipped push can never be vouched for by a later one.
-    IF v_realtime OR v_notify THEN
-        SELECT coalesce(pg_catalog.jsonb_object_agg(topic, head), '{}') INTO v_heads FROM supabase_push.topic_heads;
-    END IF;
-    INSERT INTO supabase_push.topic_heads (topic, head)
-    SELECT topic, p_seq::text || ':' || pg_catalog.max(id)::text
-    FROM supabase_push.change_log WHERE txid = p_txid GROUP BY topic
-    ON CONFLICT (topic) DO UPDATE SET head = excluded.head;
-    IF NOT (v_realtime OR v_notify) THEN
-        RETURN;
-    END IF;
-    -- One subtransaction for the whole batch: a failure never aborts the user's write.
-    BEGIN
-        FOR v_change IN
-            SELECT * FROM supabase_push.change_log WHERE txid = p_txid ORDER BY id
-        LOOP
-            v_envelope := supabase_push.envelope_v1(v_change, p_seq, p_committed_at)
+    FOR v_change IN
+        SELECT l AS change, c.seq, c.committed_at
+        FROM supabase_push.commits c
+        JOIN supabase_push.change_log l ON l.txid = c.txid AND l.id BETWEEN c.first_id AND c.last_id
+        WHERE c.seq BETWEEN p_first AND p_last
+        ORDER BY c.seq, l.id
+    LOOP
+        IF v_realtime OR v_notify THEN
+            v_envelope := supabase_push.envelope_v1(v_change.change, v_change.seq, v_change.committed_at)
                           || pg_catalog.jsonb_build_object('prev', v_heads);
-            v_heads := v_heads || pg_catalog.jsonb_build_object(v_change.topic, p_seq::text || ':' || v_change.id::text);
             IF v_realtime THEN
-                PERFORM realtime.send(v_envelope, v_change.op, v_change.topic, v_private);
+                v_payloads := v_payloads || v_envelope;
+                v_events := v_events || (v_change.change).op;
+                v_topics := v_topics || (v_change.change).topic;
             END IF;
             IF v_notify THEN
-                -- LISTEN has no privilege check (any role may listen on any channel), so a
-                -- NOTIFY carries no row, only where to read it: the listener reads the change
-                -- by its cursor with its own rights ("truncated": the push has no rows).
-                v_text := (v_envelope - 'record' - 'old_record' || '{"truncated": true}'::jsonb)::text;
-                PERFORM pg_catalog.pg_notify(v_change.topic, v_text);
+                -- One hint per topic and round: the prev of the topic's first change in it, the
+                -- cursor of its last. LISTEN has no privilege check (any role may listen on any
+                -- channel), so a NOTIFY carries no row, only where to read it: the listener reads
+                -- by cursor with its own rights ("truncated": the push has no rows).
+                v_hint := coalesce(v_hints -> (v_change.change).topic,
+                                   pg_catalog.jsonb_build_object('prev', v_heads, 'truncated', true));
+                v_hints := v_hints || pg_catalog.jsonb_build_object((v_change.change).topic,
+                    v_envelope - 'record' - 'old_record' - 'prev' || pg_catalog.jsonb_build_object(
+                        'prev', v_hint -> 'prev', 'truncated', true));
             END IF;
-        END LOOP;
+        END IF;
+        v_heads := v_heads || pg_catalog.jsonb_build_object(
+            (v_change.change).topic, v_change.seq::text || ':' || (v_change.change).id::text);
+    END LOOP;
+    IF NOT (v_realtime OR v_notify) THEN
+        RETURN v_heads;
+    END IF;
+    -- One subtransaction for the whole round, and no NOTIFY or lock in any writer's: a failed
+    -- push never undoes the stamps (subscribers catch up from the change log).
+    BEGIN
+        IF v_realtime AND pg_catalog.cardinality(v_payloads) > 0 THEN
+            BEGIN
+                -- One statement for every change of the round (realtime.send() would open a
+                -- subtransaction per change).
+                INSERT INTO realtime.messages (payload, event, topic, private, extension)
+                SELECT m.payload, m.event, m.topic, v_private, 'broadcast'
+                FROM ROWS FROM (pg_catalog.unnest(v_payloads), pg_catalog.unnest(v_events), pg_catalog.unnest(v_topics))
+                     AS m (payload, event, topic);
+            EXCEPTION WHEN insufficient_privilege THEN  -- a role that may only call realtime.send()
+                FOR i IN 1 .. pg_catalog.cardinality(v_payloads) LOOP
+                    PERFORM realtime.send(v_payloads[i], v_events[i], v_topics[i], v_private);
+                END LOOP;
+            END;
+        END IF;
+        IF v_notify THEN
+            PERFORM pg_catalog.pg_notify(h.key, h.value::text) FROM pg_catalog.jsonb_each(v_hints) h;
+        END IF;
     EXCEPTION WHEN OTHERS THEN
-        RAISE WARNING 'supabase_push: broadcast of transaction % failed (subscribers will catch up from the change log): %',
-            p_txid, SQLERRM;
+        RAISE WARNING 'supabase_push: broadcast of commits %..% failed (subscribers will catch up from the change log): %',
+            p_first, p_last, SQLERRM;
         UPDATE supabase_push.health
         SET broadcast_failures = broadcast_failures + 1,
             last_failure = SQLERRM,
             last_failure_at = pg_catalog.now();
     END;
+    RETURN v_heads;
 END
 $$;
 
--- Deferred constraint trigger on change_txn: fires once per transaction, at commit.
--- The advisory lock is held until the commit is visible, so a transaction that draws
--- seq N+1 becomes visible only after the one holding N (research: cursor.md, C2).
-CREATE OR REPLACE FUNCTION supabase_push.stamp_commit_v1()
-RETURNS trigger
+-- The stamper: one round. It gives every transaction that committed changes since the last
+-- round (and is visible now) the next consecutive sequence numbers, ordered by the largest
+-- change id of each, then pushes them. Returns how many transactions it stamped, or NULL when
+-- another round holds the lock (p_wait: wait for it instead). Runs after the writers' commits,
+-- in its own transaction: writers never wait for it, nor for each other.
+--
+-- Why the order is right (docs/architecture.md, "Commit order"): two transactions that touch
+-- the same row are ordered by the row lock, so the later one logs that change after the
+-- earlier one committed, with an id above every id the earlier one drew; the earlier one is
+-- visible to any round that sees the later one, and sorts first within a round. Which
+-- transactions are new is a snapshot diff (PgQ's): those not visible in the round's stored
+-- snapshot are the ones in progress then (its xip list) or begun after (txid >= its xmax).
+CREATE OR REPLACE FUNCTION supabase_push.stamp_v2(p_wait boolean DEFAULT false)
+RETURNS integer
 LANGUAGE plpgsql
 SECURITY DEFINER
 SET search_path = ''
 AS $$
 DECLARE
-    v_seq bigint;
-    v_committed_at timestamptz;
+    v_last supabase_push.commits;
+    v_snapshot pg_snapshot;
+    v_system bigint;
+    v_reset boolean;
+    v_next bigint;
+    v_stamped integer;
+    v_heads jsonb;
 BEGIN
-    PERFORM pg_catalog.pg_advisory_xact_lock(7218311412069051322);
-    v_seq := pg_catalog.nextval('supabase_push.commit_seq');
-    v_committed_at := pg_catalog.clock_timestamp();
-    UPDATE supabase_push.change_txn SET seq = v_seq, committed_at = v_committed_at
-    WHERE txid = NEW.txid;
-    PERFORM supabase_push.publish_v1(NEW.txid, v_seq, v_committed_at);
-    RETURN NULL;
+    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        RAISE EXCEPTION 'supabase_push: the stamper needs READ COMMITTED, not %',
+            pg_catalog.current_setting('transaction_isolation')
+            USING ERRCODE = 'invalid_transaction_state';
+    END IF;
+    IF p_wait THEN
+        PERFORM pg_catalog.pg_advisory_xact_lock(7218311412069051322);
+    ELSIF NOT pg_catalog.pg_try_advisory_xact_lock(7218311412069051322) THEN
+        RETURN NULL;
+    END IF;
+    -- A stamp a reader has seen must survive a crash, or its seq could go to other changes.
+    PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
+    -- Each statement from here has a snapshot taken after the lock: it sees every earlier round.
+    SELECT * INTO v_last FROM supabase_push.commits c WHERE c.snapshot IS NOT NULL ORDER BY c.seq DESC LIMIT 1;
+    v_snapshot := pg_catalog.pg_current_snapshot();
+    v_system := (pg_catalog.pg_control_system()).system_identifier;
+    -- No round to go on (a new install, everything pruned), or another cluster's txids (a
+    -- pg_dump restored here, where txids start again lower): look at every change not stamped.
+    v_reset := v_last.seq IS NULL OR v_last.system_identifier IS DISTINCT FROM v_system
+               OR pg_catalog.pg_snapshot_xmax(v_snapshot) < pg_catalog.pg_snapshot_xmax(v_last.snapshot);
+    SELECT GREATEST(coalesce(pg_catalog.max(c.seq), 0), (SELECT r.pruned_seq FROM supabase_push.retention r)) + 1
+    INTO v_next FROM supabase_push.commits c;
+
+    WITH finished AS (
+        SELECT x AS txid FROM pg_catalog.pg_snapshot_xip(v_last.snapshot) AS x
+        WHERE pg_catalog.pg_visible_in_snapshot(x, v_snapshot)
+    ), candidates AS (
+        SELECT l.txid, l.id FROM supabase_push.change_log l
+        WHERE NOT v_reset AND l.txid IN (SELECT f.txid FROM finished f)
+        UNION ALL
+        SELECT l.txid, l.id FROM supabase_push.change_log l
+        WHERE NOT v_reset
+          AND l.txid >= pg_catalog.pg_snapshot_xmax(v_last.snapshot)
+          AND l.txid < pg_catalog.pg_snapshot_xmax(v_snapshot)
+          AND pg_catalog.pg_visible_in_snapshot(l.txid, v_snapshot)
+        UNION ALL
+        SELECT l.txid, l.id FROM supabase_push.change_log l
+        WHERE v_reset
+    ), fresh AS (
+        SELECT c.txid, pg_catalog.min(c.id) AS first_id, pg_catalog.max(c.id) AS last_id
+        FROM candidates c
+        WHERE NOT EXISTS (SELECT FROM supabase_push.commits s
+                          WHERE s.txid = c.txid AND c.id BETWEEN s.first_id AND s.last_id)
+        GROUP BY c.txid
+    )
+    INSERT INTO supabase_push.commits (seq, txid, first_id, last_id, committed_at)
+    SELECT v_next + pg_catalog.row_number() OVER (ORDER BY f.last_id) - 1, f.txid, f.first_id, f.last_id,
+           pg_catalog.now()
+    FROM fresh f;
+    GET DIAGNOSTICS v_stamped = ROW_COUNT;
+
+    IF v_stamped = 0 THEN
+        IF v_reset AND v_last.seq IS NOT NULL THEN  -- remember the new cluster, or every round resets
+            UPDATE supabase_push.commits SET snapshot = v_snapshot, system_identifier = v_system
+            WHERE seq = v_last.seq;
+        END IF;
+        RETURN 0;
+    END IF;
+    v_heads := supabase_push.publish_v2(v_next, v_next + v_stamped - 1, coalesce(v_last.heads, '{}'));
+    UPDATE supabase_push.commits
+    SET snapshot = v_snapshot, system_identifier = v_system, heads = v_heads
+    WHERE seq = v_next + v_stamped - 1;  -- written in this transaction: no older version is left behind
+    RETURN v_stamped;
 END
 $$;
 
-DO $$
+-- Stamping rounds for p_seconds, each its own transaction, as long as nobody else runs this
+-- loop on the database (a session lock: one loop per database, whoever runs it). Rounds follow
+-- each other every p_fast_ms while there is work and slow down to p_idle_ms after a quiet
+-- second. supabase-push processes call it; so can pg_cron (`CALL supabase_push.stamp_loop_v2(55)`
+-- every minute). Call it outside a transaction block; it returns led = false at once when
+-- another loop holds the database.
+CREATE OR REPLACE PROCEDURE supabase_push.stamp_loop_v2(
+    p_seconds double precision DEFAULT 55,
+    p_fast_ms double precision DEFAULT 1,
+    p_idle_ms double precision DEFAULT 50,
+    INOUT led boolean DEFAULT NULL)
+LANGUAGE plpgsql
+AS $$
+DECLARE
+    v_deadline timestamptz := pg_catalog.clock_timestamp() + p_seconds * interval '1 second';
+    v_busy_at timestamptz := pg_catalog.clock_timestamp();
+    v_sleep_ms double precision := p_fast_ms;
+    v_stamped integer;
 BEGIN
-    IF NOT EXISTS (SELECT FROM pg_catalog.pg_trigger
-                   WHERE tgrelid = 'supabase_push.change_txn'::regclass AND tgname = 'stamp_commit') THEN
-        CREATE CONSTRAINT TRIGGER stamp_commit
-            AFTER INSERT ON supabase_push.change_txn
-            DEFERRABLE INITIALLY DEFERRED
-            FOR EACH ROW EXECUTE FUNCTION supabase_push.stamp_commit_v1();
+    led := pg_catalog.pg_try_advisory_lock(7218311412069051323);
+    IF NOT led THEN
+        RETURN;
     END IF;
+    LOOP
+        v_stamped := supabase_push.stamp_v2(true);
+        COMMIT;
+        EXIT WHEN pg_catalog.clock_timestamp() >= v_deadline;
+        IF v_stamped > 0 THEN
+            v_busy_at := pg_catalog.clock_timestamp();
+            v_sleep_ms := p_fast_ms;
+        ELSIF pg_catalog.clock_timestamp() - v_busy_at > interval '1 second' THEN
+            v_sleep_ms := LEAST(v_sleep_ms * 2, p_idle_ms);
+        END IF;
+        PERFORM pg_catalog.pg_sleep(v_sleep_ms / 1000.0);
+    END LOOP;
+    PERFORM pg_catalog.pg_advisory_unlock(7218311412069051323);
 END
 $$;
+
+-- What waits for the stamper: committed changes without a cursor yet (and their transactions),
+-- when a round last stamped something, and the backend running the stamping loop (NULL: none;
+-- a reader's own round still stamps). For status, verify, doctor and subscribers' stats; counts
+-- only, so any role may ask.
+CREATE OR REPLACE FUNCTION supabase_push.pending_v2(
+    OUT changes bigint, OUT transactions bigint, OUT stamped_at timestamptz, OUT stamper_pid integer)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+    WITH last AS (
+        SELECT c.snapshot FROM supabase_push.commits c WHERE c.snapshot IS NOT NULL ORDER BY c.seq DESC LIMIT 1
+    ), candidates AS (
+        SELECT l.txid, l.id FROM supabase_push.change_log l
+        WHERE l.txid IN (SELECT x FROM last, pg_catalog.pg_snapshot_xip(last.snapshot) AS x)
+        UNION ALL
+        SELECT l.txid, l.id FROM supabase_push.change_log l
+        WHERE l.txid >= (SELECT pg_catalog.pg_snapshot_xmax(last.snapshot) FROM last)
+        UNION ALL
+        SELECT l.txid, l.id FROM supabase_push.change_log l
+        WHERE NOT EXISTS (SELECT FROM last)
+    )
+    SELECT pg_catalog.count(*), pg_catalog.count(DISTINCT c.txid),
+           (SELECT t.committed_at FROM supabase_push.commits t ORDER BY t.seq DESC LIMIT 1),
+           (SELECT l.pid FROM pg_catalog.pg_locks l
+            WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+              AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
+              AND l.classid = 1680644092 AND l.objid = 713436091  -- the loop's key, 7218311412069051323
+            LIMIT 1)
+    FROM candidates c
+    WHERE NOT EXISTS (SELECT FROM supabase_push.commits s
+                      WHERE s.txid = c.txid AND c.id BETWEEN s.first_id AND s.last_id)
+$$;
+
+-- For readers that only have PostgREST (hosted Supabase without a supabase-push process nor
+-- pg_cron): one stamping round, POST /rest/v1/rpc/supabase_push_stamp. Service role only.
+CREATE OR REPLACE FUNCTION public.supabase_push_stamp()
+RETURNS integer
+LANGUAGE sql
+VOLATILE
+SET search_path = ''
+AS $$
+    SELECT supabase_push.stamp_v2(true)
+$$;
+REVOKE EXECUTE ON FUNCTION public.supabase_push_stamp() FROM PUBLIC;
 
 -- Reads changes after a cursor (after_seq, after_id), in commit order. Call it from SQL or
 -- through PostgREST: POST /rest/v1/rpc/supabase_push_changes. Runs with the caller's
@@ -333,8 +508,8 @@ AS $$
     UNION ALL
     (SELECT t.seq, l.id, l.topic, l.schema_name, l.table_name, l.op, l.record, l.old_record,
             t.committed_at
-     FROM supabase_push.change_txn t
-     JOIN supabase_push.change_log l ON l.txid = t.txid
+     FROM supabase_push.commits t
+     JOIN supabase_push.change_log l ON l.txid = t.txid AND l.id BETWEEN t.first_id AND t.last_id
      WHERE t.seq >= after_seq
        AND (t.seq, l.id) > (after_seq, after_id)
        AND (topics IS NULL OR l.topic = ANY (topics))
@@ -355,9 +530,9 @@ STABLE
 SET search_path = ''
 AS $$
     SELECT h.seq, h.id FROM (
-        (SELECT t.seq, (SELECT pg_catalog.max(l.id) FROM supabase_push.change_log l WHERE l.txid = t.txid) AS id
-         FROM supabase_push.change_txn t
-         WHERE t.seq IS NOT NULL
+        (SELECT t.seq, (SELECT pg_catalog.max(l.id) FROM supabase_push.change_log l
+                        WHERE l.txid = t.txid AND l.id BETWEEN t.first_id AND t.last_id) AS id
+         FROM supabase_push.commits t
          ORDER BY t.seq DESC
          LIMIT 1)
         UNION ALL
@@ -378,13 +553,14 @@ DO $$
 BEGIN
     IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'service_role') THEN
         GRANT USAGE ON SCHEMA supabase_push TO service_role;
-        GRANT SELECT ON supabase_push.change_log, supabase_push.change_txn, supabase_push.retention TO service_role;
+        GRANT SELECT ON supabase_push.change_log, supabase_push.commits, supabase_push.retention TO service_role;
+        GRANT EXECUTE ON FUNCTION public.supabase_push_stamp() TO service_role;
     END IF;
 END
 $$;
 
--- Deletes the changes committed more than p_keep ago and moves the retention horizon, in
--- one transaction: a reader sees the rows gone and the horizon moved together.
+-- Deletes the changes stamped p_keep ago or longer and moves the retention horizon, in one
+-- transaction: a reader sees the rows gone and the horizon moved together.
 CREATE OR REPLACE FUNCTION supabase_push.prune_v1(p_keep interval)
 RETURNS TABLE (deleted bigint, pruned_through text)
 LANGUAGE plpgsql
@@ -395,18 +571,21 @@ DECLARE
     v_id bigint;
     v_deleted bigint := 0;
 BEGIN
+    PERFORM supabase_push.stamp_v2(true);  -- what has committed is stamped, and may be old enough to go
     SELECT pg_catalog.max(t.seq) INTO v_seq
-    FROM supabase_push.change_txn t
-    WHERE t.seq IS NOT NULL AND t.committed_at < pg_catalog.now() - p_keep;
+    FROM supabase_push.commits t
+    WHERE t.committed_at <= pg_catalog.now() - p_keep;
     IF v_seq IS NOT NULL THEN
         SELECT coalesce(pg_catalog.max(l.id), 0) INTO v_id
-        FROM supabase_push.change_txn t JOIN supabase_push.change_log l ON l.txid = t.txid
+        FROM supabase_push.commits t
+        JOIN supabase_push.change_log l ON l.txid = t.txid AND l.id BETWEEN t.first_id AND t.last_id
         WHERE t.seq = v_seq;
         UPDATE supabase_push.retention r
         SET pruned_seq = v_seq, pruned_id = v_id, pruned_at = pg_catalog.now()
         WHERE (r.pruned_seq, r.pruned_id) < (v_seq, v_id);
-        WITH gone AS (DELETE FROM supabase_push.change_txn t WHERE t.seq <= v_seq RETURNING t.txid)
-        DELETE FROM supabase_push.change_log l USING gone WHERE l.txid = gone.txid;
+        WITH gone AS (DELETE FROM supabase_push.commits t WHERE t.seq <= v_seq RETURNING t.txid, t.first_id, t.last_id)
+        DELETE FROM supabase_push.change_log l USING gone
+        WHERE l.txid = gone.txid AND l.id BETWEEN gone.first_id AND gone.last_id;
         GET DIAGNOSTICS v_deleted = ROW_COUNT;
     END IF;
     RETURN QUERY
@@ -430,6 +609,7 @@ AS $$
         WHERE p.pronamespace = 'supabase_push'::regnamespace
            OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_changes(bigint,bigint,integer,text[])')
            OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_head()')
+           OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_stamp()')
         UNION ALL
         SELECT pg_catalog.pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text
         FROM pg_catalog.pg_trigger t
@@ -493,6 +673,7 @@ DECLARE
     v_created_publication boolean := false;
     v_all_tables boolean;
     v_wanted text[] := '{}';
+    v_deferrable text;
 BEGIN
     IF pg_catalog.jsonb_typeof(p_routes) IS DISTINCT FROM 'array' THEN
         RAISE EXCEPTION 'supabase_push: routes must be a JSON array, got %', p_routes;
@@ -533,6 +714,18 @@ BEGIN
             RAISE EXCEPTION 'supabase_push: table %.% does not exist', pg_catalog.quote_ident(v_schema), pg_catalog.quote_ident(v_table)
                 USING ERRCODE = 'undefined_table',
                       HINT = 'Create it first (supabase-push apply --create-tables creates the reference trading tables), or route another table.';
+        END IF;
+        -- A deferred unique check lets a second writer change a key without waiting for the first
+        -- to commit, which is what the stamper's commit order rests on (stamp_v2).
+        SELECT pg_catalog.string_agg(pg_catalog.quote_ident(co.conname), ', ') INTO v_deferrable
+        FROM pg_catalog.pg_constraint co
+        WHERE co.conrelid = v_relid AND co.condeferrable AND co.contype IN ('p', 'u', 'x');
+        IF v_deferrable IS NOT NULL THEN
+            RAISE EXCEPTION 'supabase_push: %.% has DEFERRABLE unique, primary key or exclusion constraints (%): '
+                'the change log cannot order its changes exactly', pg_catalog.quote_ident(v_schema),
+                pg_catalog.quote_ident(v_table), v_deferrable
+                USING ERRCODE = 'feature_not_supported',
+                      HINT = 'Recreate them NOT DEFERRABLE, or leave this table out of the routes.';
         END IF;
         v_wanted := v_wanted || (v_schema || '.' || v_table);
         v_trigger := coalesce(v_route."trigger", CASE v_table
@@ -601,7 +794,7 @@ BEGIN
 
     INSERT INTO supabase_push.installation AS i
         (schema_version, fingerprint, broadcast_mode, private_broadcast, created_publication)
-    VALUES (1, supabase_push.fingerprint_v1(), p_broadcast_mode, p_private_broadcast, v_created_publication)
+    VALUES (2, supabase_push.fingerprint_v1(), p_broadcast_mode, p_private_broadcast, v_created_publication)
     ON CONFLICT (singleton) DO UPDATE
     SET schema_version = EXCLUDED.schema_version,
         fingerprint = EXCLUDED.fingerprint,

@@ -11,7 +11,7 @@ from psycopg.rows import dict_row
 from . import _json
 from .events import START, ChangeEvent, Cursor, Source
 
-__all__ = ["ahead", "aread_changes", "fetch_change", "head", "read_changes", "row_to_event"]
+__all__ = ["ahead", "aread_changes", "astamp", "fetch_change", "head", "read_changes", "row_to_event", "stamp"]
 
 # The rows come as text and are parsed here with exact numbers: psycopg's jsonb loader would turn a
 # numeric too long for int(str) into an error, and one too large for a double into inf.
@@ -22,6 +22,38 @@ FROM public.supabase_push_changes(%(seq)s, %(id)s, %(limit)s, %(topics)s)
 """
 
 
+# One stamping round (sql: supabase_push.stamp_v2), waiting for one already running: afterwards every
+# change committed before the call has its cursor.
+_STAMP = "SELECT supabase_push.stamp_v2(true)"
+# Why a round may not run here, and the read goes on without it: a schema without the stamper (version
+# 1 stamped at commit), a role without EXECUTE, a read-only transaction or standby.
+_CANNOT_STAMP = (psycopg.errors.UndefinedFunction, psycopg.errors.InsufficientPrivilege,
+                 psycopg.errors.ReadOnlySqlTransaction, psycopg.errors.InvalidTransactionState)
+
+
+def stamp(conn: psycopg.Connection[Any]) -> int | None:
+    """Order what has committed (one stamper round) on an autocommit connection; how many transactions it
+    stamped, or None where it cannot (see ``_CANNOT_STAMP``; inside a transaction it does nothing)."""
+    if not conn.autocommit:
+        return None
+    try:
+        row = conn.execute(_STAMP).fetchone()
+    except _CANNOT_STAMP:
+        return None
+    return None if row is None else row[0]
+
+
+async def astamp(conn: psycopg.AsyncConnection[Any]) -> int | None:
+    """:func:`stamp` for asyncio."""
+    if not conn.autocommit:
+        return None
+    try:
+        row = await (await conn.execute(_STAMP)).fetchone()
+    except _CANNOT_STAMP:
+        return None
+    return None if row is None else row[0]
+
+
 def read_changes(
     conn: psycopg.Connection[Any],
     after: Cursor = START,
@@ -30,7 +62,9 @@ def read_changes(
     topics: Sequence[str] | None = None,
     source: Source = "poll",
 ) -> list[ChangeEvent]:
-    """Up to ``limit`` changes after ``after``, in commit order."""
+    """Up to ``limit`` changes after ``after``, in commit order: on an autocommit connection, every
+    change committed before the call (it runs a stamper round first)."""
+    stamp(conn)
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(_READ, _params(after, limit, topics))
         return [row_to_event(row, source) for row in cur.fetchall()]
@@ -45,6 +79,7 @@ async def aread_changes(
     source: Source = "poll",
 ) -> list[ChangeEvent]:
     """:func:`read_changes` for asyncio."""
+    await astamp(conn)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_READ, _params(after, limit, topics))
         return [row_to_event(row, source) for row in await cur.fetchall()]
@@ -55,12 +90,14 @@ _HEAD = "SELECT seq, id FROM public.supabase_push_head()"
 
 def head(conn: psycopg.Connection[Any]) -> Cursor:
     """The cursor of the newest change: start after it to get only what comes next."""
+    stamp(conn)
     row = conn.execute(_HEAD).fetchone()
     return Cursor(int(row[0]), int(row[1])) if row else START
 
 
 async def ahead(conn: psycopg.AsyncConnection[Any]) -> Cursor:
     """:func:`head` for asyncio."""
+    await astamp(conn)
     row = await (await conn.execute(_HEAD)).fetchone()
     return Cursor(int(row[0]), int(row[1])) if row else START
 

@@ -27,7 +27,7 @@ from rich.table import Table
 from . import __version__, schema
 from .config import Settings
 from .db import connect, describe_dsn
-from .errors import AccessRefusedError, ConfigError, PayloadError, SupabasePushError
+from .errors import AccessRefusedError, ConfigError, PayloadError, SchemaError, SupabasePushError
 
 if TYPE_CHECKING:  # imported where used, so `supabase-push --help` stays quick
     from .events import Cursor
@@ -249,6 +249,7 @@ def status(db_url: DbUrl = None, as_json: JsonOut = False) -> None:
         ("broadcast failures", f"{info.broadcast_failures}"
                                + (f" (last: {info.last_failure})" if info.last_failure else "")),
         ("pruned through", info.pruned_through or "- (nothing pruned)"),
+        ("stamper", _stamper_line(info)),
     ]
     for route in info.routes:
         rows.append(("route", f"{route['schema_name']}.{route['table_name']} -> {route['topic']} "
@@ -256,6 +257,14 @@ def status(db_url: DbUrl = None, as_json: JsonOut = False) -> None:
     for key, value in rows:
         grid.add_row(f"[bold]{key}[/bold]", value)
     out.print(grid)
+
+
+def _stamper_line(info: schema.Status) -> str:
+    running = f"loop in backend {info.stamper_pid}" if info.stamper_pid is not None else \
+        "[yellow]no loop running[/yellow] (any supabase-push process, `supabase-push stamp` or pg_cron runs one)"
+    waiting = (f"[yellow]{info.pending_changes} changes in {info.pending_transactions} transactions wait for "
+               "a cursor[/yellow]") if info.pending_changes else "nothing waiting"
+    return f"{running}; {waiting}; last stamp {info.stamped_at or '-'}"
 
 
 def _push_path(info: schema.Status) -> str:
@@ -301,6 +310,61 @@ def prune(
         return
     out.print(f"deleted {result.deleted} changes committed more than {older_than} ago; "
               f"the log now starts after {result.pruned_through or '0:0'}")
+
+
+@app.command()
+def stamp(
+    db_url: DbUrl = None,
+    once: Annotated[bool, typer.Option("--once", help="Run one round and exit (what a script calls).")] = False,
+    idle_ms: Annotated[float, typer.Option("--idle-ms", help="Pause between rounds once the log is quiet.")] = 50.0,
+    as_json: JsonOut = False,
+) -> None:
+    """Put new changes in commit order and push them: the stamper, on its own.
+
+    Every supabase-push process that reads a database by SQL already runs one (one leads per
+    database), and pg_cron can run it in the database; this command is for deployments that
+    want it as a service of its own. It stands by while another process leads."""
+    import asyncio
+    import signal
+
+    from .changelog import stamp as stamp_once
+    from .stamper import Stamper
+
+    with _errors(as_json):
+        if once:
+            with connect(db_url) as conn:
+                stamped = stamp_once(conn)
+                info = schema.status(conn)
+            if stamped is None:
+                raise SchemaError("this database has no stamper (not installed, or an older schema)",
+                                  hint="run `supabase-push apply`")
+            if as_json:
+                _print_json({"ok": True, "stamped": stamped, "last_cursor": info.last_cursor})
+            else:
+                out.print(f"stamped {stamped} transactions; the log ends at {info.last_cursor or '0:0'}")
+            return
+        url = _settings(db_url).database_url
+        assert url is not None  # connect() would have said
+        stamper = Stamper(url, idle_ms=idle_ms)
+
+        async def run() -> None:
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                loop.add_signal_handler(sig, stop.set)
+            shown = None
+            async with stamper:
+                while not stop.is_set():
+                    if stamper.state != shown:
+                        shown = stamper.state
+                        if as_json:
+                            print(json.dumps({"state": shown, "error": stamper.last_error}), flush=True)
+                        else:
+                            err.print(f"stamper: {shown}" + (f" ({stamper.last_error})" if stamper.last_error else ""))
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), 0.5)
+
+        asyncio.run(run())
 
 
 @app.command()

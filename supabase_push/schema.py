@@ -103,6 +103,8 @@ class ApplyResult:
     """Routes this apply removed (only with ``replace``, or ``routes`` naming them)."""
     retargeted: list[str] = field(default_factory=list)
     """Routes whose topic changed, as ``schema.table -> new (was old)``."""
+    upgraded_from: int | None = None
+    """The schema version this apply migrated from (None: no migration ran)."""
 
 
 def apply_sql(
@@ -159,9 +161,23 @@ def apply(
             f"than this package's ({_sql.SCHEMA_VERSION}): nothing was changed",
             hint="upgrade supabase-push (pip install -U supabase-push); a downgrade is not supported")
     installed = before["routes"] if before else []
+    version = before["installation"]["schema_version"] if before else None
+    migrations = _sql.migrations_from(version) if version is not None and version < _sql.SCHEMA_VERSION else []
     script = apply_sql(_wanted_routes(conn, routes, installed, replace), broadcast_mode=broadcast_mode,
                        private_broadcast=private_broadcast, create_tables=create_tables)
+    if migrations:
+        # Each migration's first part and the install run as one transaction: an upgrade that fails
+        # changes nothing. The second parts follow, each in a transaction of its own.
+        logger.info("upgrading supabase-push schema v%s to v%s", version, _sql.SCHEMA_VERSION)
+        install = _sql.read_sql(_sql.INSTALL)
+        pre = "".join(_transaction_body(_sql.read_sql(m.pre)) for m in migrations)
+        script = script.replace(install, install.replace("\nBEGIN;\n", f"\nBEGIN;\n{pre}\n", 1))
     _run_script(conn, script)
+    # Every second part, not only this upgrade's: each is idempotent, and one may have left work
+    # for a later apply (0002 keeps the retired table while a statement older than the upgrade runs).
+    for migration in _sql.migrations_from(1):
+        if migration.post:
+            _run_script(conn, _sql.read_sql(migration.post))
     after = _installed_state(conn)
     assert after is not None  # the script committed
     old = {route_name(r): r["topic"] for r in installed}
@@ -177,7 +193,17 @@ def apply(
         removed=[f"{name} -> {topic}" for name, topic in old.items() if name not in new],
         retargeted=[f"{name} -> {topic} (was {old[name]})" for name, topic in new.items()
                     if name in old and old[name] != topic],
+        upgraded_from=version if migrations else None,
     )
+
+
+def _transaction_body(script: str) -> str:
+    """A shipped script without its own ``BEGIN;`` and final ``COMMIT;`` (to run inside another)."""
+    _head, sep, body = script.partition("\nBEGIN;\n")
+    inner, _, tail = body.rstrip().rpartition("\nCOMMIT;")
+    if not sep or tail.strip():
+        raise SchemaError("a schema script must be one BEGIN; ... COMMIT; transaction")
+    return inner + "\n"
 
 
 def route_name(route: dict[str, Any]) -> str:
@@ -367,7 +393,7 @@ def _verify(conn: Conn) -> VerifyReport:
     for function in _sql.FUNCTIONS:
         report.add("function", function.split("(")[0],
                    "ok" if _exists(conn, "to_regprocedure", function) else "missing")
-    _check_stamp_trigger(conn, report)
+    _check_stamper(conn, report)
 
     current = _scalar(conn, "SELECT supabase_push.fingerprint_v1()") \
         if _exists(conn, "to_regprocedure", "supabase_push.fingerprint_v1()") else None
@@ -388,20 +414,41 @@ def _verify(conn: Conn) -> VerifyReport:
     return report
 
 
-def _check_stamp_trigger(conn: Conn, report: VerifyReport) -> None:
-    row = _row(
-        conn,
-        """SELECT t.tgenabled, t.tgdeferrable, t.tginitdeferred FROM pg_catalog.pg_trigger t
-           WHERE t.tgrelid = pg_catalog.to_regclass('supabase_push.change_txn')
-             AND t.tgname = 'stamp_commit'""",
-    )
-    if row is None:
-        report.add("trigger", "stamp_commit on supabase_push.change_txn", "missing")
-    elif row["tgenabled"] == "D" or not (row["tgdeferrable"] and row["tginitdeferred"]):
-        report.add("trigger", "stamp_commit on supabase_push.change_txn", "drifted",
-                   "disabled or not deferred: commit order is not guaranteed")
+STAMPER_BEHIND_SECONDS = 5.0
+"""verify warns when committed changes have waited for the stamper at least this long."""
+
+
+def _check_stamper(conn: Conn, report: VerifyReport) -> None:
+    if not _exists(conn, "to_regprocedure", "supabase_push.pending_v2()"):
+        return  # an older schema: its version check says what to do
+    pending = _row(conn, """SELECT changes, transactions, stamper_pid,
+                                   extract(epoch FROM now() - stamped_at)::float8 AS idle_seconds
+                            FROM supabase_push.pending_v2()""")
+    assert pending is not None
+    waiting = f"{pending['changes']} committed changes wait for a cursor"
+    if pending["stamper_pid"] is None:
+        status: CheckStatus = "warning" if pending["changes"] else "ok"
+        report.add("stamper", "stamping loop", status,
+                   f"none running: {waiting} (pushes wait; readers by SQL stamp as they read). Run any supabase-push "
+                   "process on this database, `supabase-push stamp`, or pg_cron (docs/supabase.md)"
+                   if pending["changes"] else "none running now; starts with any supabase-push process, "
+                   "`supabase-push stamp` or pg_cron")
+    elif pending["changes"] and (pending["idle_seconds"] or 0) >= STAMPER_BEHIND_SECONDS:
+        report.add("stamper", "stamping loop", "warning",
+                   f"backend {pending['stamper_pid']} runs it but {waiting}, "
+                   f"last stamp {pending['idle_seconds']:.0f} s ago")
     else:
-        report.add("trigger", "stamp_commit on supabase_push.change_txn", "ok")
+        report.add("stamper", "stamping loop", "ok", f"backend {pending['stamper_pid']}")
+
+
+def _check_deferrable(conn: Conn, report: VerifyReport, route: dict[str, Any], relid: int) -> None:
+    names = _scalar(conn, """SELECT string_agg(quote_ident(conname), ', ') FROM pg_catalog.pg_constraint
+                             WHERE conrelid = %s AND condeferrable AND contype IN ('p', 'u', 'x')""", (relid,))
+    if names:
+        report.add("table", f"{route_name(route)} constraints", "drifted",
+                   f"DEFERRABLE unique, primary key or exclusion constraints ({names}): a second writer can change a "
+                   "key without waiting for the first, and the change log cannot order the two; recreate them "
+                   "NOT DEFERRABLE (apply refuses such tables)")
 
 
 def _check_route(conn: Conn, report: VerifyReport, route: dict[str, Any], *,
@@ -421,6 +468,7 @@ def _check_route(conn: Conn, report: VerifyReport, route: dict[str, Any], *,
     if publication_exists:
         report.add("publication", f"supabase_realtime has {qualified}",
                    "ok" if member else "missing")
+    _check_deferrable(conn, report, route, relid)
     trigger = _row(
         conn,
         """SELECT t.tgenabled, t.tgfoid = 'supabase_push.capture_change_v1()'::regprocedure AS ours,
@@ -535,6 +583,13 @@ class Status:
     last_failure: str | None = None
     pruned_through: str | None = None
     """Changes up to this cursor were deleted by ``prune``; None if nothing was."""
+    pending_changes: int = 0
+    """Committed changes that have no cursor yet: they wait for the stamper (lag, in changes)."""
+    pending_transactions: int = 0
+    stamped_at: datetime | None = None
+    """When a stamping round last gave changes their cursor."""
+    stamper_pid: int | None = None
+    """The backend running the stamping loop (None: no supabase-push process, `stamp` or pg_cron runs it)."""
 
     @property
     def path_drift(self) -> str | None:
@@ -554,21 +609,22 @@ def status(conn: Conn) -> Status:
         if state is None:
             return Status(installed=False)
         installation = state["installation"]
-        log = _row(
-            conn,
-            """SELECT (SELECT count(*) FROM supabase_push.change_log) AS changes,
-                      (SELECT count(*) FROM supabase_push.change_txn WHERE seq IS NOT NULL) AS txns,
-                      (SELECT seq::text || ':' || max_id::text FROM (
-                          SELECT t.seq, (SELECT max(l.id) FROM supabase_push.change_log l
-                                         WHERE l.txid = t.txid) AS max_id
-                          FROM supabase_push.change_txn t WHERE t.seq IS NOT NULL
-                          ORDER BY t.seq DESC LIMIT 1) last) AS last_cursor,
-                      (SELECT max(committed_at) FROM supabase_push.change_txn) AS last_commit_at,
-                      (SELECT nullif(r.pruned_seq::text || ':' || r.pruned_id::text, '0:0')
-                       FROM supabase_push.retention r) AS pruned_through,
-                      h.broadcast_failures, h.last_failure
-               FROM supabase_push.health h""",
-        ) or {}
+        log: dict[str, Any] = {}
+        if _exists(conn, "to_regprocedure", "supabase_push.pending_v2()"):  # an older schema: no log figures
+            log = _row(
+                conn,
+                """SELECT (SELECT count(*) FROM supabase_push.change_log) AS changes,
+                          (SELECT count(*) FROM supabase_push.commits) AS txns,
+                          (SELECT h.seq::text || ':' || h.id::text FROM public.supabase_push_head() h
+                           WHERE (h.seq, h.id) > (0, 0)) AS last_cursor,
+                          (SELECT max(committed_at) FROM supabase_push.commits) AS last_commit_at,
+                          p.changes AS pending_changes, p.transactions AS pending_transactions, p.stamped_at,
+                          p.stamper_pid,
+                          (SELECT nullif(r.pruned_seq::text || ':' || r.pruned_id::text, '0:0')
+                           FROM supabase_push.retention r) AS pruned_through,
+                          h.broadcast_failures, h.last_failure
+                   FROM supabase_push.health h, supabase_push.pending_v2() p""",
+            ) or {}
         return Status(
             installed=True,
             schema_version=installation["schema_version"],
@@ -586,6 +642,10 @@ def status(conn: Conn) -> Status:
             broadcast_failures=log.get("broadcast_failures", 0),
             last_failure=log.get("last_failure"),
             pruned_through=log.get("pruned_through"),
+            pending_changes=log.get("pending_changes", 0),
+            pending_transactions=log.get("pending_transactions", 0),
+            stamped_at=log.get("stamped_at"),
+            stamper_pid=log.get("stamper_pid"),
         )
     except psycopg.Error as exc:
         raise map_error(exc) from None

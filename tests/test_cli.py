@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from typer.testing import CliRunner
 
+from supabase_push._sql import SCHEMA_VERSION
 from supabase_push.cli import app
 
 runner = CliRunner()
@@ -29,7 +30,7 @@ def run(*args: str, env: dict[str, str] | None = None) -> Any:
 def test_apply_verify_status_uninstall(db_url: str) -> None:
     result = run("apply", "--db-url", db_url)
     assert result.exit_code == 0, result.output
-    assert "Applied supabase-push schema v1" in result.output
+    assert f"Applied supabase-push schema v{SCHEMA_VERSION}" in result.output
     assert "public.positions -> position-updates (position_change_trigger, added)" in result.output
     again = run("apply", "--db-url", db_url)
     assert again.exit_code == 0 and "Already up to date" in again.output

@@ -68,7 +68,7 @@ def test_binaries_are_found() -> None:
 def test_embedded_wheel_runs_the_triggers() -> None:
     """The pip-only path (no system Postgres): the wheel's server, as root or not."""
     from supabase_push import schema
-    from supabase_push.changelog import read_changes
+    from supabase_push.changelog import read_changes, stamp
     from supabase_push.embedded import wheel_bin_dirs
 
     bin_dir = next(d for d in wheel_bin_dirs() if (d / "initdb").is_file())
@@ -78,5 +78,6 @@ def test_embedded_wheel_runs_the_triggers() -> None:
         assert schema.verify(conn).ok
         conn.execute('LISTEN "trade-updates"')
         conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('W', 'buy', 1, 1)")
+        assert stamp(conn) == 1  # the stamper's round pushes it
         (note,) = list(conn.notifies(timeout=5, stop_after=1))
         assert read_changes(conn)[0].cursor in note.payload

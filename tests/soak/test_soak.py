@@ -101,7 +101,8 @@ async def soak(changes: int, seconds_between_faults: float = 0.5, seed: int = 5)
             writing_done = asyncio.Event()
 
             async def fault_loop() -> None:
-                while not writing_done.is_set():
+                # at least three faults, however fast the writers are (some may hit the catch-up after them)
+                while not writing_done.is_set() or sum(faults.values()) < 3:
                     await asyncio.sleep(seconds_between_faults)
                     name = rng.choice(list(kinds))
                     with contextlib.suppress(Exception):  # a fault that fails to happen is no failure

@@ -1,0 +1,174 @@
+"""The stamper: the work that puts the change log in commit order, done after commit.
+
+Writers only append to the change log. ``supabase_push.stamp_v2()`` (in the SQL) gives the
+transactions that have committed since its last round consecutive sequence numbers, the
+cursor, and pushes them. Someone must call it: every supabase-push process that follows a
+database through SQL (subscriber, tail, relay, forward, serve, demo) runs a :class:`Stamper`,
+and exactly one of them works at a time, per database. The leader runs
+``CALL supabase_push.stamp_loop_v2(...)``, a loop inside the server that holds a session
+advisory lock; the others try to take it every ``retry`` seconds, so when the leader dies
+another takes over. ``supabase-push stamp`` runs one on its own, and pg_cron can run the loop
+with no process at all (docs/supabase.md).
+
+Nothing is lost while nobody stamps: changes wait in the log, and any reader that reads by SQL
+stamps first (``changelog.read_changes``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Literal
+
+import psycopg
+
+from .db import aconnect, describe_dsn, map_error
+from .errors import SupabasePushError
+
+__all__ = ["Stamper", "StamperState"]
+
+log = logging.getLogger("supabase_push.stamper")
+
+StamperState = Literal["starting", "leading", "standby", "failing", "stopped"]
+
+_LOOP = "CALL supabase_push.stamp_loop_v2(%s, %s, %s, NULL)"
+_LED_AFTER = 0.25
+"""Seconds after which a loop that has not returned is taken to be leading."""
+
+
+@dataclass
+class _Settings:
+    chunk: float
+    fast_ms: float
+    idle_ms: float
+    retry: float
+    max_backoff: float
+
+
+class Stamper:
+    """``async with Stamper(database_url):`` keeps the database's change log stamped while the block
+    runs, unless another process already does (then it stands by, ready to take over).
+
+    ``fast_ms`` is the pause between rounds while changes keep coming, ``idle_ms`` the pause it
+    slows to after a quiet second (what an idle database costs: one cheap transaction per
+    ``idle_ms``). The loop runs in the server in chunks of ``chunk`` seconds; a process that dies
+    leaves its chunk running, so the work goes on until the next leader takes it. ``failure_level``: how
+    loudly to log that it cannot run (a subscriber's reader already reports an unreachable database)."""
+
+    def __init__(self, database_url: str, *, fast_ms: float = 1.0, idle_ms: float = 50.0, chunk: float = 10.0,
+                 retry: float = 1.0, max_backoff: float = 30.0, failure_level: int = logging.WARNING) -> None:
+        if fast_ms <= 0 or idle_ms < fast_ms or chunk <= 0 or retry <= 0:
+            raise ValueError("need 0 < fast_ms <= idle_ms, chunk > 0 and retry > 0")
+        self._dsn = database_url
+        self._failure_level = failure_level
+        self._settings = _Settings(chunk, fast_ms, idle_ms, retry, max_backoff)
+        self._state: StamperState = "starting"
+        self.on_state: Callable[[StamperState], None] | None = None
+        """Called with every new state (a subscriber mirrors it in its stats)."""
+        self.last_error: str | None = None
+        self.chunks = 0
+        """Loop chunks this process has run as the leader."""
+        self._task: asyncio.Task[None] | None = None
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+
+    @property
+    def state(self) -> StamperState:
+        return self._state
+
+    @state.setter
+    def state(self, value: StamperState) -> None:
+        if value != self._state:
+            self._state = value
+            if self.on_state is not None:
+                self.on_state(value)
+
+    def describe(self) -> str:
+        return f"stamper for {describe_dsn(self._dsn)}"
+
+    async def run(self) -> None:
+        """Lead or stand by, until cancelled. Failures are logged and retried with backoff."""
+        backoff = self._settings.retry
+        while True:
+            try:
+                await self._lead_or_wait()
+                backoff = self._settings.retry
+            except psycopg.errors.UndefinedFunction:
+                # Not installed yet, or schema version 1 (which stamps at commit): look again soon.
+                if self.state != "failing":
+                    log.info("no stamper in %s (supabase-push apply installs or upgrades it); checking every %g s",
+                             describe_dsn(self._dsn), self._settings.retry)
+                self.state, self.last_error = "failing", "supabase_push.stamp_loop_v2() is not installed"
+                await asyncio.sleep(self._settings.retry)
+            except (psycopg.Error, SupabasePushError) as exc:
+                error = map_error(exc, self._dsn) if isinstance(exc, psycopg.Error) else exc
+                message = error.message if isinstance(error, SupabasePushError) else str(error)
+                if self.state != "failing" or message != self.last_error:
+                    log.log(self._failure_level, "the stamper cannot run (%s); changes wait in the log, retrying",
+                            message)
+                self.state, self.last_error = "failing", message
+                await self._disconnect()
+                await asyncio.sleep(backoff * (0.5 + random.random()))  # noqa: S311 - jitter
+                backoff = min(backoff * 2, self._settings.max_backoff)
+
+    async def _lead_or_wait(self) -> None:
+        if self._conn is None or self._conn.closed:
+            self._conn = await aconnect(self._dsn)
+        s = self._settings
+        call = asyncio.ensure_future(self._conn.execute(_LOOP, (s.chunk, s.fast_ms, s.idle_ms)))
+        try:
+            done, _ = await asyncio.wait([call], timeout=_LED_AFTER)
+            if not done:  # the loop returns at once when another holds the database: this one leads
+                self.state, self.last_error = "leading", None
+            cur = await call
+        except asyncio.CancelledError:
+            call.cancel()
+            with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
+                await call
+            raise
+        row = await cur.fetchone()
+        led = bool(row and row[0])
+        if led:
+            self.chunks += 1
+            if self.state != "leading":
+                log.info("stamping the change log of %s", describe_dsn(self._dsn))
+        elif self.state != "standby":
+            log.debug("another process stamps %s; standing by", describe_dsn(self._dsn))
+        self.state, self.last_error = ("leading" if led else "standby"), None
+        if not led:
+            await asyncio.sleep(s.retry * (0.5 + random.random()))  # noqa: S311 - jitter
+
+    async def start(self) -> Stamper:
+        if self._task is None:
+            self._task = asyncio.create_task(self.run(), name="supabase-push-stamper")
+        return self
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self._disconnect()
+        self.state = "stopped"
+
+    async def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None or conn.closed:
+            return
+        # A backend left in the loop would go on leading until its chunk ends; cancel it first.
+        with contextlib.suppress(psycopg.Error, OSError):
+            await conn.cancel_safe(timeout=2.0)
+        with contextlib.suppress(psycopg.Error, OSError):
+            await conn.close()
+
+    async def __aenter__(self) -> Stamper:
+        return await self.start()
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self.close()

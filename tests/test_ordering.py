@@ -1,0 +1,263 @@
+"""Schema v2: writers only append, the stamper orders after commit (docs/architecture.md, "Commit order").
+
+What the change log promises, under the new writer path: every committed change once, per-row order
+exact, atomic transactions, contiguous transaction numbers; nothing waits for an unrelated long
+transaction; exactly one stamping loop per database, handed over when its process goes; nothing lost
+while nobody stamps, and the lag said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import psycopg
+import pytest
+
+from supabase_push import schema
+from supabase_push.changelog import read_changes
+from supabase_push.errors import SupabasePushError
+from supabase_push.events import START
+from supabase_push.stamper import Stamper
+
+from .conftest import Cluster, DatabaseFactory
+from .ordering_helpers import Writers, assert_ordered, stamping, transaction_seqs, whole_log
+
+
+def _insert(url: str, n: int = 1) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(n):
+            conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('T', 'buy', 1, 1)")
+
+
+def test_writers_append_and_the_stamper_orders_them_exactly(installed_url: str) -> None:
+    with stamping(installed_url), Writers(installed_url) as writers:
+        time.sleep(4)
+    events = whole_log(installed_url)
+    assert writers.committed > 200 and writers.rolled_back > 5
+    assert_ordered(events)
+    seqs = transaction_seqs(events)
+    assert seqs == list(range(1, len(seqs) + 1)), "transaction numbers have holes"
+    assert len(seqs) == writers.committed + writers.setup_transactions
+    by_seq: dict[int, set[int]] = {}
+    for event in events:  # a transaction's changes are one block: one seq, consecutive in the log
+        by_seq.setdefault(event.position.seq, set()).add(event.id)
+    assert all(len(ids) <= 4 for ids in by_seq.values())
+
+
+def test_a_commit_takes_no_lock_that_another_writer_waits_for(installed_url: str) -> None:
+    """Two transactions in flight at once on routed tables, and a third commits between them: in v1 the
+    third would wait for nothing either, but its commit stamp was serialised; now nothing of ours is
+    held at commit (no advisory lock, no NOTIFY queue lock)."""
+    with psycopg.connect(installed_url) as a, psycopg.connect(installed_url) as b, \
+            psycopg.connect(installed_url, autocommit=True) as watch:
+        a.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('A', 'buy', 1, 1)")
+        b.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('B', 'buy', 1, 1)")
+        a.commit()
+        locks = watch.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
+                              "OR (locktype = 'object' AND classid = 'pg_database'::regclass)").fetchone()
+        b.commit()
+    assert locks == (0,)
+    assert [e.record["symbol"] for e in whole_log(installed_url) if e.record] == ["A", "B"]
+
+
+def test_nothing_is_lost_while_nobody_stamps_and_the_lag_is_reported(installed_url: str) -> None:
+    _insert(installed_url, 3)
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        info = schema.status(conn)
+        report = schema.verify(conn)
+        unread = conn.execute("SELECT count(*) FROM public.supabase_push_changes()").fetchone()
+    assert unread == (0,)  # no cursor yet: readers that do not stamp see nothing, and skip nothing
+    assert (info.pending_changes, info.pending_transactions, info.stamper_pid) == (3, 3, None)
+    [check] = [c for c in report.checks if c.kind == "stamper"]
+    assert check.status == "warning" and "3 committed changes wait" in check.detail
+    assert report.ok  # a warning: nothing is broken, delivery waits
+    assert len(whole_log(installed_url)) == 3  # a reader by SQL stamps first
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        assert schema.status(conn).pending_changes == 0
+
+
+def test_a_long_open_transaction_delays_nobody_else(installed_url: str, cluster: Cluster,
+                                                     make_db: DatabaseFactory) -> None:
+    """An idle-in-transaction session holding an xid (here, and in another database of the cluster) for
+    30 s: every other change gets its cursor within 100 ms all along, and the rounds stay cheap."""
+    other = make_db("tables")
+    held = [psycopg.connect(installed_url), psycopg.connect(other)]
+    for conn in held:
+        conn.execute("INSERT INTO portfolio_snapshots (total_value) VALUES (1)")  # an xid, left open
+    delays: list[float] = []
+    try:
+        with stamping(installed_url, idle_ms=50), psycopg.connect(installed_url, autocommit=True) as db:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                (change_id,) = db.execute(
+                    "WITH t AS (INSERT INTO trades (symbol, side, quantity, price) VALUES ('L', 'buy', 1, 1) "
+                    "RETURNING 1) SELECT max(id) + 1 FROM supabase_push.change_log").fetchone() or (0,)
+                committed = time.monotonic()
+                while not db.execute("SELECT EXISTS (SELECT FROM public.supabase_push_head() WHERE id >= %s)",
+                                     (change_id - 1,)).fetchone() == (True,):
+                    time.sleep(0.002)
+                delays.append(time.monotonic() - committed)
+                time.sleep(0.05)
+    finally:
+        for conn in held:
+            conn.rollback()
+            conn.close()
+    delays.sort()
+    assert len(delays) > 100
+    assert delays[-1] < 0.1, f"slowest {delays[-1] * 1000:.0f} ms, p50 {delays[len(delays) // 2] * 1000:.1f} ms"
+    events = whole_log(installed_url)
+    assert len(events) == len(delays) and not any(e.table == "portfolio_snapshots" for e in events)
+
+
+async def test_one_stamper_leads_and_another_takes_over_when_it_goes(installed_url: str) -> None:
+    first, second = Stamper(installed_url, retry=0.2), Stamper(installed_url, retry=0.2)
+    async with first:
+        await _until(lambda: first.state == "leading")
+        async with second:
+            await _until(lambda: second.state == "standby")
+            await asyncio.sleep(0.5)
+            assert (first.state, second.state) == ("leading", "standby")
+            await first.close()
+            started = time.monotonic()
+            await _until(lambda: second.state == "leading")
+            handover = time.monotonic() - started
+            await asyncio.to_thread(_insert, installed_url)
+            await asyncio.sleep(0.2)
+            with psycopg.connect(installed_url, autocommit=True) as conn:
+                assert conn.execute("SELECT count(*) FROM public.supabase_push_changes()").fetchone() == (1,)
+    assert handover < 3
+
+
+async def test_a_stamper_whose_process_dies_keeps_working_until_the_next_takes_over(installed_url: str) -> None:
+    """The loop runs in the server: a leader killed without a word (no cancel) leaves it running its
+    chunk, so stamping never stops in between."""
+    dead = await psycopg.AsyncConnection.connect(installed_url, autocommit=True)
+    call = asyncio.create_task(dead.execute("CALL supabase_push.stamp_loop_v2(2, 1, 5, NULL)"))
+    await asyncio.sleep(0.3)
+    dead.pgconn.finish()  # the socket goes, as when a process is killed
+    await asyncio.to_thread(_insert, installed_url)
+    await asyncio.sleep(0.3)
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM public.supabase_push_changes()").fetchone() == (1,)
+    successor = Stamper(installed_url, retry=0.2)
+    async with successor:
+        await _until(lambda: successor.state == "leading", timeout=10)
+    call.cancel()
+
+
+def test_deferrable_unique_constraints_are_refused_and_reported(installed: psycopg.Connection[Any]) -> None:
+    installed.execute("CREATE TABLE orders (id int, ref text, CONSTRAINT orders_ref UNIQUE (ref) DEFERRABLE)")
+    with pytest.raises(SupabasePushError, match=r"orders has DEFERRABLE .*orders_ref"):
+        schema.apply(installed, [schema.Route("orders", "order-updates")])
+    assert [r["table_name"] for r in schema.status(installed).routes] == [
+        "portfolio_snapshots", "positions", "trades"]  # nothing changed
+    installed.execute("ALTER TABLE trades ADD CONSTRAINT trades_order UNIQUE (id) DEFERRABLE INITIALLY DEFERRED")
+    report = schema.verify(installed)
+    [check] = [c for c in report.problems if c.name == "public.trades constraints"]
+    assert check.status == "drifted" and "trades_order" in check.detail and not report.ok
+
+
+def test_savepoints_pk_updates_and_reinserts_keep_per_row_order(installed_url: str) -> None:
+    with stamping(installed_url), psycopg.connect(installed_url, autocommit=True) as conn:
+        with conn.transaction():
+            conn.execute("INSERT INTO positions (symbol, quantity) VALUES ('K', 1)")
+            with contextlib_suppress_rollback(conn):
+                conn.execute("UPDATE positions SET quantity = 99 WHERE symbol = 'K'")  # rolled back
+            conn.execute("UPDATE positions SET quantity = 2 WHERE symbol = 'K'")
+        conn.execute("UPDATE positions SET id = gen_random_uuid() WHERE symbol = 'K'")  # the key moves
+        with conn.transaction():
+            conn.execute("DELETE FROM positions WHERE symbol = 'K'")
+            conn.execute("INSERT INTO positions (symbol, quantity) VALUES ('K', 3)")
+        conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
+    events = [e for e in whole_log(installed_url) if e.table == "positions"]
+    assert [(e.op, (e.record or e.old_record or {})["quantity"]) for e in events] == [
+        ("INSERT", 1), ("UPDATE", 2), ("UPDATE", 2), ("DELETE", 2), ("INSERT", 3)]
+    assert len({e.position.seq for e in events}) == 3
+    assert events[0].position.seq == events[1].position.seq  # the savepoint's survivor is in its transaction
+
+
+class contextlib_suppress_rollback:  # noqa: N801 - reads as the context manager it is
+    """A savepoint that is rolled back."""
+
+    def __init__(self, conn: psycopg.Connection[Any]) -> None:
+        self._tx = conn.transaction(force_rollback=True)
+
+    def __enter__(self) -> None:
+        self._tx.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._tx.__exit__(*exc)
+
+
+def test_two_phase_commit_is_stamped_when_committed(installed_url: str, cluster: Cluster) -> None:
+    with cluster.admin() as admin:
+        if int(str(admin.execute("SHOW max_prepared_transactions").fetchone()[0])) == 0:  # type: ignore[index]
+            prepared = False
+        else:
+            prepared = True
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        if not prepared:
+            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
+                conn.execute("BEGIN; INSERT INTO trades (symbol, side, quantity, price) VALUES ('P', 'buy', 1, 1); "
+                             "PREPARE TRANSACTION 'sp'")
+            conn.execute("ROLLBACK")
+            _insert(installed_url)
+            assert [e.record["symbol"] for e in whole_log(installed_url) if e.record] == ["T"]
+            return
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('P', 'buy', 1, 1)")
+        conn.execute("PREPARE TRANSACTION 'sp'")
+        _insert(installed_url)
+        assert [e.record["symbol"] for e in whole_log(installed_url) if e.record] == ["T"]
+        conn.execute("COMMIT PREPARED 'sp'")
+    assert [e.record["symbol"] for e in whole_log(installed_url) if e.record] == ["T", "P"]
+
+
+def test_a_read_inside_a_transaction_does_not_stamp(installed_url: str) -> None:
+    """A stamp inside the caller's transaction would hold the stamper's lock until the caller commits."""
+    _insert(installed_url)
+    with psycopg.connect(installed_url) as conn:
+        assert read_changes(conn, START) == []
+        conn.rollback()
+    assert len(whole_log(installed_url)) == 1
+
+
+async def _until(condition: Any, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out")
+        await asyncio.sleep(0.02)
+
+
+def test_the_stamping_loop_costs_little_when_idle(installed_url: str) -> None:
+    """One cheap transaction per idle_ms (50 ms): the loop's backend uses well under 1 % of a core."""
+    ready = threading.Event()
+    pid: list[int] = []
+
+    def loop() -> None:
+        with psycopg.connect(installed_url, autocommit=True) as conn:
+            pid.append(conn.info.backend_pid)
+            ready.set()
+            conn.execute("CALL supabase_push.stamp_loop_v2(7, 1, 50, NULL)")
+
+    thread = threading.Thread(target=loop)
+    thread.start()
+    ready.wait(5)
+    time.sleep(1.5)  # past the quiet second: at the idle pace
+    before, started = _backend_cpu(pid[0]), time.monotonic()
+    time.sleep(4)
+    cpu, idle = _backend_cpu(pid[0]) - before, time.monotonic() - started
+    thread.join()
+    assert cpu < 0.01 * idle, f"the idle stamping loop used {cpu:.3f} s of CPU in {idle:.1f} s"
+
+
+def _backend_cpu(pid: int) -> float:
+    import os
+    from pathlib import Path
+
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

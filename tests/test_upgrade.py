@@ -1,0 +1,160 @@
+"""Schema v1 -> v2 in place, under load; and pg_dump/restore into a new cluster.
+
+v1 is what users' databases hold (tests/data/realtime_triggers_v1.sql, the file as it shipped).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from supabase_push import schema
+from supabase_push.changelog import read_changes
+from supabase_push.embedded import LocalPostgres
+from supabase_push.events import Cursor
+from supabase_push.subscribe import Subscriber
+
+from .conftest import DatabaseFactory
+from .ordering_helpers import V1_INSTALL, Writers, assert_ordered, stamping, whole_log
+from .subscriber_helpers import settings
+
+
+def install_v1(url: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(V1_INSTALL.read_text().encode())
+        assert conn.execute("SELECT schema_version FROM supabase_push.installation").fetchone() == (1,)
+
+
+def test_verify_says_what_an_upgrade_would_change(make_db: DatabaseFactory) -> None:
+    url = make_db("tables")
+    install_v1(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        report = schema.verify(conn)
+        status = schema.status(conn)
+    [version] = [c for c in report.checks if c.name == "schema version"]
+    assert version.status == "drifted" and "this package ships 2: supabase-push apply upgrades it" in version.detail
+    assert {c.name for c in report.checks if c.status == "missing"} >= {"supabase_push.commits", "supabase_push.stamp_v2"}
+    assert status.installed and status.schema_version == 1 and status.routes
+
+
+async def test_apply_upgrades_v1_while_writers_write_and_a_subscriber_reads(make_db: DatabaseFactory,
+                                                                            tmp_path: Path) -> None:
+    """8 writers through the upgrade; a subscriber started on v1 (with its cursor file) reads on; a v1
+    cursor saved before the upgrade resumes exactly where it was."""
+    url = make_db("tables")
+    install_v1(url)
+    cursor_file = tmp_path / "sub.cursor"
+    subscriber = Subscriber.from_settings(settings(database_url=url), topics=["position-updates", "trade-updates"],
+                                          cursor_store=cursor_file, verify_interval=1)
+    got: list[Any] = []
+
+    async def consume() -> None:
+        async for event in subscriber:
+            got.append(event)
+
+    async with subscriber:
+        consuming = asyncio.create_task(consume())
+        with Writers(url) as writers:
+            await asyncio.sleep(1.5)
+            before = list(got)
+            assert len(before) > 20, "v1 delivers before the upgrade"
+            v1_cursor = before[-1].position
+            result = await asyncio.to_thread(_apply, url)
+            upgraded_at = writers.committed
+            await asyncio.sleep(2)
+        deadline = time.monotonic() + 20
+        logged = whole_log(url)
+        while len(got) < len(logged) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        consuming.cancel()
+    assert result.upgraded_from == 1 and result.schema_version == 2
+    assert writers.committed > upgraded_at + 50, "writers kept writing after the upgrade"
+    assert [e.cursor for e in got] == [e.cursor for e in logged], "the subscriber lost or doubled changes"
+    assert_ordered(logged)
+    seqs = [e.position.seq for e in logged]
+    assert sorted(set(seqs)) == list(range(1, len(set(seqs)) + 1)), "v2 goes on from v1's numbers, no holes"
+    assert Cursor.parse(cursor_file.read_text().strip()) == logged[-1].position
+    with psycopg.connect(url, autocommit=True) as conn:
+        assert schema.verify(conn).ok
+        assert conn.execute("SELECT to_regclass('supabase_push.change_txn')").fetchone() == (None,)
+    # A v1 cursor (a cursor file, an SSE Last-Event-ID from before the upgrade) resumes on v2 exactly.
+    resumed = Subscriber.from_settings(settings(database_url=url), topics=["position-updates", "trade-updates"],
+                                       start=str(v1_cursor), transport="poll")
+    expected = [e.cursor for e in logged if e.position > v1_cursor]
+    rest: list[Any] = []
+    async with resumed:
+        async for event in resumed:
+            rest.append(event)
+            if len(rest) == len(expected):
+                break
+    assert [e.cursor for e in rest] == expected
+
+
+def _apply(url: str) -> schema.ApplyResult:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return schema.apply(conn)
+
+
+def test_an_upgrade_that_fails_changes_nothing(make_db: DatabaseFactory) -> None:
+    url = make_db("tables")
+    install_v1(url)
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("ALTER TABLE trades ADD CONSTRAINT trades_once UNIQUE (id) DEFERRABLE")
+        with pytest.raises(Exception, match="DEFERRABLE"):
+            schema.apply(conn)
+        assert conn.execute("SELECT schema_version FROM supabase_push.installation").fetchone() == (1,)
+        conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('S', 'buy', 1, 1)")
+        assert [e.record["symbol"] for e in whole_log(url) if e.record] == ["S"]  # v1 still stamps at commit
+
+
+@pytest.fixture(scope="module")
+def own_clusters() -> Any:
+    """Two fresh clusters (txids start low in both, so restored txids collide with new ones)."""
+    with LocalPostgres() as source, LocalPostgres() as target:
+        yield source, target
+
+
+def test_pg_dump_restore_into_a_new_cluster_loses_nothing(own_clusters: tuple[LocalPostgres, LocalPostgres],
+                                                          tmp_path: Path) -> None:
+    source, target = own_clusters
+    with psycopg.connect(source.dsn, autocommit=True) as conn:
+        schema.apply(conn, create_tables=True)
+    with stamping(source.dsn), Writers(source.dsn, n=4):
+        time.sleep(1.5)
+    with Writers(source.dsn, n=2):  # and some left unstamped at the dump
+        time.sleep(0.3)
+    before = whole_log(source.dsn)  # (stamps what was left)
+    saved = before[len(before) // 2].position  # a subscriber's cursor from before the dump
+    with psycopg.connect(source.dsn, autocommit=True) as conn:
+        old_txids = {int(str(t)) for (t,) in conn.execute("SELECT DISTINCT txid FROM supabase_push.change_log")}
+    dump = tmp_path / "db.dump"
+    subprocess.run([str(source.bin_dir / "pg_dump"), "-Fc", "-f", str(dump), source.dsn], check=True)
+    subprocess.run([str(target.bin_dir / "pg_restore"), "--no-owner", "-d", target.dsn, str(dump)], check=True)
+    assert [e.cursor for e in whole_log(target.dsn)] == [e.cursor for e in before]
+    with stamping(target.dsn), Writers(target.dsn, n=4) as writers:
+        time.sleep(1.5)
+    after = whole_log(target.dsn)
+    with psycopg.connect(target.dsn, autocommit=True) as conn:
+        reused = conn.execute("SELECT count(DISTINCT txid) FROM supabase_push.change_log WHERE id > %s AND txid = ANY(%s)",
+                              (before[-1].id, [str(t) for t in old_txids])).fetchone()
+    assert reused is not None and reused[0] > 0, "the new cluster's transactions did not reuse dumped txids"
+    assert [e.cursor for e in after[:len(before)]] == [e.cursor for e in before], "history changed"
+    new = after[len(before):]
+    assert len({e.position.seq for e in new}) == writers.committed + writers.setup_transactions
+    assert_ordered(after)
+    assert [e.cursor for e in read_all(target.dsn, saved)] == [e.cursor for e in after if e.position > saved]
+
+
+def read_all(url: str, after: Cursor) -> list[Any]:
+    events: list[Any] = []
+    with psycopg.connect(url, autocommit=True) as conn:
+        while page := read_changes(conn, after, limit=100):
+            events += page
+            after = page[-1].position
+    return events
