@@ -232,7 +232,6 @@ DECLARE
     v_events text[] := '{}';
     v_topics text[] := '{}';
     v_hints jsonb := '{}';
-    v_hint jsonb;
 BEGIN
     SELECT broadcast_mode, private_broadcast INTO v_mode, v_private FROM supabase_push.installation;
     v_paths := supabase_push.broadcast_paths_v1(v_mode);
@@ -254,15 +253,15 @@ BEGIN
                 v_topics := v_topics || (v_change.change).topic;
             END IF;
             IF v_notify THEN
-                -- One hint per topic and round: the prev of the topic's first change in it, the
-                -- cursor of its last. LISTEN has no privilege check (any role may listen on any
-                -- channel), so a NOTIFY carries no row, only where to read it: the listener reads
-                -- by cursor with its own rights ("truncated": the push has no rows).
-                v_hint := coalesce(v_hints -> (v_change.change).topic,
-                                   pg_catalog.jsonb_build_object('prev', v_heads, 'truncated', true));
+                -- One hint per topic and round: the cursor of the topic's last change in it, and as
+                -- prev the heads before the round, so that a listener that has read up to the round
+                -- takes the first hint it gets as continuing its stream, whichever topics it follows.
+                -- LISTEN has no privilege check (any role may listen on any channel), so a NOTIFY
+                -- carries no row, only where to read it: the listener reads by cursor with its own
+                -- rights ("truncated": the push has no rows).
                 v_hints := v_hints || pg_catalog.jsonb_build_object((v_change.change).topic,
                     v_envelope - 'record' - 'old_record' - 'prev' || pg_catalog.jsonb_build_object(
-                        'prev', v_hint -> 'prev', 'truncated', true));
+                        'prev', p_heads, 'truncated', true));
             END IF;
         END IF;
         v_heads := v_heads || pg_catalog.jsonb_build_object(
@@ -275,18 +274,19 @@ BEGIN
     -- push never undoes the stamps (subscribers catch up from the change log).
     BEGIN
         IF v_realtime AND pg_catalog.cardinality(v_payloads) > 0 THEN
-            BEGIN
-                -- One statement for every change of the round (realtime.send() would open a
-                -- subtransaction per change).
+            -- One statement for every change of the round where the stamper may write Realtime's
+            -- table (realtime.send() opens a subtransaction per change), else realtime.send().
+            IF pg_catalog.to_regclass('realtime.messages') IS NOT NULL
+               AND pg_catalog.has_table_privilege('realtime.messages', 'INSERT') THEN
                 INSERT INTO realtime.messages (payload, event, topic, private, extension)
                 SELECT m.payload, m.event, m.topic, v_private, 'broadcast'
-                FROM ROWS FROM (pg_catalog.unnest(v_payloads), pg_catalog.unnest(v_events), pg_catalog.unnest(v_topics))
-                     AS m (payload, event, topic);
-            EXCEPTION WHEN insufficient_privilege THEN  -- a role that may only call realtime.send()
+                FROM ROWS FROM (pg_catalog.unnest(v_payloads), pg_catalog.unnest(v_events),
+                                pg_catalog.unnest(v_topics)) AS m (payload, event, topic);
+            ELSE
                 FOR i IN 1 .. pg_catalog.cardinality(v_payloads) LOOP
                     PERFORM realtime.send(v_payloads[i], v_events[i], v_topics[i], v_private);
                 END LOOP;
-            END;
+            END IF;
         END IF;
         IF v_notify THEN
             PERFORM pg_catalog.pg_notify(h.key, h.value::text) FROM pg_catalog.jsonb_each(v_hints) h;

@@ -25,9 +25,13 @@ def stamping(url: str, *, idle_ms: float = 5) -> Iterator[None]:
     stop = threading.Event()
 
     def loop() -> None:
-        with psycopg.connect(url, autocommit=True) as conn:
-            while not stop.is_set():
-                conn.execute("CALL supabase_push.stamp_loop_v2(0.2, 1, %s, NULL)", (idle_ms,))
+        while not stop.is_set():
+            try:
+                with psycopg.connect(url, autocommit=True) as conn:
+                    while not stop.is_set():
+                        conn.execute("CALL supabase_push.stamp_loop_v2(0.2, 1, %s, NULL)", (idle_ms,))
+            except psycopg.Error:  # not installed (yet, or any more): as a real stamper, try again
+                stop.wait(0.05)
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
@@ -98,7 +102,7 @@ class Writers:
                             self.rolled_back += 1
                         else:
                             self.committed += 1
-        except BaseException as exc:  # noqa: BLE001 - reported by stop()
+        except BaseException as exc:  # reported by stop()
             self.errors.append(exc)
 
     def stop(self) -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from supabase_push import schema
 from supabase_push.changelog import read_changes
+from supabase_push.embedded import LocalPostgres
 from supabase_push.errors import SupabasePushError
 from supabase_push.events import START
 from supabase_push.stamper import Stamper
@@ -92,12 +93,11 @@ def test_a_long_open_transaction_delays_nobody_else(installed_url: str, cluster:
         with stamping(installed_url, idle_ms=50), psycopg.connect(installed_url, autocommit=True) as db:
             deadline = time.monotonic() + 30
             while time.monotonic() < deadline:
-                (change_id,) = db.execute(
-                    "WITH t AS (INSERT INTO trades (symbol, side, quantity, price) VALUES ('L', 'buy', 1, 1) "
-                    "RETURNING 1) SELECT max(id) + 1 FROM supabase_push.change_log").fetchone() or (0,)
+                db.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('L', 'buy', 1, 1)")
                 committed = time.monotonic()
-                while not db.execute("SELECT EXISTS (SELECT FROM public.supabase_push_head() WHERE id >= %s)",
-                                     (change_id - 1,)).fetchone() == (True,):
+                (change_id,) = db.execute("SELECT max(id) FROM supabase_push.change_log").fetchone() or (0,)
+                while db.execute("SELECT (SELECT id FROM public.supabase_push_head()) >= %s",
+                                 (change_id,)).fetchone() != (True,):
                     time.sleep(0.002)
                 delays.append(time.monotonic() - committed)
                 time.sleep(0.05)
@@ -164,14 +164,13 @@ def test_savepoints_pk_updates_and_reinserts_keep_per_row_order(installed_url: s
     with stamping(installed_url), psycopg.connect(installed_url, autocommit=True) as conn:
         with conn.transaction():
             conn.execute("INSERT INTO positions (symbol, quantity) VALUES ('K', 1)")
-            with contextlib_suppress_rollback(conn):
-                conn.execute("UPDATE positions SET quantity = 99 WHERE symbol = 'K'")  # rolled back
+            with conn.transaction(force_rollback=True):  # a savepoint, rolled back
+                conn.execute("UPDATE positions SET quantity = 99 WHERE symbol = 'K'")
             conn.execute("UPDATE positions SET quantity = 2 WHERE symbol = 'K'")
-        conn.execute("UPDATE positions SET id = gen_random_uuid() WHERE symbol = 'K'")  # the key moves
+        conn.execute("UPDATE positions SET id = id + 1000000 WHERE symbol = 'K'")  # the primary key moves
         with conn.transaction():
             conn.execute("DELETE FROM positions WHERE symbol = 'K'")
             conn.execute("INSERT INTO positions (symbol, quantity) VALUES ('K', 3)")
-        conn.execute("SET CONSTRAINTS ALL IMMEDIATE")
     events = [e for e in whole_log(installed_url) if e.table == "positions"]
     assert [(e.op, (e.record or e.old_record or {})["quantity"]) for e in events] == [
         ("INSERT", 1), ("UPDATE", 2), ("UPDATE", 2), ("DELETE", 2), ("INSERT", 3)]
@@ -179,41 +178,19 @@ def test_savepoints_pk_updates_and_reinserts_keep_per_row_order(installed_url: s
     assert events[0].position.seq == events[1].position.seq  # the savepoint's survivor is in its transaction
 
 
-class contextlib_suppress_rollback:  # noqa: N801 - reads as the context manager it is
-    """A savepoint that is rolled back."""
-
-    def __init__(self, conn: psycopg.Connection[Any]) -> None:
-        self._tx = conn.transaction(force_rollback=True)
-
-    def __enter__(self) -> None:
-        self._tx.__enter__()
-
-    def __exit__(self, *exc: Any) -> None:
-        self._tx.__exit__(*exc)
-
-
-def test_two_phase_commit_is_stamped_when_committed(installed_url: str, cluster: Cluster) -> None:
-    with cluster.admin() as admin:
-        if int(str(admin.execute("SHOW max_prepared_transactions").fetchone()[0])) == 0:  # type: ignore[index]
-            prepared = False
-        else:
-            prepared = True
-    with psycopg.connect(installed_url, autocommit=True) as conn:
-        if not prepared:
-            with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState):
-                conn.execute("BEGIN; INSERT INTO trades (symbol, side, quantity, price) VALUES ('P', 'buy', 1, 1); "
-                             "PREPARE TRANSACTION 'sp'")
-            conn.execute("ROLLBACK")
-            _insert(installed_url)
-            assert [e.record["symbol"] for e in whole_log(installed_url) if e.record] == ["T"]
-            return
-        conn.execute("BEGIN")
-        conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('P', 'buy', 1, 1)")
-        conn.execute("PREPARE TRANSACTION 'sp'")
-        _insert(installed_url)
-        assert [e.record["symbol"] for e in whole_log(installed_url) if e.record] == ["T"]
-        conn.execute("COMMIT PREPARED 'sp'")
-    assert [e.record["symbol"] for e in whole_log(installed_url) if e.record] == ["T", "P"]
+def test_two_phase_commit_is_stamped_when_committed() -> None:
+    """A prepared transaction stays in progress (in every snapshot's xip list) until COMMIT PREPARED: it
+    delays only itself, then gets the next cursor."""
+    with LocalPostgres(settings={"max_prepared_transactions": "2"}) as pg:
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            schema.apply(conn, create_tables=True)
+            conn.execute("BEGIN")
+            conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('P', 'buy', 1, 1)")
+            conn.execute("PREPARE TRANSACTION 'sp'")
+            _insert(pg.dsn)
+            assert [e.record["symbol"] for e in whole_log(pg.dsn) if e.record] == ["T"]
+            conn.execute("COMMIT PREPARED 'sp'")
+        assert [e.record["symbol"] for e in whole_log(pg.dsn) if e.record] == ["T", "P"]
 
 
 def test_a_read_inside_a_transaction_does_not_stamp(installed_url: str) -> None:

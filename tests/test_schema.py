@@ -11,8 +11,8 @@ import psycopg
 import pytest
 
 from supabase_push import schema
-from supabase_push._sql import INSTALL, read_sql
-from supabase_push.changelog import read_changes
+from supabase_push._sql import INSTALL, SCHEMA_VERSION, read_sql
+from supabase_push.changelog import read_changes, stamp
 from supabase_push.errors import ConfigError, MissingTableError, PermissionDeniedError
 
 ORIGINAL_VERIFY_QUERY = """
@@ -94,7 +94,7 @@ def test_verify_names_a_dropped_trigger(installed: psycopg.Connection[Any]) -> N
     ("CREATE OR REPLACE FUNCTION supabase_push.capture_change_v1() RETURNS trigger "
      "LANGUAGE plpgsql AS $$ BEGIN RETURN NULL; END $$", "fingerprint"),
     ("ALTER PUBLICATION supabase_realtime DROP TABLE trades", "supabase_realtime has public.trades"),
-    ("ALTER TABLE supabase_push.change_txn DISABLE TRIGGER stamp_commit", "stamp_commit"),
+    ("DROP PROCEDURE supabase_push.stamp_loop_v2", "supabase_push.stamp_loop_v2"),
     ("DROP FUNCTION public.supabase_push_changes(bigint, bigint, integer, text[])",
      "public.supabase_push_changes"),
 ])
@@ -263,12 +263,14 @@ def test_supabase_path_uses_realtime_send(installed: psycopg.Connection[Any]) ->
         "$$ INSERT INTO realtime.sent VALUES (payload, event, topic, private) $$")
     installed.execute('LISTEN "trade-updates"')
     installed.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('R','buy',1,1)")
+    stamp(installed)  # the stamper's round pushes
     assert list(installed.notifies(timeout=0.3)) == []
     (payload, event, topic, private), = installed.execute("SELECT * FROM realtime.sent").fetchall()
     assert (event, topic, private) == ("INSERT", "trade-updates", True)
     assert payload["id"] == read_changes(installed)[0].id  # so realtime.send injects no other id
     schema.apply(installed, private_broadcast=False)
     installed.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('R','buy',1,1)")
+    stamp(installed)
     assert installed.execute("SELECT private FROM realtime.sent ORDER BY payload->'id' DESC LIMIT 1"
                              ).fetchone() == (False,)
     # Without a realtime.messages partition for today, realtime.send would drop messages:
@@ -313,8 +315,11 @@ def test_status(installed: psycopg.Connection[Any]) -> None:
     with installed.transaction():
         installed.execute("INSERT INTO positions (symbol) VALUES ('A'), ('B')")
     info = schema.status(installed)
-    assert info.installed and info.schema_version == 1
-    assert (info.changes, info.transactions) == (2, 1)
+    assert info.installed and info.schema_version == SCHEMA_VERSION
+    assert (info.changes, info.transactions, info.pending_changes, info.pending_transactions) == (2, 0, 2, 1)
+    assert stamp(installed) == 1
+    info = schema.status(installed)
+    assert (info.changes, info.transactions, info.pending_changes) == (2, 1, 0)
     assert info.last_cursor == read_changes(installed)[-1].cursor
     assert info.broadcast_path == ["notify"]
     assert {r["topic"] for r in info.routes} == {"position-updates", "trade-updates",
@@ -393,11 +398,11 @@ def test_an_apply_that_must_add_triggers_completes_under_writers(installed_url: 
 
 
 def test_a_newer_schema_is_never_downgraded(installed: psycopg.Connection[Any]) -> None:
-    """A database a later release installed (schema version 2 here): apply, the pasted file and verify
+    """A database a later release installed (schema version 3 here): apply, the pasted file and verify
     say so, and nothing changes."""
-    installed.execute("UPDATE supabase_push.installation SET schema_version = 2")
+    installed.execute("UPDATE supabase_push.installation SET schema_version = 3")
     fingerprint = installed.execute("SELECT supabase_push.fingerprint_v1()").fetchone()
-    with pytest.raises(ConfigError, match="schema version 2, newer than this package's") as refused:
+    with pytest.raises(ConfigError, match="schema version 3, newer than this package's") as refused:
         schema.apply(installed, [schema.Route("positions", "elsewhere")])
     assert "upgrade supabase-push" in str(refused.value.hint)
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="newer than this script"):
@@ -408,4 +413,4 @@ def test_a_newer_schema_is_never_downgraded(installed: psycopg.Connection[Any]) 
         ["position-updates"]
     report = schema.verify(installed)
     [version] = [c for c in report.checks if c.name == "schema version"]
-    assert version.status == "drifted" and "newer than this package's 1" in version.detail
+    assert version.status == "drifted" and f"newer than this package's {SCHEMA_VERSION}" in version.detail

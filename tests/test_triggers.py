@@ -1,4 +1,8 @@
-"""What the installed triggers do to real writes: change log, cursor, notifications."""
+"""What the installed triggers and the stamper do to real writes: change log, cursor, notifications.
+
+Writers only append; a stamping loop (what every supabase-push process runs, or pg_cron) gives the
+changes their cursor and sends one NOTIFY per topic and round, a hint without rows.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ import pytest
 from supabase_push.changelog import fetch_change, read_changes
 from supabase_push.events import START, ChangeEvent, Cursor
 
+from .ordering_helpers import stamping
+
 TOPICS = ("position-updates", "trade-updates", "portfolio-updates")
 
 
@@ -23,10 +29,24 @@ def listen(url: str) -> psycopg.Connection[Any]:
     return conn
 
 
-def notifications(conn: psycopg.Connection[Any], count: int) -> list[psycopg.Notify]:
-    received = list(conn.notifies(timeout=5, stop_after=count))
-    assert len(received) == count, f"expected {count} notifications, got {len(received)}"
-    return received
+@pytest.fixture(autouse=True)
+def _stamped(request: pytest.FixtureRequest) -> Any:
+    """A stamping loop on the test's database, for tests that take ``installed_url`` or ``installed``."""
+    if not {"installed_url", "installed"} & set(request.fixturenames):
+        yield
+        return
+    with stamping(request.getfixturevalue("installed_url")):
+        yield
+
+
+def notifications(conn: psycopg.Connection[Any], last: str) -> list[psycopg.Notify]:
+    """The hints until one names cursor ``last`` (a round's hint names its topic's last change)."""
+    received: list[psycopg.Notify] = []
+    for note in conn.notifies(timeout=5):
+        received.append(note)
+        if json.loads(note.payload)["cursor"] == last:
+            return received
+    raise AssertionError(f"no hint named {last}; got {[n.payload for n in received]}")
 
 
 def test_insert_update_delete_envelopes(installed_url: str) -> None:
@@ -36,14 +56,16 @@ def test_insert_update_delete_envelopes(installed_url: str) -> None:
             "RETURNING id").fetchone()[0]  # type: ignore[index]
         db.execute("UPDATE positions SET current_price = 501.25 WHERE id = %s", (row_id,))
         db.execute("DELETE FROM positions WHERE id = %s", (row_id,))
-        notes = notifications(listener, 3)
+        logged = read_changes(db)
+        notes = notifications(listener, logged[-1].cursor)
 
         pushed = [ChangeEvent.model_validate_json(n.payload) for n in notes]
-        logged = read_changes(db)
-    assert [n.channel for n in notes] == ["position-updates"] * 3
-    assert [e.op for e in pushed] == ["INSERT", "UPDATE", "DELETE"]
+    assert {n.channel for n in notes} == {"position-updates"}
     # A NOTIFY says where the change is (id, cursor, commit time), never what it holds: any role may LISTEN.
-    assert [(e.id, e.cursor, e.commit_ts) for e in pushed] == [(e.id, e.cursor, e.commit_ts) for e in logged]
+    by_cursor = {e.cursor: e for e in logged}
+    assert all((e.id, e.op, e.commit_ts) == (by_cursor[e.cursor].id, by_cursor[e.cursor].op,
+                                             by_cursor[e.cursor].commit_ts) for e in pushed)
+    assert [e.position for e in pushed] == sorted({e.position for e in pushed})
     assert all(e.truncated and e.record is None and e.old_record is None for e in pushed)
     insert, update, delete = logged
     assert insert.record is not None and insert.record["symbol"] == "SPY"
@@ -55,7 +77,7 @@ def test_insert_update_delete_envelopes(installed_url: str) -> None:
     assert all(e.topic == "position-updates" and e.table == "positions" and
                e.schema_name == "public" for e in pushed)
     cursors = [e.position for e in pushed]
-    assert cursors == sorted(cursors) and len(set(cursors)) == 3
+    assert cursors == sorted(set(cursors)) and cursors[-1] == delete.position  # a round's hint: its last change
 
 
 def test_truncate_is_one_change_pushed_and_logged_in_order(installed_url: str) -> None:
@@ -66,9 +88,9 @@ def test_truncate_is_one_change_pushed_and_logged_in_order(installed_url: str) -
         db.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('GONE', 'buy', 1, 1)")
         db.execute("TRUNCATE trades")
         db.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('NEW', 'buy', 1, 1)")
-        pushed = [ChangeEvent.model_validate_json(n.payload) for n in notifications(listener, 3)]
         logged = read_changes(db, topics=["trade-updates"])
-        assert [(e.op, e.cursor) for e in pushed] == [(e.op, e.cursor) for e in logged]
+        pushed = [ChangeEvent.model_validate_json(n.payload) for n in notifications(listener, logged[-1].cursor)]
+        assert {(e.op, e.cursor) for e in pushed} <= {(e.op, e.cursor) for e in logged}
         assert [e.op for e in logged] == ["INSERT", "TRUNCATE", "INSERT"]
         truncate = logged[1]
         assert truncate.record is None and truncate.old_record is None and truncate.table == "trades"
@@ -116,7 +138,7 @@ def test_large_row_goes_by_reference(installed_url: str) -> None:
     with listen(installed_url) as listener, psycopg.connect(installed_url, autocommit=True) as db:
         db.execute("INSERT INTO trades (symbol, side, quantity, price, order_id) "
                    "VALUES ('BIG','buy',1,1,%s)", (big,))
-        (note,) = notifications(listener, 1)
+        (note,) = notifications(listener, read_changes(db)[-1].cursor)
         pushed = ChangeEvent.model_validate_json(note.payload)
         assert len(note.payload.encode()) < 8000
         assert pushed.truncated and pushed.record is None
@@ -129,7 +151,7 @@ def test_broadcast_off_still_logs(make_db: Any) -> None:
     from supabase_push import schema
 
     url = make_db("tables")
-    with psycopg.connect(url, autocommit=True) as db:
+    with psycopg.connect(url, autocommit=True) as db, stamping(url):
         schema.apply(db, broadcast_mode="none")
         with listen(url) as listener:
             db.execute("INSERT INTO positions (symbol) VALUES ('quiet')")
@@ -201,9 +223,9 @@ async def test_concurrent_writers_lose_nothing(installed_url: str) -> None:
 
 
 async def test_pushes_form_an_exact_chain_under_concurrent_writers(installed_url: str) -> None:
-    """Every push names each topic's last change before it: listening to some topics, the
-    latest of those is the previous push's cursor, so a subscriber can tell a complete
-    stream from a gap; per topic, it is the previous push on that topic."""
+    """Every hint names, as prev, each topic's last change before its round, and as cursor its topic's
+    last change in the round: listening to some topics, the latest prev over them is the latest cursor
+    of the hints before, so a subscriber can tell a complete stream from a gap."""
     async with await psycopg.AsyncConnection.connect(installed_url, autocommit=True) as listener:
         for topic in ("trade-updates", "position-updates"):
             await listener.execute(f'LISTEN "{topic}"')
@@ -218,16 +240,37 @@ async def test_pushes_form_an_exact_chain_under_concurrent_writers(installed_url
                             await db.execute("INSERT INTO positions (symbol) VALUES (%s)", (f"{n}-{i}",))
 
         await asyncio.gather(*(writer(n) for n in range(8)))
-        pushed = [ChangeEvent.model_validate_json(note.payload)
-                  async for note in listener.notifies(timeout=5, stop_after=120)]
-    assert len(pushed) == 120
+        last = {topic: read_changes_sync(installed_url, topic)[-1].cursor for topic in ("trade-updates",
+                                                                                        "position-updates")}
+        pushed: list[ChangeEvent] = []
+        async for note in listener.notifies(timeout=5):
+            pushed.append(ChangeEvent.model_validate_json(note.payload))
+            if {t: max((e.position for e in pushed if e.topic == t), default=START) for t in last} == \
+                    {t: Cursor.parse(c) for t, c in last.items()}:
+                break
     assert pushed[0].prev == {}
 
-    def before(event: ChangeEvent, topics: set[str]) -> str:
+    def before(event: ChangeEvent, topics: set[str]) -> Cursor:
         assert event.prev is not None
-        return str(max((Cursor.parse(c) for t, c in event.prev.items() if t in topics), default=Cursor(0, 0)))
+        return max((Cursor.parse(c) for t, c in event.prev.items() if t in topics), default=START)
 
-    both = {"trade-updates", "position-updates"}
-    assert [before(e, both) for e in pushed[1:]] == [e.cursor for e in pushed[:-1]]
-    trades = [e for e in pushed if e.topic == "trade-updates"]
-    assert [before(e, {"trade-updates"}) for e in trades[1:]] == [e.cursor for e in trades[:-1]]
+    rounds: list[list[ChangeEvent]] = []  # the hints of one round share their prev, and come together
+    for event in pushed:
+        if rounds and rounds[-1][0].prev == event.prev:
+            rounds[-1].append(event)
+        else:
+            rounds.append([event])
+    assert len(rounds) > 1
+    for topics in ({"trade-updates", "position-updates"}, {"trade-updates"}, {"position-updates"}):
+        seen = START  # what a subscriber to these topics has read once it has read each round
+        for hints in rounds:
+            mine = [e for e in hints if e.topic in topics]
+            if mine:
+                assert before(mine[0], topics) == seen, f"{mine[0].cursor}: prev {mine[0].prev}, read to {seen}"
+                seen = max(e.position for e in mine)
+        assert seen == max(Cursor.parse(last[t]) for t in topics)
+
+
+def read_changes_sync(url: str, topic: str) -> list[ChangeEvent]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return read_changes(conn, topics=[topic], limit=10_000)

@@ -39,7 +39,8 @@ def test_verify_says_what_an_upgrade_would_change(make_db: DatabaseFactory) -> N
         status = schema.status(conn)
     [version] = [c for c in report.checks if c.name == "schema version"]
     assert version.status == "drifted" and "this package ships 2: supabase-push apply upgrades it" in version.detail
-    assert {c.name for c in report.checks if c.status == "missing"} >= {"supabase_push.commits", "supabase_push.stamp_v2"}
+    missing = {c.name for c in report.checks if c.status == "missing"}
+    assert missing >= {"supabase_push.commits", "supabase_push.stamp_v2"}
     assert status.installed and status.schema_version == 1 and status.routes
 
 
@@ -141,7 +142,8 @@ def test_pg_dump_restore_into_a_new_cluster_loses_nothing(own_clusters: tuple[Lo
         time.sleep(1.5)
     after = whole_log(target.dsn)
     with psycopg.connect(target.dsn, autocommit=True) as conn:
-        reused = conn.execute("SELECT count(DISTINCT txid) FROM supabase_push.change_log WHERE id > %s AND txid = ANY(%s)",
+        reused = conn.execute("SELECT count(DISTINCT txid) FROM supabase_push.change_log "
+                              "WHERE id > %s AND txid = ANY(%s)",
                               (before[-1].id, [str(t) for t in old_txids])).fetchone()
     assert reused is not None and reused[0] > 0, "the new cluster's transactions did not reuse dumped txids"
     assert [e.cursor for e in after[:len(before)]] == [e.cursor for e in before], "history changed"

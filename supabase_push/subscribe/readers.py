@@ -86,7 +86,11 @@ class RestReader:
     """``POST <rest_url>/rpc/supabase_push_changes`` (``rest_url`` is ``<project>/rest/v1`` on Supabase).
 
     The body is parsed here with exact numbers (a numeric past a double or past ``int(str)``'s
-    4,300 digits arrives as a ``Decimal``), so no row can stop the reader."""
+    4,300 digits arrives as a ``Decimal``), so no row can stop the reader.
+
+    Each read first asks for a stamper round (``POST /rpc/supabase_push_stamp``, service role only), so
+    a read sees every change committed before it even where no process or pg_cron stamps; a key that
+    may not call it (anon, a user's token) skips that from then on and reads what has been stamped."""
 
     name = "rest"
 
@@ -99,19 +103,34 @@ class RestReader:
         if key.count(".") == 2:
             headers["Authorization"] = f"Bearer {key}"
         self._http = httpx.AsyncClient(base_url=self.rest_url, headers=headers, timeout=timeout)
+        self._stamps = True
 
     def describe(self) -> str:
         return f"PostgREST at {self.rest_url}"
 
     async def read(self, after: Cursor, limit: int, topics: Sequence[str], source: Source) -> list[ChangeEvent]:
+        await self._stamp()
         params = {"after_seq": after.seq, "after_id": after.id, "max_rows": limit, "topics": list(topics)}
         return [row_to_event(row, source) for row in await self._rpc("supabase_push_changes", params)]
 
     async def head(self) -> Cursor:
+        await self._stamp()
         rows = await self._rpc("supabase_push_head", {})
         return Cursor(int(rows[0]["seq"]), int(rows[0]["id"])) if rows else START
 
-    async def _rpc(self, function: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _stamp(self) -> None:
+        if not self._stamps:
+            return
+        try:
+            await self._rpc("supabase_push_stamp", {})
+        except AccessRefusedError:
+            self._stamps = False  # not this key's to do: the process or pg_cron that stamps will
+        except TransportError as exc:
+            if "PGRST202" not in exc.message and "42883" not in exc.message:
+                raise
+            self._stamps = False  # an older schema, without the function
+
+    async def _rpc(self, function: str, params: dict[str, Any]) -> Any:
         token = await self._access_token() if self._access_token is not None else None
         headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
@@ -130,7 +149,7 @@ class RestReader:
             refused = code in REFUSED_CODES or response.status_code in (401, 403) or "api key" in message.lower()
             raise (AccessRefusedError if refused else TransportError)(
                 f"{self.describe()} refused the read: {code} {scrub(message, [self._key])}", hint=_hint(code))
-        if not isinstance(body, list):
+        if function != "supabase_push_stamp" and not isinstance(body, list):
             raise TransportError(f"{self.describe()} answered with something other than rows: "
                                  f"{response.text[:100]!r}")
         return body
