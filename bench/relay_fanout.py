@@ -117,6 +117,7 @@ async def measure(relay: contextlib.AbstractAsyncContextManager[tuple[str, psuti
 async def section(env: Stack, *, quick: bool, runs: int) -> Section:
     counts, rounds = ((100,), 5) if quick else ((100, 1000), 30)
     dsn = env.database(broadcast="notify")
+    seed = env.plain_notify_database()  # the peer relays its own design's NOTIFY (the row, from a trigger)
     out = Section("relay_fanout", "SSE relay: one change to N browser streams",
                   f"Per N: {rounds} rounds; each round one committed trade, time from before the INSERT to each "
                   "SSE client reading it (p50, p99 over all deliveries) and until the last has it (mean); memory: the "
@@ -127,8 +128,8 @@ async def section(env: Stack, *, quick: bool, runs: int) -> Section:
         mine: dict[str, list[float]] = {c: [] for c in COLUMNS}
         theirs: dict[str, list[float]] = {c: [] for c in COLUMNS}
         for _ in range(runs):
-            for into, relay in ((mine, ours(dsn)), (theirs, peer(dsn))):
-                for column, value in (await measure(relay, dsn, clients, rounds)).items():
+            for into, relay, db in ((mine, ours(dsn), dsn), (theirs, peer(seed), seed)):
+                for column, value in (await measure(relay, db, clients, rounds)).items():
                     into[column].append(value)
         out.add(f"ours: supabase-push relay, {clients:,} streams", [statistics.median(mine[c]) for c in COLUMNS])
         out.add(f"peer: bare Starlette SSE relay, {clients:,}", [statistics.median(theirs[c]) for c in COLUMNS])

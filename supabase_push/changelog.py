@@ -61,10 +61,13 @@ def read_changes(
     limit: int = 500,
     topics: Sequence[str] | None = None,
     source: Source = "poll",
+    stamp_first: bool = True,
 ) -> list[ChangeEvent]:
     """Up to ``limit`` changes after ``after``, in commit order: on an autocommit connection, every
-    change committed before the call (it runs a stamper round first)."""
-    stamp(conn)
+    change committed before the call (it runs a stamper round first, unless ``stamp_first`` is False:
+    a read that a push asked for, whose round is stamped already)."""
+    if stamp_first:
+        stamp(conn)
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(_READ, _params(after, limit, topics))
         return [row_to_event(row, source) for row in cur.fetchall()]
@@ -77,9 +80,11 @@ async def aread_changes(
     limit: int = 500,
     topics: Sequence[str] | None = None,
     source: Source = "poll",
+    stamp_first: bool = True,
 ) -> list[ChangeEvent]:
     """:func:`read_changes` for asyncio."""
-    await astamp(conn)
+    if stamp_first:
+        await astamp(conn)
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_READ, _params(after, limit, topics))
         return [row_to_event(row, source) for row in await cur.fetchall()]

@@ -27,6 +27,9 @@ __all__ = ["Reader", "RestReader", "SqlReader", "reader_for"]
 
 
 class Reader(Protocol):
+    """Reads by cursor. A read stamps first (one stamper round, so it sees every change committed
+    before it) unless ``source`` is a push transport's name: a push came from a round already."""
+
     name: str
 
     def describe(self) -> str: ...
@@ -54,7 +57,8 @@ class SqlReader:
 
     async def read(self, after: Cursor, limit: int, topics: Sequence[str], source: Source) -> list[ChangeEvent]:
         async with self._connection() as conn:
-            return await aread_changes(conn, after, limit=limit, topics=topics, source=source)
+            return await aread_changes(conn, after, limit=limit, topics=topics, source=source,
+                                       stamp_first=source not in PUSHED)
 
     async def head(self) -> Cursor:
         async with self._connection() as conn:
@@ -109,7 +113,8 @@ class RestReader:
         return f"PostgREST at {self.rest_url}"
 
     async def read(self, after: Cursor, limit: int, topics: Sequence[str], source: Source) -> list[ChangeEvent]:
-        await self._stamp()
+        if source not in PUSHED:
+            await self._stamp()
         params = {"after_seq": after.seq, "after_id": after.id, "max_rows": limit, "topics": list(topics)}
         return [row_to_event(row, source) for row in await self._rpc("supabase_push_changes", params)]
 
@@ -175,6 +180,9 @@ def reader_for(settings: Settings, reader: str = "auto", *, rest_url: str | None
                           hint="set DATABASE_URL, or SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY")
     raise ConfigError(f"unknown reader {reader!r}", hint="use auto, sql or rest")
 
+
+PUSHED: frozenset[Source] = frozenset({"realtime", "listen"})
+"""Reads a push asked for: the stamper round that sent it has stamped what it names, so no round first."""
 
 REFUSED_CODES = {"401", "403", "PGRST301", "PGRST302", "42501"}
 """PostgREST's answers to a wrong key or a role without the right to read (Supabase's gateway says
