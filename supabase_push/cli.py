@@ -355,7 +355,7 @@ def stamp(
             shown = None
             async with stamper:
                 while not stop.is_set():
-                    if stamper.state != shown:
+                    if stamper.state not in (shown, "starting"):
                         shown = stamper.state
                         if as_json:
                             print(json.dumps({"state": shown, "error": stamper.last_error}), flush=True)

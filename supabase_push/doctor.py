@@ -132,6 +132,17 @@ def _database(dsn: str, report: Diagnosis) -> None:
                 report.add(area, "push path", "fail", path, info.path_drift)
             else:
                 report.add(area, "push path", "ok", path)
+            if info.stamper_pid is not None:
+                report.add(area, "stamper", "ok", f"loop running (backend {info.stamper_pid}); "
+                           f"{info.pending_changes} changes waiting")
+            elif info.pending_changes:
+                report.add(area, "stamper", "warn", f"no loop running: {info.pending_changes} changes in "
+                           f"{info.pending_transactions} transactions wait for a cursor (pushes wait too)",
+                           "run any supabase-push process on this database, `supabase-push stamp`, or the pg_cron "
+                           "job in docs/supabase.md")
+            elif info.schema_version is not None and info.schema_version >= 2:
+                report.add(area, "stamper", "ok", "nothing waiting (no loop running now: one starts with any "
+                           "supabase-push process on this database)")
             if info.broadcast_failures:
                 report.add(area, "broadcast failures", "warn", f"{info.broadcast_failures}, last: {info.last_failure}",
                            "subscribers catch up from the change log; see docs/troubleshooting.md")

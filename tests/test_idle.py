@@ -59,9 +59,9 @@ async def test_an_idle_subscriber_reads_once_per_verify_interval(installed_url: 
         cpu = time.process_time() - cpu_before
         idle = time.monotonic() - started
         assert subscriber.stats.state == "push:listen"
-    # a backend reports its counts at most once a second: allow a second's worth either way
+    # a backend reports its counts at most once a second: allow a second's worth (two reads) at either end
     assert done <= idle / 0.5 + 2, f"{done} reads in {idle:.1f} s idle (one verify read per 0.5 s expected)"
-    assert done >= idle / 0.5 - 3, f"{done} reads in {idle:.1f} s idle: the verify reads stopped"
+    assert done >= idle / 0.5 - 4, f"{done} reads in {idle:.1f} s idle: the verify reads stopped"
     assert cpu < 0.05 * idle, f"an idle subscriber used {cpu:.2f} s of CPU in {idle:.1f} s"
 
 

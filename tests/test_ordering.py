@@ -48,20 +48,22 @@ def test_writers_append_and_the_stamper_orders_them_exactly(installed_url: str) 
     assert all(len(ids) <= 4 for ids in by_seq.values())
 
 
-def test_a_commit_takes_no_lock_that_another_writer_waits_for(installed_url: str) -> None:
-    """Two transactions in flight at once on routed tables, and a third commits between them: in v1 the
-    third would wait for nothing either, but its commit stamp was serialised; now nothing of ours is
-    held at commit (no advisory lock, no NOTIFY queue lock)."""
-    with psycopg.connect(installed_url) as a, psycopg.connect(installed_url) as b, \
-            psycopg.connect(installed_url, autocommit=True) as watch:
-        a.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('A', 'buy', 1, 1)")
-        b.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('B', 'buy', 1, 1)")
-        a.commit()
-        locks = watch.execute("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' "
-                              "OR (locktype = 'object' AND classid = 'pg_database'::regclass)").fetchone()
-        b.commit()
-    assert locks == (0,)
-    assert [e.record["symbol"] for e in whole_log(installed_url) if e.record] == ["A", "B"]
+def test_a_commit_waits_for_no_lock_of_ours_and_sends_no_notify(installed_url: str) -> None:
+    """While another session holds the lock v1's commits took (now the stamper's round lock), a writer
+    commits at once (v1's writer would wait for it), and its commit NOTIFYs nothing (no cluster-wide
+    NOTIFY lock either): pushes leave from the stamper, after commit."""
+    with psycopg.connect(installed_url, autocommit=True) as holder, \
+            psycopg.connect(installed_url, autocommit=True) as listener, \
+            psycopg.connect(installed_url, autocommit=True) as writer:
+        holder.execute("SELECT pg_advisory_lock(7218311412069051322)")
+        listener.execute('LISTEN "trade-updates"')
+        writer.execute("SET statement_timeout = '2s'")
+        with writer.transaction():
+            writer.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('A', 'buy', 1, 1)")
+            writer.execute("INSERT INTO positions (symbol) VALUES ('A')")
+        assert list(listener.notifies(timeout=0.5)) == []
+        holder.execute("SELECT pg_advisory_unlock(7218311412069051322)")
+    assert [e.record["symbol"] for e in whole_log(installed_url) if e.record] == ["A", "A"]
 
 
 def test_nothing_is_lost_while_nobody_stamps_and_the_lag_is_reported(installed_url: str) -> None:
@@ -238,3 +240,33 @@ def _backend_cpu(pid: int) -> float:
 
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_the_stamp_command_runs_one_round_or_stands_as_the_stamper(installed_url: str) -> None:
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    _insert(installed_url, 2)
+    once = subprocess.run([sys.executable, "-m", "supabase_push", "stamp", "--once", "--json",
+                           "--db-url", installed_url], capture_output=True, text=True, timeout=60, check=False)
+    assert once.returncode == 0, once.stderr
+    assert json.loads(once.stdout) == {"ok": True, "stamped": 2, "last_cursor": "2:2"}
+    proc = subprocess.Popen([sys.executable, "-m", "supabase_push", "stamp", "--json"], text=True,
+                            env={**os.environ, "DATABASE_URL": installed_url}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        assert json.loads(proc.stdout.readline())["state"] == "leading"
+        _insert(installed_url)
+        time.sleep(0.3)
+        with psycopg.connect(installed_url, autocommit=True) as conn:
+            info = schema.status(conn)
+        assert info.stamper_pid is not None and info.pending_changes == 0 and info.last_cursor == "3:3"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "password" not in err.lower()
