@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import threading
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -89,26 +88,6 @@ class Stack:
 # What users run: every commit flushed to disk before COMMIT returns (the throwaway clusters
 # otherwise run with fsync off, which hides the cost of a commit that cannot share a flush).
 DURABLE = {"fsync": "on", "full_page_writes": "on", "synchronous_commit": "on"}
-
-
-@contextmanager
-def stamping(dsn: str) -> Iterator[None]:
-    """The stamper's loop on ``dsn`` while the block runs, in its own connection (as a subscriber,
-    `supabase-push stamp` or pg_cron would run it): its work competes with the writers for the CPU."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            while not stop.is_set():
-                conn.execute("CALL supabase_push.stamp_loop_v2(0.5, 1, 50, NULL)")
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
 
 
 @contextmanager

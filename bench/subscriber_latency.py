@@ -236,9 +236,11 @@ async def section(env: Stack, *, quick: bool, runs: int) -> Section:
         "delivery. Where we lose on LISTEN, and why: the peers' trigger NOTIFYs the row itself, which any role "
         "that may connect can LISTEN to (PostgreSQL checks no privilege there), and their commit has no change "
         "log; ours NOTIFYs only where the change is, and the Subscriber then reads it by cursor with its own "
-        "rights (one query), so nobody else learns the row and a forged NOTIFY delivers nothing. Our commit "
-        "also holds the commit-order lock (the ordering redesign, issue 17, takes it off the writer's path). "
-        "The Realtime paths include the hop through the local server (logical decoding, then the websocket).")
+        "rights (one query), so nobody else learns the row and a forged NOTIFY delivers nothing. And ours is "
+        "ordered after commit: the stamper's loop (in the Subscriber's process here) notices the commit within "
+        "a millisecond or so, numbers it in its own transaction, which commits and flushes before it pushes; "
+        "the writer never waits for that. The Realtime paths include the hop through the local server "
+        "(logical decoding, then the websocket).")
     return out
 
 

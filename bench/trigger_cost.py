@@ -20,7 +20,9 @@ import time
 
 import psycopg
 from _report import Ratio, Section, median
-from _stack import Stack, run_alone, stack, stamping
+from _stack import Stack, run_alone, stack
+
+from supabase_push.stamper import stamping
 
 WRITERS = 8
 BARE = "peer: bare table, no triggers"

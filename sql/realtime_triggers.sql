@@ -388,7 +388,16 @@ BEGIN
         END IF;
         RETURN 0;
     END IF;
-    v_heads := supabase_push.publish_v2(v_next, v_next + v_stamped - 1, coalesce(v_last.heads, '{}'));
+    v_heads := v_last.heads;
+    IF v_heads IS NULL THEN  -- no round to go on: each topic's last change as the log has it
+        SELECT coalesce(pg_catalog.jsonb_object_agg(h.topic, h.head), '{}') INTO v_heads FROM (
+            SELECT DISTINCT ON (l.topic) l.topic, c.seq::text || ':' || l.id::text AS head
+            FROM supabase_push.commits c
+            JOIN supabase_push.change_log l ON l.txid = c.txid AND l.id BETWEEN c.first_id AND c.last_id
+            WHERE c.seq < v_next
+            ORDER BY l.topic, c.seq DESC, l.id DESC) h;
+    END IF;
+    v_heads := supabase_push.publish_v2(v_next, v_next + v_stamped - 1, v_heads);
     UPDATE supabase_push.commits
     SET snapshot = v_snapshot, system_identifier = v_system, heads = v_heads
     WHERE seq = v_next + v_stamped - 1;  -- written in this transaction: no older version is left behind

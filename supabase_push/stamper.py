@@ -20,7 +20,8 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Literal
@@ -30,7 +31,7 @@ import psycopg
 from .db import aconnect, describe_dsn, map_error
 from .errors import SupabasePushError
 
-__all__ = ["Stamper", "StamperState"]
+__all__ = ["Stamper", "StamperState", "stamping"]
 
 log = logging.getLogger("supabase_push.stamper")
 
@@ -172,3 +173,28 @@ class Stamper:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.close()
+
+
+@contextlib.contextmanager
+def stamping(database_url: str, *, fast_ms: float = 1.0, idle_ms: float = 50.0) -> Iterator[None]:
+    """``with stamping(dsn):`` runs the stamping loop on a thread of its own while the block runs: for
+    synchronous scripts, tests and benchmarks that write with no supabase-push process around. It
+    leads when nobody else does; an error (not installed yet, or any more) is retried."""
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            try:
+                with psycopg.connect(database_url, autocommit=True, application_name="supabase-push") as conn:
+                    while not stop.is_set():
+                        conn.execute(_LOOP, (0.2, fast_ms, idle_ms))
+            except psycopg.Error:
+                stop.wait(0.05)
+
+    thread = threading.Thread(target=loop, name="supabase-push-stamping", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(10)

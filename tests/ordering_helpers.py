@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import random
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,29 +15,6 @@ from supabase_push.events import START, ChangeEvent
 
 V1_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v1.sql"
 """sql/realtime_triggers.sql as schema version 1 shipped it (0.x): what users' databases hold."""
-
-
-@contextlib.contextmanager
-def stamping(url: str, *, idle_ms: float = 5) -> Iterator[None]:
-    """A stamping loop on ``url`` while the block runs (what a supabase-push process or pg_cron does)."""
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            try:
-                with psycopg.connect(url, autocommit=True) as conn:
-                    while not stop.is_set():
-                        conn.execute("CALL supabase_push.stamp_loop_v2(0.2, 1, %s, NULL)", (idle_ms,))
-            except psycopg.Error:  # not installed (yet, or any more): as a real stamper, try again
-                stop.wait(0.05)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(10)
 
 
 def whole_log(url: str) -> list[ChangeEvent]:

@@ -15,7 +15,7 @@ import psycopg
 
 from supabase_push.changelog import read_changes
 from supabase_push.config import Settings
-from supabase_push.events import START, ChangeEvent
+from supabase_push.events import START, ChangeEvent, Cursor
 from supabase_push.subscribe import Subscriber
 
 TOPICS = ["position-updates", "trade-updates", "portfolio-updates"]
@@ -70,7 +70,8 @@ async def collect(subscriber: Subscriber, count: int, timeout: float = 60) -> li
 async def run_with_fault(subscriber: Subscriber, url: str, fault: Callable[[], Awaitable[None]],
                          fault_after: float = 0.4, settle_in: str | None = None) -> tuple[list[ChangeEvent], str]:
     """Collect while 8 writers write and ``fault`` strikes; with ``settle_in``, then wait for that state."""
-    baseline = len(logged(url))
+    history = logged(url)
+    baseline = len(history)
 
     async def fault_midway() -> None:
         await asyncio.sleep(fault_after)
@@ -79,6 +80,13 @@ async def run_with_fault(subscriber: Subscriber, url: str, fault: Callable[[], A
     async with subscriber:
         await asyncio.wait_for(subscriber.wait_ready(), 20)
         collecting = asyncio.create_task(collect(subscriber, baseline + CHANGES))
+        # The writes start once the history of the (shared) database is read: else a catch-up still
+        # reading it would take the new changes too, and no push would be left to deliver one.
+        deadline = asyncio.get_running_loop().time() + 30
+        while history and subscriber.cursor < Cursor.parse(history[-1]):
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"the history was not read in 30 s: {subscriber.stats}")
+            await asyncio.sleep(0.01)
         await asyncio.gather(write(url), fault_midway())
         got = await collecting
         if settle_in:

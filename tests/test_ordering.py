@@ -21,10 +21,10 @@ from supabase_push.changelog import read_changes
 from supabase_push.embedded import LocalPostgres
 from supabase_push.errors import SupabasePushError
 from supabase_push.events import START
-from supabase_push.stamper import Stamper
+from supabase_push.stamper import Stamper, stamping
 
 from .conftest import Cluster, DatabaseFactory
-from .ordering_helpers import Writers, assert_ordered, stamping, transaction_seqs, whole_log
+from .ordering_helpers import Writers, assert_ordered, transaction_seqs, whole_log
 
 
 def _insert(url: str, n: int = 1) -> None:

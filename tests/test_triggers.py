@@ -16,8 +16,7 @@ import pytest
 
 from supabase_push.changelog import fetch_change, read_changes
 from supabase_push.events import START, ChangeEvent, Cursor
-
-from .ordering_helpers import stamping
+from supabase_push.stamper import stamping
 
 TOPICS = ("position-updates", "trade-updates", "portfolio-updates")
 

@@ -18,10 +18,11 @@ from supabase_push import schema
 from supabase_push.changelog import read_changes
 from supabase_push.embedded import LocalPostgres
 from supabase_push.events import Cursor
+from supabase_push.stamper import stamping
 from supabase_push.subscribe import Subscriber
 
 from .conftest import DatabaseFactory
-from .ordering_helpers import V1_INSTALL, Writers, assert_ordered, stamping, whole_log
+from .ordering_helpers import V1_INSTALL, Writers, assert_ordered, whole_log
 from .subscriber_helpers import settings
 
 

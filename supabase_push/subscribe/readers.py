@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
@@ -28,7 +29,8 @@ __all__ = ["Reader", "RestReader", "SqlReader", "reader_for"]
 
 class Reader(Protocol):
     """Reads by cursor. A read stamps first (one stamper round, so it sees every change committed
-    before it) unless ``source`` is a push transport's name: a push came from a round already."""
+    before it) unless ``source`` is a push transport's name (a push came from a round already) or
+    the reader stamped less than :data:`STAMP_EVERY` ago (the pages of one catch-up)."""
 
     name: str
 
@@ -51,14 +53,17 @@ class SqlReader:
     def __init__(self, database_url: str) -> None:
         self._dsn = database_url
         self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._stamped_at = -STAMP_EVERY
 
     def describe(self) -> str:
         return f"SQL at {describe_dsn(self._dsn)}"
 
     async def read(self, after: Cursor, limit: int, topics: Sequence[str], source: Source) -> list[ChangeEvent]:
+        stamp = source not in PUSHED and time.monotonic() - self._stamped_at >= STAMP_EVERY
+        if stamp:
+            self._stamped_at = time.monotonic()
         async with self._connection() as conn:
-            return await aread_changes(conn, after, limit=limit, topics=topics, source=source,
-                                       stamp_first=source not in PUSHED)
+            return await aread_changes(conn, after, limit=limit, topics=topics, source=source, stamp_first=stamp)
 
     async def head(self) -> Cursor:
         async with self._connection() as conn:
@@ -108,12 +113,14 @@ class RestReader:
             headers["Authorization"] = f"Bearer {key}"
         self._http = httpx.AsyncClient(base_url=self.rest_url, headers=headers, timeout=timeout)
         self._stamps = True
+        self._stamped_at = -STAMP_EVERY
 
     def describe(self) -> str:
         return f"PostgREST at {self.rest_url}"
 
     async def read(self, after: Cursor, limit: int, topics: Sequence[str], source: Source) -> list[ChangeEvent]:
-        if source not in PUSHED:
+        if source not in PUSHED and time.monotonic() - self._stamped_at >= STAMP_EVERY:
+            self._stamped_at = time.monotonic()
             await self._stamp()
         params = {"after_seq": after.seq, "after_id": after.id, "max_rows": limit, "topics": list(topics)}
         return [row_to_event(row, source) for row in await self._rpc("supabase_push_changes", params)]
@@ -181,6 +188,8 @@ def reader_for(settings: Settings, reader: str = "auto", *, rest_url: str | None
     raise ConfigError(f"unknown reader {reader!r}", hint="use auto, sql or rest")
 
 
+STAMP_EVERY = 0.05
+"""Seconds: a reader's reads stamp at most this often."""
 PUSHED: frozenset[Source] = frozenset({"realtime", "listen"})
 """Reads a push asked for: the stamper round that sent it has stamped what it names, so no round first."""
 
