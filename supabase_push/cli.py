@@ -156,6 +156,10 @@ def apply(
         verb = "Applied" if result.changed else "Already up to date:"
         out.print(f"[green]✓[/green] {verb} supabase-push schema v{result.schema_version} "
                   f"on {escape(target)}")
+        if result.upgraded_from is not None:
+            out.print(f"  upgraded in place from schema v{result.upgraded_from} (sql/migrations/); saved cursors "
+                      "resume where they were. Changes now get their cursor from the stamper: any supabase-push "
+                      "process runs it, or `supabase-push stamp`, or pg_cron (docs/supabase.md)")
         for route in result.routes:
             name = schema.route_name(route)
             was = result.previous.get(name)

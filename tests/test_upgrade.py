@@ -161,3 +161,19 @@ def read_all(url: str, after: Cursor) -> list[Any]:
             events += page
             after = page[-1].position
     return events
+
+
+def test_the_cli_says_it_upgraded_and_verify_then_passes(make_db: DatabaseFactory) -> None:
+    from typer.testing import CliRunner
+
+    from supabase_push.cli import app
+
+    url = make_db("tables")
+    install_v1(url)
+    runner = CliRunner()
+    before = runner.invoke(app, ["verify", "--db-url", url, "--json"])
+    assert before.exit_code == 1 and "supabase-push apply upgrades it" in before.output
+    result = runner.invoke(app, ["apply", "--db-url", url])
+    assert result.exit_code == 0, result.output
+    assert "upgraded in place from schema v1" in result.output
+    assert runner.invoke(app, ["verify", "--db-url", url]).exit_code == 0
