@@ -177,7 +177,9 @@ async def test_heartbeats_keep_an_idle_stream_alive(installed_url: str) -> None:
 
 
 async def test_a_client_that_never_reads_is_cut_off_and_stalls_no_one(installed_url: str) -> None:
-    async with relay(installed_url, buffer=20) as server:
+    # The buffer holds more than one stamping round: a round's changes reach the hub at once (here up to
+    # some 50 commits), and a buffer smaller than that would cut the reader that keeps up too.
+    async with relay(installed_url, buffer=200) as server:
         stalled = socket.socket()
         stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stalled.connect(("127.0.0.1", server.port))
