@@ -72,8 +72,6 @@ class Stamper:
         self.on_state: Callable[[StamperState], None] | None = None
         """Called with every new state (a subscriber mirrors it in its stats)."""
         self.last_error: str | None = None
-        self.chunks = 0
-        """Loop chunks this process has run as the leader."""
         self._task: asyncio.Task[None] | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
 
@@ -133,10 +131,8 @@ class Stamper:
             raise
         row = await cur.fetchone()
         led = bool(row and row[0])
-        if led:
-            self.chunks += 1
-            if self.state != "leading":
-                log.info("stamping the change log of %s", describe_dsn(self._dsn))
+        if led and self.state != "leading":
+            log.info("stamping the change log of %s", describe_dsn(self._dsn))
         elif self.state != "standby":
             log.debug("another process stamps %s; standing by", describe_dsn(self._dsn))
         self.state, self.last_error = ("leading" if led else "standby"), None
@@ -176,10 +172,11 @@ class Stamper:
 
 
 @contextlib.contextmanager
-def stamping(database_url: str, *, fast_ms: float = 1.0, idle_ms: float = 50.0) -> Iterator[None]:
+def stamping(database_url: str, *, fast_ms: float = 1.0, idle_ms: float = 50.0, retry: float = 1.0) -> Iterator[None]:
     """``with stamping(dsn):`` runs the stamping loop on a thread of its own while the block runs: for
     synchronous scripts, tests and benchmarks that write with no supabase-push process around. It
-    leads when nobody else does; an error (not installed yet, or any more) is retried."""
+    leads when nobody else does (and looks again every ``retry`` seconds while another process leads);
+    an error (not installed yet, or any more) is retried."""
     stop = threading.Event()
 
     def loop() -> None:
@@ -187,7 +184,9 @@ def stamping(database_url: str, *, fast_ms: float = 1.0, idle_ms: float = 50.0) 
             try:
                 with psycopg.connect(database_url, autocommit=True, application_name="supabase-push") as conn:
                     while not stop.is_set():
-                        conn.execute(_LOOP, (0.2, fast_ms, idle_ms))
+                        row = conn.execute(_LOOP, (0.2, fast_ms, idle_ms)).fetchone()
+                        if not (row and row[0]):  # the loop returned at once: another process leads
+                            stop.wait(retry)
             except psycopg.Error:
                 stop.wait(0.05)
 

@@ -270,3 +270,15 @@ def test_the_stamp_command_runs_one_round_or_stands_as_the_stamper(installed_url
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
     assert "password" not in err.lower()
+
+
+def test_stamping_stands_by_without_spinning_while_another_process_leads(installed_url: str) -> None:
+    """Regression: the loop returns at once when another holds the database, and stamping() called it
+    again at once, hundreds of round trips a second."""
+    with psycopg.connect(installed_url, autocommit=True) as leader:
+        leader.execute("SELECT pg_advisory_lock(7218311412069051323)")  # the loop's lock, as a leader holds it
+        cpu_before, started = time.process_time(), time.monotonic()
+        with stamping(installed_url, retry=0.5):
+            time.sleep(2)
+        cpu, took = time.process_time() - cpu_before, time.monotonic() - started
+    assert cpu < 0.05 * took, f"stamping() used {cpu:.2f} s of CPU in {took:.1f} s standing by"
