@@ -331,6 +331,7 @@ def stamp(
     import asyncio
     import signal
 
+    from .changelog import head
     from .changelog import stamp as stamp_once
     from .stamper import Stamper
 
@@ -338,14 +339,14 @@ def stamp(
         if once:
             with connect(db_url) as conn:
                 stamped = stamp_once(conn)
-                info = schema.status(conn)
-            if stamped is None:
-                raise SchemaError("this database has no stamper (not installed, or an older schema)",
-                                  hint="run `supabase-push apply`")
+                if stamped is None:
+                    raise SchemaError("this database has no stamper (not installed, or an older schema)",
+                                      hint="run `supabase-push apply`")
+                last = str(head(conn))
             if as_json:
-                _print_json({"ok": True, "stamped": stamped, "last_cursor": info.last_cursor})
+                _print_json({"ok": True, "stamped": stamped, "last_cursor": last})
             else:
-                out.print(f"stamped {stamped} transactions; the log ends at {info.last_cursor or '0:0'}")
+                out.print(f"stamped {stamped} transactions; the log ends at {last}")
             return
         url = _settings(db_url).database_url
         assert url is not None  # connect() would have said

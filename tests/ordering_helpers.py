@@ -11,17 +11,17 @@ from typing import Any
 import psycopg
 
 from supabase_push.changelog import read_changes
-from supabase_push.events import START, ChangeEvent
+from supabase_push.events import START, ChangeEvent, Cursor
 
 V1_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v1.sql"
 """sql/realtime_triggers.sql as schema version 1 shipped it (0.x): what users' databases hold."""
 
 
-def whole_log(url: str) -> list[ChangeEvent]:
+def whole_log(url: str, after: Cursor = START, *, page_size: int = 5000) -> list[ChangeEvent]:
+    """Every change after ``after``, read page by page as a subscriber resuming there would."""
     events: list[ChangeEvent] = []
-    after = START
     with psycopg.connect(url, autocommit=True) as conn:
-        while page := read_changes(conn, after, limit=5000):
+        while page := read_changes(conn, after, limit=page_size):
             events += page
             after = page[-1].position
     return events

@@ -15,7 +15,6 @@ import psycopg
 import pytest
 
 from supabase_push import schema
-from supabase_push.changelog import read_changes
 from supabase_push.embedded import LocalPostgres
 from supabase_push.events import Cursor
 from supabase_push.stamper import stamping
@@ -151,16 +150,8 @@ def test_pg_dump_restore_into_a_new_cluster_loses_nothing(own_clusters: tuple[Lo
     new = after[len(before):]
     assert len({e.position.seq for e in new}) == writers.committed + writers.setup_transactions
     assert_ordered(after)
-    assert [e.cursor for e in read_all(target.dsn, saved)] == [e.cursor for e in after if e.position > saved]
-
-
-def read_all(url: str, after: Cursor) -> list[Any]:
-    events: list[Any] = []
-    with psycopg.connect(url, autocommit=True) as conn:
-        while page := read_changes(conn, after, limit=100):
-            events += page
-            after = page[-1].position
-    return events
+    assert [e.cursor for e in whole_log(target.dsn, saved, page_size=100)] == \
+        [e.cursor for e in after if e.position > saved]
 
 
 def test_the_cli_says_it_upgraded_and_verify_then_passes(make_db: DatabaseFactory) -> None:

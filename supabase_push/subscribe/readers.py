@@ -47,21 +47,32 @@ class Reader(Protocol):
     async def close(self) -> None: ...
 
 
+class _StampFirst:
+    """When a read should run a stamper round first (the rule in :class:`Reader`'s docstring)."""
+
+    def __init__(self) -> None:
+        self._at = -STAMP_EVERY
+
+    def due(self, source: Source) -> bool:
+        if source in PUSHED or time.monotonic() - self._at < STAMP_EVERY:
+            return False
+        self._at = time.monotonic()
+        return True
+
+
 class SqlReader:
     name = "sql"
 
     def __init__(self, database_url: str) -> None:
         self._dsn = database_url
         self._conn: psycopg.AsyncConnection[Any] | None = None
-        self._stamped_at = -STAMP_EVERY
+        self._stamp_first = _StampFirst()
 
     def describe(self) -> str:
         return f"SQL at {describe_dsn(self._dsn)}"
 
     async def read(self, after: Cursor, limit: int, topics: Sequence[str], source: Source) -> list[ChangeEvent]:
-        stamp = source not in PUSHED and time.monotonic() - self._stamped_at >= STAMP_EVERY
-        if stamp:
-            self._stamped_at = time.monotonic()
+        stamp = self._stamp_first.due(source)
         async with self._connection() as conn:
             return await aread_changes(conn, after, limit=limit, topics=topics, source=source, stamp_first=stamp)
 
@@ -113,14 +124,13 @@ class RestReader:
             headers["Authorization"] = f"Bearer {key}"
         self._http = httpx.AsyncClient(base_url=self.rest_url, headers=headers, timeout=timeout)
         self._stamps = True
-        self._stamped_at = -STAMP_EVERY
+        self._stamp_first = _StampFirst()
 
     def describe(self) -> str:
         return f"PostgREST at {self.rest_url}"
 
     async def read(self, after: Cursor, limit: int, topics: Sequence[str], source: Source) -> list[ChangeEvent]:
-        if source not in PUSHED and time.monotonic() - self._stamped_at >= STAMP_EVERY:
-            self._stamped_at = time.monotonic()
+        if self._stamp_first.due(source):
             await self._stamp()
         params = {"after_seq": after.seq, "after_id": after.id, "max_rows": limit, "topics": list(topics)}
         return [row_to_event(row, source) for row in await self._rpc("supabase_push_changes", params)]
@@ -134,7 +144,7 @@ class RestReader:
         if not self._stamps:
             return
         try:
-            await self._rpc("supabase_push_stamp", {})
+            await self._post("supabase_push_stamp", {})
         except AccessRefusedError:
             self._stamps = False  # not this key's to do: the process or pg_cron that stamps will
         except TransportError as exc:
@@ -142,7 +152,16 @@ class RestReader:
                 raise
             self._stamps = False  # an older schema, without the function
 
-    async def _rpc(self, function: str, params: dict[str, Any]) -> Any:
+    async def _rpc(self, function: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+        """A function that returns rows."""
+        body, text = await self._post(function, params)
+        if not isinstance(body, list):
+            raise TransportError(f"{self.describe()} answered with something other than rows: {text[:100]!r}")
+        return body
+
+    async def _post(self, function: str, params: dict[str, Any]) -> tuple[Any, str]:
+        """``POST /rpc/<function>``: its parsed JSON body and its text, or the error as a TransportError
+        (AccessRefusedError when refused)."""
         token = await self._access_token() if self._access_token is not None else None
         headers = {"Authorization": f"Bearer {token}"} if token else None
         try:
@@ -161,10 +180,7 @@ class RestReader:
             refused = code in REFUSED_CODES or response.status_code in (401, 403) or "api key" in message.lower()
             raise (AccessRefusedError if refused else TransportError)(
                 f"{self.describe()} refused the read: {code} {scrub(message, [self._key])}", hint=_hint(code))
-        if function != "supabase_push_stamp" and not isinstance(body, list):
-            raise TransportError(f"{self.describe()} answered with something other than rows: "
-                                 f"{response.text[:100]!r}")
-        return body
+        return body, response.text
 
     async def close(self) -> None:
         await self._http.aclose()
