@@ -29,12 +29,23 @@ def _finite(text: str) -> float:
 def _exact_float(text: str) -> float | Decimal:
     """A float where it holds the number exactly as written (13.50), else the Decimal of the text."""
     value = float(text)
+    if repr(value) == text:  # the common case, and exact: repr is the shortest text that reads back as value
+        return value
     return value if math.isfinite(value) and Decimal(repr(value)) == Decimal(text) else Decimal(text)
 
 
 def _exact_int(text: str) -> int | Decimal:
     """An int, or a Decimal past Python's 4,300-digit limit for int(str) (Postgres numerics go further)."""
     return int(text) if len(text) <= 4000 else Decimal(text)
+
+
+# Built once: json.loads with hooks builds a decoder (and its scanner) on every call, which was most of
+# the cost of reading a page of rows.
+# Integers go through int() in C; only a text holding one past int(str)'s digit limit (a plain ValueError,
+# not a JSONDecodeError) is parsed again with _exact_int.
+_EXACT = json.JSONDecoder(parse_constant=_no_constant, parse_float=_exact_float)
+_EXACT_LONG = json.JSONDecoder(parse_constant=_no_constant, parse_float=_exact_float, parse_int=_exact_int)
+_PLAIN = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 
 
 def loads(text: str | bytes, *, exact_numbers: bool = False) -> Any:
@@ -44,8 +55,15 @@ def loads(text: str | bytes, *, exact_numbers: bool = False) -> Any:
     number a float cannot hold exactly, or an integer too long for ``int(str)``, becomes a
     ``Decimal`` (its JSON output is its exact text), never a rounded float, ``inf`` or an error."""
     try:
-        if exact_numbers:
-            return json.loads(text, parse_constant=_no_constant, parse_float=_exact_float, parse_int=_exact_int)
-        return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+        if isinstance(text, bytes):
+            text = text.decode(json.detect_encoding(text), "surrogatepass")
+        if not exact_numbers:
+            return _PLAIN.decode(text)
+        try:
+            return _EXACT.decode(text)
+        except json.JSONDecodeError:
+            raise
+        except ValueError:
+            return _EXACT_LONG.decode(text)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None

@@ -122,6 +122,11 @@ async def test_a_browser_resuming_through_the_relay(hostile_log: tuple[str, dict
         async with SseStream(server.url, ADMIN, topics="trade-updates", last_id="0:0") as stream:
             events = await stream.take(len(HOSTILE))
         async with httpx.AsyncClient() as http:
-            health = await http.get(f"{server.url}/healthz")
+            # The backlog can be read before the push transport has connected: wait for it, then check it.
+            for _ in range(50):
+                health = await http.get(f"{server.url}/healthz")
+                if health.status_code != 200 or health.json()["subscriber"] == "push:listen":
+                    break
+                await asyncio.sleep(0.1)
     assert_exact([data(e)["record"] for e in events], truth)
     assert health.status_code == 200 and health.json()["subscriber"] == "push:listen"
