@@ -31,7 +31,7 @@ import psycopg
 from .db import aconnect, describe_dsn, map_error
 from .errors import SupabasePushError
 
-__all__ = ["Stamper", "StamperState", "stamping"]
+__all__ = ["Backlog", "Stamper", "StamperState", "stamping"]
 
 log = logging.getLogger("supabase_push.stamper")
 
@@ -40,6 +40,22 @@ StamperState = Literal["starting", "leading", "standby", "failing", "stopped"]
 _LOOP = "CALL supabase_push.stamp_loop_v2(%s, %s, %s, NULL)"
 _LED_AFTER = 0.25
 """Seconds after which a loop that has not returned is taken to be leading."""
+_PENDING = """SELECT changes, transactions,
+                     CASE WHEN changes > 0 THEN extract(epoch FROM now() - stamped_at)::float8 ELSE 0 END
+              FROM supabase_push.pending_v2()"""
+
+
+@dataclass(frozen=True)
+class Backlog:
+    """What waits for the stamper: committed changes (and their transactions) with no cursor yet, and
+    for how long the log has gone unstamped while they wait (None if it never was)."""
+
+    changes: int
+    transactions: int
+    seconds: float | None
+
+
+_NOTHING_WAITS = Backlog(0, 0, 0.0)
 
 
 @dataclass
@@ -71,6 +87,10 @@ class Stamper:
         self._state: StamperState = "starting"
         self.on_state: Callable[[StamperState], None] | None = None
         """Called with every new state (a subscriber mirrors it in its stats)."""
+        self.backlog: Backlog | None = None
+        """What waits for a cursor, as last seen: nothing after a round this process led; read from the
+        database after each try while another process leads or this one cannot run the loop."""
+        self.on_backlog: Callable[[Backlog], None] | None = None
         self.last_error: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._conn: psycopg.AsyncConnection[Any] | None = None
@@ -110,6 +130,8 @@ class Stamper:
                     log.log(self._failure_level, "the stamper cannot run (%s); changes wait in the log, retrying",
                             message)
                 self.state, self.last_error = "failing", message
+                if isinstance(exc, psycopg.errors.InsufficientPrivilege):  # the connection is fine: say what waits
+                    await self._read_backlog()
                 await self._disconnect()
                 await asyncio.sleep(backoff * (0.5 + random.random()))  # noqa: S311 - jitter
                 backoff = min(backoff * 2, self._settings.max_backoff)
@@ -123,6 +145,7 @@ class Stamper:
             done, _ = await asyncio.wait([call], timeout=_LED_AFTER)
             if not done:  # the loop returns at once when another holds the database: this one leads
                 self.state, self.last_error = "leading", None
+                self._set_backlog(_NOTHING_WAITS)
             cur = await call
         except asyncio.CancelledError:
             call.cancel()
@@ -137,7 +160,25 @@ class Stamper:
             log.debug("another process stamps %s; standing by", describe_dsn(self._dsn))
         self.state, self.last_error = ("leading" if led else "standby"), None
         if not led:
+            await self._read_backlog()
             await asyncio.sleep(s.retry * (0.5 + random.random()))  # noqa: S311 - jitter
+
+    async def _read_backlog(self) -> None:
+        if self._conn is None or self._conn.closed:
+            return
+        try:
+            row = await (await self._conn.execute(_PENDING)).fetchone()
+        except psycopg.Error as exc:  # an older schema, or no right to it: the state says enough
+            log.debug("cannot read the stamper's backlog: %s", exc)
+            return
+        if row is not None:
+            self._set_backlog(Backlog(int(row[0]), int(row[1]), None if row[2] is None else float(row[2])))
+
+    def _set_backlog(self, backlog: Backlog) -> None:
+        if backlog != self.backlog:
+            self.backlog = backlog
+            if self.on_backlog is not None:
+                self.on_backlog(backlog)
 
     async def start(self) -> Stamper:
         if self._task is None:

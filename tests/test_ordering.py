@@ -22,6 +22,7 @@ from supabase_push.embedded import LocalPostgres
 from supabase_push.errors import SupabasePushError
 from supabase_push.events import START
 from supabase_push.stamper import Stamper, stamping
+from supabase_push.subscribe import SqlReader, Subscriber
 
 from .conftest import Cluster, DatabaseFactory
 from .ordering_helpers import Writers, assert_ordered, transaction_seqs, whole_log
@@ -80,6 +81,41 @@ def test_nothing_is_lost_while_nobody_stamps_and_the_lag_is_reported(installed_u
     assert len(whole_log(installed_url)) == 3  # a reader by SQL stamps first
     with psycopg.connect(installed_url, autocommit=True) as conn:
         assert schema.status(conn).pending_changes == 0
+
+
+async def test_a_subscriber_whose_stamper_cannot_lead_reports_the_backlog(installed_url: str) -> None:
+    """Another session holds the loop's lock and stamps nothing: the subscriber's stamper stands by and
+    its stats say how many changes wait and for how long; once the lock goes, it leads and none wait."""
+    holder = psycopg.connect(installed_url, autocommit=True)
+    try:
+        holder.execute("SELECT pg_advisory_lock(7218311412069051323)")  # the loop's key, held idle
+        _insert(installed_url, 2)  # stamped by the round below, then 3 more that nothing stamps
+        with psycopg.connect(installed_url, autocommit=True) as conn:
+            conn.execute("SELECT supabase_push.stamp_v2(true)")
+        _insert(installed_url, 3)
+        stamper = Stamper(installed_url, retry=0.2)
+        # Only the stamper runs: the subscriber's own reads would stamp what they read (readers by SQL
+        # stamp first), and this is the state where nothing does.
+        stats = Subscriber(reader=SqlReader(installed_url), topics=["trade-updates"], stamper=stamper).stats
+        async with stamper:
+            for _ in range(100):
+                if stats.waiting_changes == 3 and (stats.waiting_seconds or 0) >= 0.5:
+                    break
+                await asyncio.sleep(0.05)
+            assert (stats.stamper, stats.waiting_changes) == ("standby", 3), stats
+            assert stats.waiting_seconds is not None and stats.waiting_seconds >= 0.5
+            assert stats.as_dict()["waiting_changes"] == 3 and stamper.backlog is not None
+            assert stamper.backlog.transactions == 3
+            holder.execute("SELECT pg_advisory_unlock(7218311412069051323)")
+            for _ in range(100):
+                if stats.stamper == "leading" and stats.waiting_changes == 0:
+                    break
+                await asyncio.sleep(0.05)
+            assert (stats.stamper, stats.waiting_changes, stats.waiting_seconds) == ("leading", 0, 0.0), stats
+        with psycopg.connect(installed_url, autocommit=True) as conn:
+            assert schema.status(conn).pending_changes == 0
+    finally:
+        holder.close()
 
 
 def test_a_long_open_transaction_delays_nobody_else(installed_url: str, cluster: Cluster,

@@ -25,7 +25,7 @@ from typing import Any, cast
 from ..config import Settings
 from ..errors import AccessRefusedError, ConfigError, SupabasePushError, TransportError
 from ..events import DEFAULT_ROUTES, START, ChangeEvent, Cursor, Source
-from ..stamper import Stamper
+from ..stamper import Backlog, Stamper
 from .cursor_store import CursorStore, FileCursorStore
 from .filters import RowFilter
 from .listen import ListenTransport
@@ -71,6 +71,11 @@ class SubscriberStats:
     stamper: str | None = None
     """This process's stamper (:class:`~supabase_push.stamper.Stamper`): ``leading`` (it orders the log),
     ``standby`` (another process does), ``failing``; None without one (a PostgREST-only subscriber)."""
+    waiting_changes: int | None = None
+    """Committed changes that have no cursor yet (they wait for a stamper), as this process's stamper
+    last saw: 0 while it leads; read from the database while it stands by or cannot run the loop."""
+    waiting_seconds: float | None = None
+    """How long the log has gone unstamped while ``waiting_changes`` wait (0 when none wait)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"state": self.state, "delivered": dict(self.delivered), "duplicates": self.duplicates,
@@ -79,7 +84,8 @@ class SubscriberStats:
                 "callback_errors": self.callback_errors, "filtered": self.filtered,
                 "lag_ms": None if self.lag_ms is None else round(self.lag_ms, 3), "cursor": self.cursor,
                 "connected": self.connected, "last_error": self.last_error, "refused": self.refused,
-                "stamper": self.stamper}
+                "stamper": self.stamper, "waiting_changes": self.waiting_changes,
+                "waiting_seconds": None if self.waiting_seconds is None else round(self.waiting_seconds, 3)}
 
 
 @dataclass
@@ -143,6 +149,7 @@ class Subscriber:
         self.stats = SubscriberStats()
         if stamper is not None:
             stamper.on_state = self._stamper_state
+            stamper.on_backlog = self._stamper_backlog
         saved = self.cursor_store.load() if self.cursor_store is not None else None
         self._start_now = saved is None and start == "now"
         try:
@@ -513,6 +520,9 @@ class Subscriber:
 
     def _stamper_state(self, state: str) -> None:
         self.stats.stamper = state
+
+    def _stamper_backlog(self, backlog: Backlog) -> None:
+        self.stats.waiting_changes, self.stats.waiting_seconds = backlog.changes, backlog.seconds
 
     def _switch(self, state: str) -> None:
         if state != self.stats.state:
