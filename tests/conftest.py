@@ -125,6 +125,14 @@ def installed(installed_url: str) -> Iterator[psycopg.Connection[tuple[object, .
         yield c
 
 
+def set_up_as_supabase(conn: psycopg.Connection[tuple[object, ...]]) -> None:
+    """Reference tables, the local server's realtime schema, then the triggers (which therefore take
+    the realtime.send path)."""
+    conn.execute(read_sql(REFERENCE_TABLES).encode())
+    conn.execute(read_sql("local_realtime.sql").encode())
+    schema.apply(conn)
+
+
 @pytest.fixture(scope="session")
 def realtime_db(cluster: Cluster) -> Iterator[str]:
     """The database behind the session's local Realtime server: reference tables, the
@@ -132,9 +140,7 @@ def realtime_db(cluster: Cluster) -> Iterator[str]:
     name = cluster.create_database()
     url = cluster.url_for(name)
     with psycopg.connect(url, autocommit=True) as c:
-        c.execute(read_sql(REFERENCE_TABLES).encode())
-        c.execute(read_sql("local_realtime.sql").encode())
-        schema.apply(c)
+        set_up_as_supabase(c)
         c.execute("CREATE TABLE public.orders (id bigint PRIMARY KEY, symbol text, qty numeric, status text,"
                   " tags text[], placed_at timestamptz DEFAULT now(), meta jsonb)")
         c.execute("ALTER TABLE public.orders REPLICA IDENTITY FULL")

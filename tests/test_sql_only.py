@@ -15,11 +15,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from supabase_push import schema
-from supabase_push._sql import REFERENCE_TABLES, read_sql
 from supabase_push.local import LocalRealtime, ServerConfig
 
-from .conftest import Cluster
+from .conftest import Cluster, set_up_as_supabase
 from .realtime_helpers import JsAgent
 
 WRITERS, UPDATES = 4, 40
@@ -32,9 +30,7 @@ def sql_only(cluster: Cluster) -> Iterator[tuple[str, LocalRealtime]]:
     name = cluster.create_database()
     url = cluster.url_for(name)
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(read_sql(REFERENCE_TABLES).encode())
-        conn.execute(read_sql("local_realtime.sql").encode())
-        schema.apply(conn)
+        set_up_as_supabase(conn)
     try:
         with LocalRealtime(url, ServerConfig(port=0, stamp=False)).in_thread() as server:
             yield url, server
@@ -81,10 +77,12 @@ async def test_supabase_js_receives_every_change_with_only_the_sql_stamping(
                 thread.start()
             arrived: dict[tuple[int, int], float] = {}
             deadline = time.monotonic() + 20
-            while len(updates()) < WRITERS * UPDATES + 1 and time.monotonic() < deadline:
+            while True:  # note each arrival before looking whether all are in, so the last ones count too
                 for event in updates():
                     record = event["payload"]["payload"]["record"]
                     arrived.setdefault((record["id"], int(record["quantity"])), time.monotonic())
+                if len(updates()) >= WRITERS * UPDATES + 1 or time.monotonic() > deadline:
+                    break
                 await asyncio.sleep(0.002)
             for thread in writers:
                 thread.join()
