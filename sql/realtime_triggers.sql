@@ -4,7 +4,7 @@
 -- `psql -v ON_ERROR_STOP=1 -f sql/realtime_triggers.sql`. It is idempotent and runs as
 -- one transaction: applying it twice changes nothing, a failure changes nothing.
 --
--- What it installs (schema version 2):
+-- What it installs (schema version 3):
 --   * publication supabase_realtime (created if absent) with every routed table;
 --   * one AFTER ROW trigger per routed table that appends the change to a change log, and
 --     nothing else: no lock, no NOTIFY, no deferred work, so writers never wait for each other;
@@ -17,11 +17,14 @@
 --     database at a time), `supabase-push stamp` runs it alone, pg_cron can run
 --     `CALL supabase_push.stamp_loop_v2(55)` every minute with no process at all;
 --   * public.supabase_push_changes(), a STABLE function that reads the change log by
---     cursor (SQL or PostgREST RPC) so a subscriber that was away loses nothing.
+--     cursor (SQL or PostgREST RPC) so a subscriber that was away loses nothing;
+--   * supabase_push.publish(topic, event, payload, key), an event from a service appended to
+--     the same log inside the caller's transaction, deduplicated by key (the outbox).
 --
--- A database with schema version 1 is upgraded by sql/migrations/0002_pre_stamper.sql run in
--- the same transaction before this file, then 0002_post_stamper.sql (`supabase-push apply`
--- does both).
+-- A database with an older schema version is upgraded by the scripts of sql/migrations/ run in
+-- the same transaction before this file (0002_pre_stamper.sql for version 1, then
+-- 0003_pre_events.sql), then their `post` parts (0002_post_stamper.sql); `supabase-push apply`
+-- does all of it.
 --
 -- Default routes: positions -> position-updates (position_change_trigger),
 -- trades -> trade-updates (trade_executed_trigger),
@@ -34,7 +37,7 @@ BEGIN;
 SELECT pg_advisory_xact_lock(7218311412069051321);
 
 -- A database installed by a newer supabase-push (a later schema version) is left as it is:
--- this script would put version 2's functions over the newer ones. One with an older version
+-- this script would put version 3's functions over the newer ones. One with an older version
 -- needs its migrations first.
 DO $$
 DECLARE
@@ -42,16 +45,16 @@ DECLARE
 BEGIN
     IF pg_catalog.to_regclass('supabase_push.installation') IS NOT NULL THEN
         SELECT schema_version INTO v_version FROM supabase_push.installation;  -- planned only once it exists
-        IF v_version > 2 THEN
-            RAISE EXCEPTION 'supabase_push: this database has schema version %, newer than this script (version 2)',
+        IF v_version > 3 THEN
+            RAISE EXCEPTION 'supabase_push: this database has schema version %, newer than this script (version 3)',
                 v_version
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = 'Upgrade supabase-push (pip install -U supabase-push) and apply its SQL; a downgrade is not supported.';
-        ELSIF v_version < 2 THEN
+        ELSIF v_version < 3 THEN
             RAISE EXCEPTION 'supabase_push: this database has schema version %; run its migrations first', v_version
                 USING ERRCODE = 'object_not_in_prerequisite_state',
-                      HINT = 'supabase-push apply runs them; with psql, run sql/migrations/0002_pre_stamper.sql and this '
-                             'file in one transaction, then 0002_post_stamper.sql.';
+                      HINT = 'supabase-push apply runs them; with psql, run the sql/migrations/NNNN_pre_*.sql scripts '
+                             'after version ' || v_version || ' and this file in one transaction, then their _post_ parts.';
         END IF;
     END IF;
 END
@@ -149,6 +152,24 @@ CREATE TABLE IF NOT EXISTS supabase_push.retention (
 );
 INSERT INTO supabase_push.retention DEFAULT VALUES ON CONFLICT DO NOTHING;
 
+-- Topics that take events from services (supabase_push.publish) besides the routed tables' own:
+-- publishing to a topic nobody declared is an error, not a message nobody hears.
+CREATE TABLE IF NOT EXISTS supabase_push.event_topics (
+    topic text PRIMARY KEY CHECK (topic <> ''),
+    declared_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
+-- The idempotency keys of published events: a publish that reuses a key is the same event (the
+-- first one's change id), or an error when what it publishes differs. The transaction and change
+-- id say which change the key names, so `prune` forgets a key when it deletes its event.
+CREATE TABLE IF NOT EXISTS supabase_push.event_keys (
+    key text PRIMARY KEY,
+    txid xid8 NOT NULL DEFAULT pg_current_xact_id(),
+    change_id bigint NOT NULL,
+    digest text NOT NULL,
+    published_at timestamptz NOT NULL DEFAULT pg_catalog.now()
+);
+
 -- AFTER ROW trigger of every routed table: append the change. TG_ARGV[0] is the topic. It
 -- must stay this cheap: anything here is paid on the user's write path (no lock, no NOTIFY).
 CREATE OR REPLACE FUNCTION supabase_push.capture_change_v1()
@@ -168,7 +189,8 @@ BEGIN
 END
 $$;
 
--- The event envelope, the same on every transport (docs/architecture.md, "The event").
+-- The event envelope, the same on every transport (docs/architecture.md, "The event"). An event
+-- (op EVENT, supabase_push.publish) has its name as "event", no table, and its payload as record.
 CREATE OR REPLACE FUNCTION supabase_push.envelope_v1(
     change supabase_push.change_log, seq bigint, committed_at timestamptz)
 RETURNS jsonb
@@ -181,12 +203,13 @@ AS $$
         'cursor', seq::text || ':' || change.id::text,
         'topic', change.topic,
         'schema', change.schema_name,
-        'table', change.table_name,
+        'table', CASE WHEN change.op = 'EVENT' THEN '' ELSE change.table_name END,
         'op', change.op,
         'record', change.record,
         'old_record', change.old_record,
         'commit_ts', committed_at
-    )
+    ) || CASE WHEN change.op = 'EVENT' THEN pg_catalog.jsonb_build_object('event', change.table_name)
+              ELSE '{}'::jsonb END
 $$;
 
 -- The push paths a broadcast mode takes on this database: 'auto' means realtime.send()
@@ -249,7 +272,9 @@ BEGIN
                           || pg_catalog.jsonb_build_object('prev', v_heads);
             IF v_realtime THEN
                 v_payloads := v_payloads || v_envelope;
-                v_events := v_events || (v_change.change).op;
+                -- A service's event goes out under its own name, so that Realtime clients can listen for it.
+                v_events := v_events || CASE WHEN (v_change.change).op = 'EVENT' THEN (v_change.change).table_name
+                                             ELSE (v_change.change).op END;
                 v_topics := v_topics || (v_change.change).topic;
             END IF;
             IF v_notify THEN
@@ -491,6 +516,93 @@ AS $$
 $$;
 REVOKE EXECUTE ON FUNCTION public.supabase_push_stamp() FROM PUBLIC;
 
+-- An event from a service, appended to the change log inside the caller's transaction (so rows
+-- and the event that announces them commit or roll back together), ordered, pushed and read by
+-- cursor like a row change. In the log it is a change with op 'EVENT', schema_name '',
+-- table_name the event's name and record its payload; envelope_v1 shows the name as "event".
+-- p_key makes a retry harmless: the same key with the same topic, event and payload is the
+-- first event (its id is returned, nothing is added); with anything else it is an error. Two
+-- transactions publishing one key wait for each other (the key's unique index), as they must.
+-- Returns the change id. SECURITY DEFINER: a role needs only EXECUTE (granted to service_role).
+CREATE OR REPLACE FUNCTION supabase_push.publish(
+    p_topic text, p_event text, p_payload jsonb, p_key text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    v_id bigint;
+    v_size integer;
+    v_digest text;
+    v_known supabase_push.event_keys;
+BEGIN
+    IF p_topic IS NULL OR NOT (
+        EXISTS (SELECT FROM supabase_push.event_topics t WHERE t.topic = p_topic)
+        OR EXISTS (SELECT FROM supabase_push.routes r WHERE r.topic = p_topic)) THEN
+        RAISE EXCEPTION 'supabase_push: unknown topic %', coalesce(pg_catalog.quote_literal(p_topic), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Publish to a routed table''s topic, or declare the topic: supabase-push apply --event-topic NAME.';
+    END IF;
+    IF p_event IS NULL OR p_event !~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$'
+       OR pg_catalog.upper(p_event) IN ('INSERT', 'UPDATE', 'DELETE', 'TRUNCATE', 'GAP', 'EVENT', 'SNAPSHOT', '*') THEN
+        RAISE EXCEPTION 'supabase_push: % is not an event name', coalesce(pg_catalog.quote_literal(p_event), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Up to 100 letters, digits, _ . : - (starting with a letter or digit), not a row operation.';
+    END IF;
+    IF p_payload IS NULL OR pg_catalog.jsonb_typeof(p_payload) <> 'object' THEN
+        RAISE EXCEPTION 'supabase_push: an event''s payload must be a JSON object, got %',
+            coalesce(pg_catalog.jsonb_typeof(p_payload), 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    v_size := pg_catalog.octet_length(p_payload::text);
+    IF v_size > 262144 THEN
+        RAISE EXCEPTION 'supabase_push: the payload is % bytes, over the 262144 an event may carry', v_size
+            USING ERRCODE = 'program_limit_exceeded',
+                  HINT = 'Publish a reference (an id to read the rest from) rather than the data.';
+    END IF;
+    v_id := pg_catalog.nextval(pg_catalog.pg_get_serial_sequence('supabase_push.change_log', 'id'));
+    IF p_key IS NOT NULL THEN
+        IF p_key = '' OR pg_catalog.length(p_key) > 200 THEN
+            RAISE EXCEPTION 'supabase_push: a key is 1 to 200 characters, got %', pg_catalog.length(p_key)
+                USING ERRCODE = 'invalid_parameter_value';
+        END IF;
+        v_digest := pg_catalog.md5(p_topic || E'\n' || p_event || E'\n' || p_payload::text);
+        INSERT INTO supabase_push.event_keys (key, change_id, digest) VALUES (p_key, v_id, v_digest)
+        ON CONFLICT (key) DO NOTHING;
+        IF NOT FOUND THEN
+            SELECT * INTO v_known FROM supabase_push.event_keys k WHERE k.key = p_key;
+            IF v_known.digest <> v_digest THEN
+                RAISE EXCEPTION 'supabase_push: key % was published before with another topic, event or payload',
+                    pg_catalog.quote_literal(p_key)
+                    USING ERRCODE = 'unique_violation',
+                          HINT = 'A key names one event: use a new key for a new event.';
+            END IF;
+            RETURN v_known.change_id;
+        END IF;
+    END IF;
+    INSERT INTO supabase_push.change_log (id, topic, schema_name, table_name, op, record)
+    OVERRIDING SYSTEM VALUE
+    VALUES (v_id, p_topic, '', p_event, 'EVENT', p_payload);
+    RETURN v_id;
+END
+$$;
+REVOKE EXECUTE ON FUNCTION supabase_push.publish(text, text, jsonb, text) FROM PUBLIC;
+
+-- The same for services that only have PostgREST: POST /rest/v1/rpc/supabase_push_publish.
+-- Service role only.
+CREATE OR REPLACE FUNCTION public.supabase_push_publish(
+    topic text, event text, payload jsonb, key text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE sql
+VOLATILE
+SET search_path = ''
+AS $$
+    SELECT supabase_push.publish(topic, event, payload, key)
+$$;
+REVOKE EXECUTE ON FUNCTION public.supabase_push_publish(text, text, jsonb, text) FROM PUBLIC;
+
 -- Reads changes after a cursor (after_seq, after_id), in commit order. Call it from SQL or
 -- through PostgREST: POST /rest/v1/rpc/supabase_push_changes. Runs with the caller's
 -- rights: only roles granted SELECT on the change log can read it. If `prune` deleted
@@ -564,6 +676,8 @@ BEGIN
         GRANT USAGE ON SCHEMA supabase_push TO service_role;
         GRANT SELECT ON supabase_push.change_log, supabase_push.commits, supabase_push.retention TO service_role;
         GRANT EXECUTE ON FUNCTION public.supabase_push_stamp() TO service_role;
+        GRANT EXECUTE ON FUNCTION supabase_push.publish(text, text, jsonb, text) TO service_role;
+        GRANT EXECUTE ON FUNCTION public.supabase_push_publish(text, text, jsonb, text) TO service_role;
     END IF;
 END
 $$;
@@ -592,7 +706,9 @@ BEGIN
         UPDATE supabase_push.retention r
         SET pruned_seq = v_seq, pruned_id = v_id, pruned_at = pg_catalog.now()
         WHERE (r.pruned_seq, r.pruned_id) < (v_seq, v_id);
-        WITH gone AS (DELETE FROM supabase_push.commits t WHERE t.seq <= v_seq RETURNING t.txid, t.first_id, t.last_id)
+        WITH gone AS (DELETE FROM supabase_push.commits t WHERE t.seq <= v_seq RETURNING t.txid, t.first_id, t.last_id),
+        forgotten AS (DELETE FROM supabase_push.event_keys k USING gone
+                      WHERE k.txid = gone.txid AND k.change_id BETWEEN gone.first_id AND gone.last_id)
         DELETE FROM supabase_push.change_log l USING gone
         WHERE l.txid = gone.txid AND l.id BETWEEN gone.first_id AND gone.last_id;
         GET DIAGNOSTICS v_deleted = ROW_COUNT;
@@ -619,6 +735,7 @@ AS $$
            OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_changes(bigint,bigint,integer,text[])')
            OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_head()')
            OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_stamp()')
+           OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_publish(text,text,jsonb,text)')
         UNION ALL
         SELECT pg_catalog.pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text
         FROM pg_catalog.pg_trigger t
@@ -803,7 +920,7 @@ BEGIN
 
     INSERT INTO supabase_push.installation AS i
         (schema_version, fingerprint, broadcast_mode, private_broadcast, created_publication)
-    VALUES (2, supabase_push.fingerprint_v1(), p_broadcast_mode, p_private_broadcast, v_created_publication)
+    VALUES (3, supabase_push.fingerprint_v1(), p_broadcast_mode, p_private_broadcast, v_created_publication)
     ON CONFLICT (singleton) DO UPDATE
     SET schema_version = EXCLUDED.schema_version,
         fingerprint = EXCLUDED.fingerprint,
@@ -822,6 +939,36 @@ BEGIN
 END
 $$;
 
+-- Declares the topics that take events besides the routed tables' (supabase_push.publish): the
+-- list replaces the declared one; NULL (the file pasted as is) leaves it as it is.
+CREATE OR REPLACE FUNCTION supabase_push.declare_event_topics_v1(p_topics jsonb)
+RETURNS void
+LANGUAGE plpgsql
+SET search_path = ''
+AS $$
+DECLARE
+    v_topics text[];
+    v_bad text;
+BEGIN
+    IF p_topics IS NULL THEN
+        RETURN;
+    END IF;
+    IF pg_catalog.jsonb_typeof(p_topics) IS DISTINCT FROM 'array' THEN
+        RAISE EXCEPTION 'supabase_push: event topics must be a JSON array, got %', p_topics;
+    END IF;
+    v_topics := ARRAY(SELECT pg_catalog.jsonb_array_elements_text(p_topics));
+    SELECT t INTO v_bad FROM pg_catalog.unnest(v_topics) t WHERE t !~ '^[A-Za-z0-9][A-Za-z0-9_.:-]{0,99}$' LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'supabase_push: % is not a topic name', pg_catalog.quote_literal(v_bad)
+            USING ERRCODE = 'invalid_parameter_value',
+                  HINT = 'Up to 100 letters, digits, _ . : - (starting with a letter or digit).';
+    END IF;
+    DELETE FROM supabase_push.event_topics t WHERE NOT t.topic = ANY (v_topics);
+    INSERT INTO supabase_push.event_topics (topic) SELECT DISTINCT t FROM pg_catalog.unnest(v_topics) t
+    ON CONFLICT (topic) DO NOTHING;
+END
+$$;
+
 -- Settings: `supabase-push apply` sets these for its session; pasted as is, the defaults
 -- apply. Realtime broadcasts are private by default, like realtime.send() itself.
 SELECT supabase_push.install_v1(
@@ -833,5 +980,7 @@ SELECT supabase_push.install_v1(
     coalesce(nullif(pg_catalog.current_setting('supabase_push.broadcast_mode', true), ''), 'auto'),
     coalesce(nullif(pg_catalog.current_setting('supabase_push.private_broadcast', true), ''), 'true')::boolean
 );
+SELECT supabase_push.declare_event_topics_v1(
+    nullif(pg_catalog.current_setting('supabase_push.event_topics', true), '')::jsonb);
 
 COMMIT;

@@ -34,6 +34,8 @@ $$;
 
 DROP FUNCTION IF EXISTS public.supabase_push_changes(bigint, bigint, integer, text[]);
 DROP FUNCTION IF EXISTS public.supabase_push_head();
+DROP FUNCTION IF EXISTS public.supabase_push_stamp();
+DROP FUNCTION IF EXISTS public.supabase_push_publish(text, text, jsonb, text);
 DROP SCHEMA IF EXISTS supabase_push CASCADE;
 
 COMMIT;

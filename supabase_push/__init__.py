@@ -5,11 +5,13 @@ from __future__ import annotations
 from .broadcast import (
     Broadcaster,
     MemoryBackend,
+    apublish,
     broadcast,
     broadcast_portfolio_update,
     broadcast_position_update,
     broadcast_trade_executed,
     close_default_broadcaster,
+    publish,
 )
 from .config import Settings
 from .errors import (
@@ -22,6 +24,7 @@ from .errors import (
     DatabaseError,
     DeliveryError,
     DeliveryTimeout,
+    DuplicateKeyError,
     EmbeddedPostgresError,
     MissingTableError,
     PayloadError,
@@ -52,6 +55,7 @@ __all__ = [
     "DatabaseError",
     "DeliveryError",
     "DeliveryTimeout",
+    "DuplicateKeyError",
     "EmbeddedPostgresError",
     "FileCursorStore",
     "MemoryBackend",
@@ -69,9 +73,11 @@ __all__ = [
     "TradeExecuted",
     "TransportError",
     "__version__",
+    "apublish",
     "broadcast",
     "broadcast_portfolio_update",
     "broadcast_position_update",
     "broadcast_trade_executed",
     "close_default_broadcaster",
+    "publish",
 ]

@@ -13,7 +13,7 @@ REFERENCE_TABLES = "reference_tables.sql"
 MIGRATIONS = "migrations"
 
 # Must match the schema_version that sql/realtime_triggers.sql records.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Every function the install creates, with its argument types.
 FUNCTIONS = (
@@ -28,9 +28,12 @@ FUNCTIONS = (
     "supabase_push.drop_route_v1(text,text)",
     "supabase_push.install_v1(jsonb,text,boolean)",
     "supabase_push.prune_v1(interval)",
+    "supabase_push.publish(text,text,jsonb,text)",
+    "supabase_push.declare_event_topics_v1(jsonb)",
     "public.supabase_push_changes(bigint,bigint,integer,text[])",
     "public.supabase_push_head()",
     "public.supabase_push_stamp()",
+    "public.supabase_push_publish(text,text,jsonb,text)",
 )
 TABLES = (
     "supabase_push.installation",
@@ -39,6 +42,8 @@ TABLES = (
     "supabase_push.change_log",
     "supabase_push.commits",
     "supabase_push.retention",
+    "supabase_push.event_topics",
+    "supabase_push.event_keys",
 )
 
 
@@ -63,6 +68,12 @@ class Migration:
     version: int
     pre: str
     post: str | None
+
+    @property
+    def summary(self) -> str:
+        """What it does, from its file's first line (``-- supabase-push schema 1 -> 2, ...: <summary>``)."""
+        first = read_sql(self.pre).partition("\n")[0]
+        return f"{self.version:04d}: {first.rpartition(': ')[2].rstrip('.') or self.pre}"
 
 
 _MIGRATION_FILE = re.compile(r"(\d{4})_(pre|post)_[a-z0-9_]+\.sql")

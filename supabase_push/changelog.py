@@ -113,13 +113,16 @@ def _params(after: Cursor, limit: int, topics: Sequence[str] | None) -> dict[str
 
 def row_to_event(row: dict[str, Any], source: Source) -> ChangeEvent:
     """A row of ``supabase_push_changes()`` (SQL, with the rows as JSON text, or PostgREST JSON parsed
-    with exact numbers) as an event."""
+    with exact numbers) as an event. A service's event (op EVENT) keeps its name where a change keeps
+    its table (sql: supabase_push.publish); the envelope calls it ``event``."""
+    published = row["op"] == "EVENT"
     return ChangeEvent(
         id=row["id"],
         cursor=str(Cursor(row["seq"], row["id"])),
         topic=row["topic"],
         schema=row["schema_name"],
-        table=row["table_name"],
+        table="" if published else row["table_name"],
+        event=row["table_name"] if published else None,
         op=row["op"],
         record=_row(row["record"]),
         old_record=_row(row["old_record"]),

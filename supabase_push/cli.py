@@ -130,6 +130,10 @@ def apply(
     public: Annotated[bool, typer.Option(
         "--public", help="Send Realtime broadcasts to public channels (default: private, "
         "authorized by RLS policies on realtime.messages).")] = False,
+    event_topic: Annotated[list[str] | None, typer.Option(
+        "--event-topic", "-e", metavar="TOPIC",
+        help="Declare a topic for events from services (supabase-push publish), besides the routed tables' "
+        "own (repeatable). Added to the declared ones; with --replace, the whole set.")] = None,
     dry_run: DryRun = False,
     as_json: JsonOut = False,
 ) -> None:
@@ -145,10 +149,10 @@ def apply(
         }
         routes = _route_options(table)
         if dry_run:  # the SQL is declarative: it installs exactly these routes, whatever is installed now
-            print(schema.apply_sql(routes, **options))
+            print(schema.apply_sql(routes, **options, event_topics=event_topic))
             return
         with connect(db_url) as conn:
-            result = schema.apply(conn, routes, replace=replace, **options)
+            result = schema.apply(conn, routes, replace=replace, **options, event_topics=event_topic or ())
         if as_json:
             _print_json({"ok": True, **result.__dict__})
             return
@@ -158,8 +162,12 @@ def apply(
                   f"on {escape(target)}")
         if result.upgraded_from is not None:
             out.print(f"  upgraded in place from schema v{result.upgraded_from} (sql/migrations/); saved cursors "
-                      "resume where they were. Changes now get their cursor from the stamper: any supabase-push "
-                      "process runs it, or `supabase-push stamp`, or pg_cron (docs/supabase.md)")
+                      "resume where they were")
+            if result.upgraded_from < 2:
+                out.print("  changes now get their cursor from the stamper: any supabase-push process runs it, "
+                          "or `supabase-push stamp`, or pg_cron (docs/supabase.md)")
+            if result.upgraded_from < 3:
+                out.print("  services can now publish durable events: supabase-push publish (docs/broadcast.md)")
         for route in result.routes:
             name = schema.route_name(route)
             was = result.previous.get(name)
@@ -170,6 +178,8 @@ def apply(
         for line in result.removed:
             out.print(f"  [red]-[/red] {escape(line)} [dim](removed: its trigger is dropped, its changes are no "
                       "longer logged)[/dim]")
+        if result.event_topics:
+            out.print(f"  event topics: {escape(', '.join(result.event_topics))}")
 
 
 @app.command()
@@ -258,6 +268,8 @@ def status(db_url: DbUrl = None, as_json: JsonOut = False) -> None:
     for route in info.routes:
         rows.append(("route", f"{route['schema_name']}.{route['table_name']} -> {route['topic']} "
                               f"({route['trigger_name']})"))
+    if info.event_topics:
+        rows.append(("event topics", ", ".join(info.event_topics)))
     for key, value in rows:
         grid.add_row(f"[bold]{key}[/bold]", value)
     out.print(grid)
@@ -964,6 +976,58 @@ def broadcast_command(
         scope = "" if is_private is None else (", private" if is_private else ", public")
         out.print(f"[green]✓[/green] sent {escape(topic)}/{escape(event)} ({size:,} bytes{scope}) through "
                   f"{escape(broadcaster.backend.describe())} in {elapsed_ms:.1f} ms")
+
+
+@app.command("publish")
+def publish_command(
+    topic: Annotated[str, typer.Argument(help="A routed table's topic, or one declared with apply --event-topic.")],
+    event: Annotated[str, typer.Argument(help="The event's name, e.g. risk-limit.")],
+    data: Annotated[str | None, typer.Option(
+        "--data", "-d", show_default=False,
+        help="The payload, a JSON object. Without it the payload is read from stdin.")] = None,
+    key: Annotated[str | None, typer.Option(
+        "--key", "-k", show_default=False,
+        help="Idempotency key: publishing the same key and event again adds nothing (safe to retry).")] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds to wait for the server, per attempt.")] = 10.0,
+    as_json: JsonOut = False,
+) -> None:
+    """Publish a durable event: appended to the change log, delivered to every subscriber exactly once.
+
+    Unlike `broadcast` (at most once), the event is ordered with row changes, pushed, and read
+    by cursor by a subscriber that was away. Goes through DATABASE_URL, else PostgREST at
+    SUPABASE_URL with SUPABASE_SERVICE_ROLE_KEY (read from the environment only).
+    """
+    import asyncio
+    import time
+
+    from .broadcast import Broadcaster, NullBackend, RetryPolicy, publisher_from_settings
+    from .broadcast.publish import NOT_CONFIGURED
+
+    with _errors(as_json):
+        raw = data if data is not None else _read_stdin()
+        try:
+            payload = json.loads(raw)
+        except ValueError as exc:
+            raise ConfigError(f"the payload is not JSON: {exc}", hint="""e.g. --data '{"limit": 5000}'""") from None
+        publisher = publisher_from_settings(Settings.from_env(), timeout=timeout)
+        if publisher is None:
+            raise NOT_CONFIGURED
+        broadcaster = Broadcaster(NullBackend("publish only"), publisher=publisher, retry=RetryPolicy(attempts=3))
+        started = time.perf_counter()
+
+        async def send() -> int:
+            async with broadcaster:
+                return await broadcaster.publish(topic, event, payload, key=key)
+
+        change_id = asyncio.run(send())
+        elapsed_ms = (time.perf_counter() - started) * 1000
+    if as_json:
+        _print_json({"ok": True, "topic": topic, "event": event, "key": key, "id": change_id,
+                     "via": publisher.describe(), "ms": round(elapsed_ms, 1)})
+    else:
+        keyed = f", key {escape(key)}" if key else ""
+        out.print(f"[green]✓[/green] published {escape(topic)}/{escape(event)} as change {change_id}{keyed} through "
+                  f"{escape(publisher.describe())} in {elapsed_ms:.1f} ms")
 
 
 def _read_stdin() -> str:

@@ -15,7 +15,8 @@
     │   └── AccessRefusedError    the server refused the credentials or the role's rights (a retry will not help)
     └── BroadcastError            a broadcast was not delivered
         ├── PayloadError          the payload is invalid or not serialisable (nothing was sent)
-        │   └── PayloadTooLargeError  it is over the size limit (nothing was sent)
+        │   ├── PayloadTooLargeError  it is over the size limit (nothing was sent)
+        │   └── DuplicateKeyError     a published event's key names another event (nothing was published)
         ├── DeliveryError         the backend refused it or stayed unreachable through the retries
         │   └── DeliveryTimeout   the backend did not answer in time
         └── BroadcasterClosedError  the broadcaster was closed before the message could leave
@@ -33,6 +34,7 @@ __all__ = [
     "DatabaseError",
     "DeliveryError",
     "DeliveryTimeout",
+    "DuplicateKeyError",
     "EmbeddedPostgresError",
     "MissingTableError",
     "PayloadError",
@@ -107,6 +109,11 @@ class PayloadError(BroadcastError, ValueError):
 
 class PayloadTooLargeError(PayloadError):
     """The serialised payload is over the backend's size limit; nothing was sent."""
+
+
+class DuplicateKeyError(PayloadError):
+    """An event was published with a key that an earlier event with another topic, name or payload has;
+    nothing was published (the same key with the same event is not an error: it is that event)."""
 
 
 class DeliveryError(BroadcastError):

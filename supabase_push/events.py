@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["DEFAULT_ROUTES", "START", "ChangeEvent", "Cursor", "Operation", "Source"]
 
-Operation = Literal["INSERT", "UPDATE", "DELETE", "TRUNCATE", "GAP"]
+Operation = Literal["INSERT", "UPDATE", "DELETE", "TRUNCATE", "GAP", "EVENT"]
 """TRUNCATE: every row of the table went (no record, no old record). GAP: changes up to this cursor
-were pruned from the log before this subscriber read them."""
+were pruned from the log before this subscriber read them. EVENT: a service published it
+(``supabase_push.publish``, :meth:`Broadcaster.publish`): ``event`` is its name, ``record`` its payload."""
 Source = Literal["realtime", "listen", "poll", "catch-up"]
 
 # table -> topic, as installed when no routes are given.
@@ -52,7 +53,7 @@ START = Cursor(0, 0)
 
 
 class ChangeEvent(BaseModel):
-    """A committed change to a routed table."""
+    """A committed change to a routed table, or an event a service published in a transaction (op EVENT)."""
 
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
@@ -70,7 +71,14 @@ class ChangeEvent(BaseModel):
     """On a push: it carries no rows (every NOTIFY, since any role may LISTEN): read it by cursor."""
     prev: dict[str, str] | None = None
     """On a push: for each topic, the cursor of its last change before this one."""
+    event: str | None = None
+    """An event's name (op EVENT); None for a row change."""
 
     @property
     def position(self) -> Cursor:
         return Cursor.parse(self.cursor)
+
+    @property
+    def payload(self) -> dict[str, Any] | None:
+        """An event's payload (op EVENT: its ``record``); None for a row change."""
+        return self.record if self.op == "EVENT" else None

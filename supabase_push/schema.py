@@ -105,6 +105,8 @@ class ApplyResult:
     """Routes whose topic changed, as ``schema.table -> new (was old)``."""
     upgraded_from: int | None = None
     """The schema version this apply migrated from (None: no migration ran)."""
+    event_topics: list[str] = field(default_factory=list)
+    """The topics declared for events (``supabase_push.publish``) besides the routed tables' own."""
 
 
 def apply_sql(
@@ -113,8 +115,10 @@ def apply_sql(
     broadcast_mode: BroadcastMode = "auto",
     private_broadcast: bool = True,
     create_tables: bool = False,
+    event_topics: Sequence[str] | None = None,
 ) -> str:
-    """The exact SQL ``apply`` runs, runnable by psql: settings, then the shipped files."""
+    """The exact SQL ``apply`` runs, runnable by psql: settings, then the shipped files. ``event_topics``
+    is the whole set of declared event topics (None: leave them as they are)."""
     if broadcast_mode not in BROADCAST_MODES:
         raise ConfigError(f"unknown broadcast mode {broadcast_mode!r}",
                           hint=f"use one of {', '.join(BROADCAST_MODES)}")
@@ -122,6 +126,7 @@ def apply_sql(
         "supabase_push.routes": json.dumps([r.as_json() for r in routes or DEFAULT_ROUTE_LIST]),
         "supabase_push.broadcast_mode": broadcast_mode,
         "supabase_push.private_broadcast": "true" if private_broadcast else "false",
+        "supabase_push.event_topics": "" if event_topics is None else json.dumps(list(event_topics)),
     }
     lines = [
         "-- settings read by realtime_triggers.sql (session level, so they outlive its BEGIN)",
@@ -147,12 +152,15 @@ def apply(
     broadcast_mode: BroadcastMode = "auto",
     private_broadcast: bool = True,
     create_tables: bool = False,
+    event_topics: Sequence[str] = (),
 ) -> ApplyResult:
     """Install or update the triggers; a no-op when everything is already as asked.
 
     ``routes`` are added to (or change the topic of) the installed ones, which stay; with
     ``replace`` they are the whole set and the others are removed. With no ``routes`` an
     existing install keeps its routes (an upgrade in place) and a new one gets the defaults.
+    ``event_topics`` (topics that take events from services besides the routed ones) are added to
+    the declared ones, or with ``replace`` are the whole set.
     """
     before = _installed_state(conn)
     if before is not None and before["installation"]["schema_version"] > _sql.SCHEMA_VERSION:
@@ -163,8 +171,10 @@ def apply(
     installed = before["routes"] if before else []
     version = before["installation"]["schema_version"] if before else None
     migrations = _sql.migrations_from(version) if version is not None and version < _sql.SCHEMA_VERSION else []
+    declared = [] if replace or before is None else before["event_topics"]
     script = apply_sql(_wanted_routes(conn, routes, installed, replace), broadcast_mode=broadcast_mode,
-                       private_broadcast=private_broadcast, create_tables=create_tables)
+                       private_broadcast=private_broadcast, create_tables=create_tables,
+                       event_topics=list(dict.fromkeys([*declared, *event_topics])))
     if migrations:
         # Each migration's first part and the install run as one transaction: an upgrade that fails
         # changes nothing. The second parts follow, each in a transaction of its own.
@@ -194,6 +204,7 @@ def apply(
         retargeted=[f"{name} -> {topic} (was {old[name]})" for name, topic in new.items()
                     if name in old and old[name] != topic],
         upgraded_from=version if migrations else None,
+        event_topics=after["event_topics"],
     )
 
 
@@ -322,7 +333,12 @@ def _installed_state(conn: Conn) -> dict[str, Any] | None:
             "SELECT schema_name, table_name, topic, trigger_name, added_to_publication"
             " FROM supabase_push.routes ORDER BY schema_name, table_name"
         )
-        return {"installation": installation, "routes": cur.fetchall()}
+        routes = cur.fetchall()
+        event_topics: list[str] = []
+        if _exists(conn, "to_regclass", "supabase_push.event_topics"):  # schema 3 and later
+            cur.execute("SELECT topic FROM supabase_push.event_topics ORDER BY topic")
+            event_topics = [row["topic"] for row in cur.fetchall()]
+        return {"installation": installation, "routes": routes, "event_topics": event_topics}
 
 
 # ---------------------------------------------------------------- verify
@@ -386,7 +402,8 @@ def _verify(conn: Conn) -> VerifyReport:
                    "to verify it (apply refuses to downgrade)")
     else:
         report.add("installation", "schema version", "drifted",
-                   f"installed {version}, this package ships {_sql.SCHEMA_VERSION}: supabase-push apply upgrades it")
+                   f"installed {version}, this package ships {_sql.SCHEMA_VERSION}: supabase-push apply upgrades it "
+                   f"({'; '.join(m.summary for m in _sql.migrations_from(version))})")
 
     for table in _sql.TABLES:
         report.add("table", table, "ok" if _exists(conn, "to_regclass", table) else "missing")
@@ -575,6 +592,8 @@ class Status:
     """Where they pushed when apply ran (None: installed by a version that did not record it)."""
     private_broadcast: bool | None = None
     routes: list[dict[str, Any]] = field(default_factory=list)
+    event_topics: list[str] = field(default_factory=list)
+    """Topics declared for events from services, besides the routed tables' own."""
     changes: int = 0
     transactions: int = 0
     last_cursor: str | None = None
@@ -635,6 +654,7 @@ def status(conn: Conn) -> Status:
             applied_path=None if installation["applied_path"] is None else list(installation["applied_path"]),
             private_broadcast=installation["private_broadcast"],
             routes=state["routes"],
+            event_topics=state["event_topics"],
             changes=log.get("changes", 0),
             transactions=log.get("txns", 0),
             last_cursor=log.get("last_cursor"),

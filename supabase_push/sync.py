@@ -92,6 +92,11 @@ class SyncBroadcaster:
                   private: bool | None = None) -> None:
         self._portal.call(self.broadcaster.broadcast(topic, event, payload, private=private))
 
+    def publish(self, topic: str, event: str, payload: Mapping[str, Any] | BaseModel, *,
+                key: str | None = None) -> int:
+        """A durable event: see :meth:`Broadcaster.publish` (in your own transaction: :func:`supabase_push.publish`)."""
+        return self._portal.call(self.broadcaster.publish(topic, event, payload, key=key))
+
     def broadcast_position_update(self, position_id: int | str,
                                   position_data: Mapping[str, Any] | models.PositionUpdate, *,
                                   private: bool | None = None) -> None:

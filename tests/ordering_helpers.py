@@ -15,6 +15,8 @@ from supabase_push.events import START, ChangeEvent, Cursor
 
 V1_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v1.sql"
 """sql/realtime_triggers.sql as schema version 1 shipped it (0.x): what users' databases hold."""
+V2_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v2.sql"
+"""The same as schema version 2 shipped it (the stamper, before events)."""
 
 
 def whole_log(url: str, after: Cursor = START, *, page_size: int = 5000) -> list[ChangeEvent]:

@@ -1,6 +1,7 @@
-"""Schema v1 -> v2 in place, under load; and pg_dump/restore into a new cluster.
+"""Schema upgrades in place, under load (v1 -> 3, v2 -> 3); and pg_dump/restore into a new cluster.
 
-v1 is what users' databases hold (tests/data/realtime_triggers_v1.sql, the file as it shipped).
+v1 and v2 are what users' databases hold (tests/data/realtime_triggers_v1.sql and _v2.sql, the files as
+they shipped).
 """
 
 from __future__ import annotations
@@ -15,20 +16,26 @@ import psycopg
 import pytest
 
 from supabase_push import schema
+from supabase_push._sql import SCHEMA_VERSION
 from supabase_push.embedded import LocalPostgres
 from supabase_push.events import Cursor
 from supabase_push.stamper import stamping
 from supabase_push.subscribe import Subscriber
 
 from .conftest import DatabaseFactory
-from .ordering_helpers import V1_INSTALL, Writers, assert_ordered, whole_log
+from .ordering_helpers import V1_INSTALL, V2_INSTALL, Writers, assert_ordered, whole_log
 from .subscriber_helpers import settings
 
 
 def install_v1(url: str) -> None:
+    install_shipped(url, 1)
+
+
+def install_shipped(url: str, version: int) -> None:
+    """The install script as schema ``version`` shipped it (what users' databases hold)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(V1_INSTALL.read_text().encode())
-        assert conn.execute("SELECT schema_version FROM supabase_push.installation").fetchone() == (1,)
+        conn.execute({1: V1_INSTALL, 2: V2_INSTALL}[version].read_text().encode())
+        assert conn.execute("SELECT schema_version FROM supabase_push.installation").fetchone() == (version,)
 
 
 def test_verify_says_what_an_upgrade_would_change(make_db: DatabaseFactory) -> None:
@@ -38,18 +45,20 @@ def test_verify_says_what_an_upgrade_would_change(make_db: DatabaseFactory) -> N
         report = schema.verify(conn)
         status = schema.status(conn)
     [version] = [c for c in report.checks if c.name == "schema version"]
-    assert version.status == "drifted" and "this package ships 2: supabase-push apply upgrades it" in version.detail
+    assert version.status == "drifted" and f"this package ships {SCHEMA_VERSION}: supabase-push apply upgrades it " \
+        "(0002: commit order by a stamper after commit; 0003: events from services" in version.detail
     missing = {c.name for c in report.checks if c.status == "missing"}
     assert missing >= {"supabase_push.commits", "supabase_push.stamp_v2"}
     assert status.installed and status.schema_version == 1 and status.routes
 
 
-async def test_apply_upgrades_v1_while_writers_write_and_a_subscriber_reads(make_db: DatabaseFactory,
-                                                                            tmp_path: Path) -> None:
-    """8 writers through the upgrade; a subscriber started on v1 (with its cursor file) reads on; a v1
-    cursor saved before the upgrade resumes exactly where it was."""
+@pytest.mark.parametrize("version", [1, 2])
+async def test_apply_upgrades_in_place_while_writers_write_and_a_subscriber_reads(make_db: DatabaseFactory,
+                                                                                  tmp_path: Path, version: int) -> None:
+    """8 writers through the upgrade (from v1, and from v2); a subscriber started on the old schema (with its
+    cursor file) reads on; a cursor saved before the upgrade resumes exactly where it was."""
     url = make_db("tables")
-    install_v1(url)
+    install_shipped(url, version)
     cursor_file = tmp_path / "sub.cursor"
     subscriber = Subscriber.from_settings(settings(database_url=url), topics=["position-updates", "trade-updates"],
                                           cursor_store=cursor_file, verify_interval=1)
@@ -64,8 +73,8 @@ async def test_apply_upgrades_v1_while_writers_write_and_a_subscriber_reads(make
         with Writers(url) as writers:
             await asyncio.sleep(1.5)
             before = list(got)
-            assert len(before) > 20, "v1 delivers before the upgrade"
-            v1_cursor = before[-1].position
+            assert len(before) > 20, "the old schema delivers before the upgrade"
+            old_cursor = before[-1].position
             result = await asyncio.to_thread(_apply, url)
             upgraded_at = writers.committed
             await asyncio.sleep(2)
@@ -74,20 +83,20 @@ async def test_apply_upgrades_v1_while_writers_write_and_a_subscriber_reads(make
         while len(got) < len(logged) and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
         consuming.cancel()
-    assert result.upgraded_from == 1 and result.schema_version == 2
+    assert result.upgraded_from == version and result.schema_version == SCHEMA_VERSION
     assert writers.committed > upgraded_at + 50, "writers kept writing after the upgrade"
     assert [e.cursor for e in got] == [e.cursor for e in logged], "the subscriber lost or doubled changes"
     assert_ordered(logged)
     seqs = [e.position.seq for e in logged]
-    assert sorted(set(seqs)) == list(range(1, len(set(seqs)) + 1)), "v2 goes on from v1's numbers, no holes"
+    assert sorted(set(seqs)) == list(range(1, len(set(seqs)) + 1)), "the new schema goes on from the old numbers, no holes"
     assert Cursor.parse(cursor_file.read_text().strip()) == logged[-1].position
     with psycopg.connect(url, autocommit=True) as conn:
         assert schema.verify(conn).ok
         assert conn.execute("SELECT to_regclass('supabase_push.change_txn')").fetchone() == (None,)
-    # A v1 cursor (a cursor file, an SSE Last-Event-ID from before the upgrade) resumes on v2 exactly.
+    # An old cursor (a cursor file, an SSE Last-Event-ID from before the upgrade) resumes exactly.
     resumed = Subscriber.from_settings(settings(database_url=url), topics=["position-updates", "trade-updates"],
-                                       start=str(v1_cursor), transport="poll")
-    expected = [e.cursor for e in logged if e.position > v1_cursor]
+                                       start=str(old_cursor), transport="poll")
+    expected = [e.cursor for e in logged if e.position > old_cursor]
     rest: list[Any] = []
     async with resumed:
         async for event in resumed:

@@ -24,6 +24,7 @@ from .default import (
 from .memory import MemoryBackend, NullBackend
 from .message import Message, encode_payload, jsonable
 from .notify import NotifyBackend
+from .publish import Publisher, RestPublisher, SqlPublisher, apublish, publish, publisher_from_settings
 from .rest import RestBackend
 from .websocket import WebsocketBackend
 
@@ -35,10 +36,14 @@ __all__ = [
     "Message",
     "NotifyBackend",
     "NullBackend",
+    "Publisher",
     "RestBackend",
+    "RestPublisher",
     "RetryPolicy",
+    "SqlPublisher",
     "TransientError",
     "WebsocketBackend",
+    "apublish",
     "backend_from_settings",
     "broadcast",
     "broadcast_portfolio_update",
@@ -48,4 +53,6 @@ __all__ = [
     "default_broadcaster",
     "encode_payload",
     "jsonable",
+    "publish",
+    "publisher_from_settings",
 ]

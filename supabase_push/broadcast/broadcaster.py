@@ -32,6 +32,7 @@ from .backend import Backend, TransientError
 from .memory import MemoryBackend, NullBackend
 from .message import Message
 from .notify import NotifyBackend
+from .publish import NOT_CONFIGURED, Publisher, RestPublisher, event_body, publisher_from_settings
 from .rest import RestBackend
 from .websocket import WebsocketBackend
 
@@ -67,6 +68,8 @@ class BroadcastStats:
     requests: int = 0
     """Calls to the backend, retries included."""
     retries: int = 0
+    published: int = 0
+    """Durable events published (:meth:`Broadcaster.publish`)."""
 
 
 @dataclass
@@ -86,8 +89,11 @@ class Broadcaster:
 
     def __init__(self, backend: Backend, *, private: bool = True, max_payload_bytes: int = 256_000,
                  max_pending: int = 10_000, max_batch: int | None = None, linger: float = 0.0,
-                 retry: RetryPolicy | None = None, close_timeout: float = 30.0) -> None:
+                 retry: RetryPolicy | None = None, close_timeout: float = 30.0,
+                 publisher: Publisher | None = None) -> None:
         self.backend = backend
+        self.publisher = publisher
+        """Where :meth:`publish` appends durable events (None: publishing is not configured)."""
         self.private = private
         limit = backend.max_payload_bytes
         self.max_payload_bytes = min(max_payload_bytes, limit) if limit else max_payload_bytes
@@ -126,6 +132,8 @@ class Broadcaster:
         assert settings.supabase_url is not None and settings.api_key is not None
         backend = RestBackend(settings.supabase_url, settings.api_key, timeout=timeout,
                               access_token=session_token(client))
+        options.setdefault("publisher", RestPublisher(f"{settings.supabase_url}/rest/v1", settings.api_key,
+                                                      timeout=timeout))
         options.setdefault("private", settings.private)
         options.setdefault("max_payload_bytes", settings.max_payload_bytes)
         return cls(backend, **options)
@@ -140,6 +148,7 @@ class Broadcaster:
                         "or SUPABASE_PUSH_PRIVATE=false)")
         options.setdefault("private", settings.private)
         options.setdefault("max_payload_bytes", settings.max_payload_bytes)
+        options.setdefault("publisher", publisher_from_settings(settings, timeout=timeout))
         return cls(backend, **options)
 
     # -- sending ----------------------------------------------------------------------------
@@ -171,6 +180,35 @@ class Broadcaster:
                                  hint="await broadcast() to wait for room, or raise max_pending") from None
         pending.future.add_done_callback(_log_failure)
         return pending.future
+
+    async def publish(self, topic: str, event: str, payload: Mapping[str, Any] | BaseModel, *,
+                      key: str | None = None) -> int:
+        """Append a durable event to the change log (``supabase_push.publish``): subscribers, ``tail``, the
+        relay and the forwarder get it exactly once, in commit order, like a row change (op ``EVENT``).
+        ``key`` deduplicates: a publish that reuses a key is that first event, so a retry is safe (and
+        is retried after a dropped connection). Returns the event's change id.
+
+        To publish inside your own transaction, use :func:`supabase_push.publish` with your connection."""
+        if self._state in ("closing", "closed"):
+            raise BroadcasterClosedError("the broadcaster is closed")
+        if self.publisher is None:
+            raise NOT_CONFIGURED
+        body = event_body(payload)
+        attempt = 1
+        while True:
+            try:
+                change_id = await self.publisher.publish(topic, event, body, key)
+            except TransientError as exc:
+                if attempt >= self.retry.attempts:
+                    raise _gave_up(exc, attempt, 1, "event(s) not published") from None
+                self.stats.retries += 1
+                delay = self.retry.delay(attempt, exc.retry_after)
+                log.warning("%s; retry %d of %d in %.2f s", exc.reason, attempt, self.retry.attempts - 1, delay)
+                await asyncio.sleep(delay)
+                attempt += 1
+                continue
+            self.stats.published += 1
+            return change_id
 
     async def broadcast_position_update(self, position_id: int | str,
                                         position_data: Mapping[str, Any] | models.PositionUpdate, *,
@@ -227,6 +265,8 @@ class Broadcaster:
             undelivered = self._abandon_pending()
         try:
             await self.backend.close()
+            if self.publisher is not None:
+                await self.publisher.close()
         finally:
             undelivered += self._abandon_pending()
             self._state = "closed"
@@ -357,8 +397,8 @@ def backend_from_settings(settings: Settings, *, required: bool = True, timeout:
     return NullBackend(UNCONFIGURED)
 
 
-def _gave_up(exc: TransientError, attempts: int, count: int) -> DeliveryError:
-    text = f"{count} broadcast(s) not delivered after {attempts} attempt(s): {exc.reason}"
+def _gave_up(exc: TransientError, attempts: int, count: int, what: str = "broadcast(s) not delivered") -> DeliveryError:
+    text = f"{count} {what} after {attempts} attempt(s): {exc.reason}"
     hint = "the server kept failing or was unreachable; messages were not sent"
     if exc.timeout:
         return DeliveryTimeout(text, hint=hint, status=exc.status)

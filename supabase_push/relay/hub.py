@@ -147,7 +147,7 @@ class Hub:
     def _audience(self, event: ChangeEvent) -> Iterable[Connection]:
         """The streams that may see ``event`` (a superset: an index by owner, so a change is not checked
         against every stream)."""
-        if event.op in ("GAP", "TRUNCATE") or event.topic in self.policy.shared_topics:
+        if self.policy.for_everyone(event):
             return list(self._connections)
         owners = self.policy.owners_of(event)
         return [*(conn for owner in owners for conn in self._by_user.get(owner, ())), *self._admins]

@@ -14,8 +14,10 @@ __all__ = ["Policy"]
 @dataclass(frozen=True)
 class Policy:
     """``topics``: what the relay serves. ``owner_column``: a user sees a row when this column equals
-    their ``sub`` (the new row; the old one for a DELETE). ``shared_topics``: topics every user sees
-    whole (market data, say). ``topic_tiers``: topics only some tiers may open. The admin sees all."""
+    their ``sub`` (the new row; the old one for a DELETE), and a published event when its payload's
+    column does (an event whose payload names no owner is for everyone on the topic).
+    ``shared_topics``: topics every user sees whole (market data, say). ``topic_tiers``: topics only
+    some tiers may open. The admin sees all."""
 
     topics: Sequence[str]
     owner_column: str = "user_id"
@@ -47,8 +49,8 @@ class Policy:
         An UPDATE that moves a row from one owner to another is, to the old owner, a DELETE
         that carries only their old row, and to the new owner an INSERT that carries only the
         new one: neither sees the other's data. The admin and shared topics see it as it is."""
-        if principal.admin or event.op in ("GAP", "TRUNCATE") or event.topic in self.shared_topics:
-            return event  # a TRUNCATE carries no row: every viewer of the topic learns the table was emptied
+        if principal.admin or self.for_everyone(event):
+            return event
         old, new = self._owner(event.old_record), self._owner(event.record)
         if event.op == "UPDATE" and old is not None and new is not None and old != new:
             if principal.user_id == new:
@@ -57,6 +59,13 @@ class Policy:
                 return event.model_copy(update={"op": "DELETE", "record": None})
             return None
         return event if self.owner_of(event) == principal.user_id else None
+
+    def for_everyone(self, event: ChangeEvent) -> bool:
+        """Whether every viewer of the topic sees this change whole: a gap notice, a TRUNCATE (it carries
+        no row: every viewer learns the table was emptied), a change on a shared topic, an event for no
+        one in particular."""
+        return (event.op in ("GAP", "TRUNCATE") or event.topic in self.shared_topics
+                or (event.op == "EVENT" and self._owner(event.record) is None))
 
     def owners_of(self, event: ChangeEvent) -> set[str]:
         """Every user who may see some of the change: the new row's owner, and the old row's."""

@@ -38,6 +38,11 @@ the key stands for itself until the next connection asks again)."""
 CHANGE_EVENTS = {"INSERT", "UPDATE", "DELETE", "TRUNCATE"}
 
 
+def _published(payload: object) -> bool:
+    """Whether a broadcast is a published event from the change log (it goes out under its own name)."""
+    return isinstance(payload, dict) and payload.get("op") == "EVENT" and "cursor" in payload
+
+
 def seconds_left(token: str) -> float | None:
     """Seconds until the JWT's ``exp`` (read, not verified), or None if it has none."""
     try:
@@ -96,9 +101,10 @@ class RealtimeTransport:
         def on_broadcast(message: Any) -> None:
             nonlocal overflowed
             try:  # never let anything escape into the client's receive loop
-                if str(message.get("event", "")).upper() not in CHANGE_EVENTS:
-                    return
-                event = parse_push(message.get("payload"))
+                payload = message.get("payload")
+                if str(message.get("event", "")).upper() not in CHANGE_EVENTS and not _published(payload):
+                    return  # a service's broadcast, not a change
+                event = parse_push(payload)
                 if pending.qsize() >= self._buffer:
                     overflowed = True  # dropped here, read back by cursor
                     return
