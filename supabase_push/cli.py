@@ -1016,8 +1016,10 @@ def publish_command(
         started = time.perf_counter()
 
         async def send() -> int:
-            async with broadcaster:
+            try:  # not started: nothing is broadcast, so nothing says broadcasts are dropped
                 return await broadcaster.publish(topic, event, payload, key=key)
+            finally:
+                await broadcaster.close()
 
         change_id = asyncio.run(send())
         elapsed_ms = (time.perf_counter() - started) * 1000

@@ -20,7 +20,8 @@ from .subscribe import Subscriber
 
 __all__ = ["event_line", "run_tail"]
 
-OP_STYLE = {"INSERT": "green", "UPDATE": "yellow", "DELETE": "red", "TRUNCATE": "bold red", "GAP": "bold magenta"}
+OP_STYLE = {"INSERT": "green", "UPDATE": "yellow", "DELETE": "red", "TRUNCATE": "bold red", "GAP": "bold magenta",
+            "EVENT": "bold cyan"}
 
 
 def event_line(event: ChangeEvent) -> dict[str, Any]:
@@ -72,7 +73,8 @@ async def run_tail(subscriber: Subscriber, *, as_json: bool, count: int | None, 
             style = OP_STYLE.get(event.op, "")
             console.print(f"{event.commit_ts:%H:%M:%S.%f}"[:-3]
                           + f"  [{style}]{event.op:<6}[/{style}] {escape(event.topic):<18} {event.cursor:>12}"
-                          f"  [dim]{event.source or '':<8}[/dim] {escape(_short(row))}")
+                          f"  [dim]{event.source or '':<8}[/dim] "
+                          + escape(f"{event.event} " if event.event else "") + escape(_short(row)))
 
     seen = 0
 

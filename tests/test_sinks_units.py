@@ -92,7 +92,7 @@ def test_rules_filter_by_table_topic_and_op_and_render_messages() -> None:
 
 
 @pytest.mark.parametrize(("rule", "needle"), [
-    ({"name": "a", "op": "MERGE"}, "op must be INSERT, UPDATE, DELETE or TRUNCATE"),
+    ({"name": "a", "op": "MERGE"}, "op must be INSERT, UPDATE, DELETE, TRUNCATE or EVENT"),
     ({"name": "a", "colour": "red"}, "unknown key 'colour'"),
     ({"name": "a", "message": "{0}"}, "plain column name"),
     ({"name": "a", "message": "{x"}, "not a valid template"),

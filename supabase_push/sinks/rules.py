@@ -57,6 +57,8 @@ class Rule:
     topics: frozenset[str] = frozenset()
     tables: frozenset[str] = frozenset()
     ops: frozenset[str] = frozenset()
+    events: frozenset[str] = frozenset()
+    """Names of published events (op EVENT) this rule takes; a rule naming some takes no row change."""
     when: Expression | None = None
     message: str = "{op} on {table}"
     sinks: tuple[str, ...] = ()
@@ -73,6 +75,8 @@ class Rule:
         if self.tables and event.table not in self.tables and f"{event.schema_name}.{event.table}" not in self.tables:
             return None
         if self.ops and event.op not in self.ops:
+            return None
+        if self.events and event.event not in self.events:
             return None
         if self.when is not None and not self.when.matches(event.record, event.old_record,
                                                            deleted=event.op == "DELETE"):
@@ -98,7 +102,7 @@ def _template_parts(text: str, rule: str) -> list[tuple[str, str | None, str | N
 def _render(rule: Rule, event: ChangeEvent) -> str:
     """The message: the row's columns, and op, table, topic, cursor, rule, priority; a missing one shows '?'."""
     row: Mapping[str, Any] = (event.old_record if event.op == "DELETE" else event.record) or {}
-    extra = {"op": event.op, "table": event.table, "topic": event.topic, "cursor": event.cursor,
+    extra = {"op": event.op, "table": event.table, "event": event.event, "topic": event.topic, "cursor": event.cursor,
              "rule": rule.name, "priority": str(rule.priority)}
     out = []
     for literal, name, spec, conversion in _template_parts(rule.message, rule.name):
@@ -117,7 +121,7 @@ def _render(rule: Rule, event: ChangeEvent) -> str:
 def rules_from(items: Sequence[Mapping[str, Any]]) -> list[Rule]:
     """Rules from the ``[[rules]]`` tables of a config file (see docs/alerts.md)."""
     rules = []
-    known = {"name", "priority", "topic", "table", "op", "when", "message", "sinks"}
+    known = {"name", "priority", "topic", "table", "op", "event", "when", "message", "sinks"}
     for n, item in enumerate(items, 1):
         name = item.get("name") or f"rule {n}"
         unknown = set(item) - known
@@ -125,8 +129,8 @@ def rules_from(items: Sequence[Mapping[str, Any]]) -> list[Rule]:
             raise ConfigError(f"rule {name!r}: unknown key {sorted(unknown)[0]!r}",
                               hint=f"keys: {', '.join(sorted(known))}")
         ops = frozenset(op.upper() for op in _strings(item.get("op"), name, "op"))
-        if ops - {"INSERT", "UPDATE", "DELETE", "TRUNCATE"}:
-            raise ConfigError(f"rule {name!r}: op must be INSERT, UPDATE, DELETE or TRUNCATE")
+        if ops - {"INSERT", "UPDATE", "DELETE", "TRUNCATE", "EVENT"}:
+            raise ConfigError(f"rule {name!r}: op must be INSERT, UPDATE, DELETE, TRUNCATE or EVENT")
         when = item.get("when")
         if when is not None and not isinstance(when, str):
             raise ConfigError(f"rule {name!r}: when must be a string")
@@ -135,6 +139,7 @@ def rules_from(items: Sequence[Mapping[str, Any]]) -> list[Rule]:
                 name=str(name), priority=Priority.parse(str(item.get("priority", "normal"))),
                 topics=frozenset(_strings(item.get("topic"), name, "topic")),
                 tables=frozenset(_strings(item.get("table"), name, "table")), ops=ops,
+                events=frozenset(_strings(item.get("event"), name, "event")),
                 when=Expression(when) if when else None,
                 message=str(item.get("message", "{op} on {table}")),
                 sinks=tuple(_strings(item.get("sinks"), name, "sinks"))))
