@@ -198,7 +198,7 @@ async def test_the_relay_sends_an_event_to_its_owner_or_to_everyone(installed_ur
 async def test_over_postgrest_and_realtime_as_on_hosted_supabase(make_db: DatabaseFactory) -> None:
     """No DATABASE_URL: publish through PostgREST RPC with the service role; a subscriber gets the event by a
     Realtime push (the event's own name as the broadcast event) and reads by cursor through PostgREST."""
-    url = make_db()
+    url = make_db("empty")
     with psycopg.connect(url, autocommit=True) as conn:
         set_up_as_supabase(conn)
     service_key = tokens.mint("service_role", tokens.DEV_SECRET)
