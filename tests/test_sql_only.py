@@ -1,6 +1,7 @@
 """Hosted Supabase with only the SQL installed: no supabase-push process stamps, the database's own
 stamping loop does (what the pg_cron job of docs/supabase.md runs, here called from a plain session),
-and browsers on supabase-js keep receiving every change of `position-updates`, once and in order."""
+and browsers on supabase-js keep receiving every change of `position-updates`, once and in order, and the
+events services publish there."""
 
 from __future__ import annotations
 
@@ -86,6 +87,13 @@ async def test_supabase_js_receives_every_change_with_only_the_sql_stamping(
                 await asyncio.sleep(0.002)
             for thread in writers:
                 thread.join()
+            with psycopg.connect(url, autocommit=True) as conn:  # a durable event, as a service publishes it
+                conn.execute("SELECT supabase_push.publish('position-updates', 'risk-limit', %s, 'limit-1')",
+                             ('{"limit": 5000, "user_id": "u1"}',))
+            async with asyncio.timeout(10):
+                while not (published := [e for e in agent.inbox.items
+                                         if e["type"] == "broadcast" and e["payload"]["event"] == "risk-limit"]):
+                    await asyncio.sleep(0.01)
         finally:
             loop.cancel_safe()
             with contextlib.suppress(psycopg.errors.QueryCanceled):
@@ -98,6 +106,10 @@ async def test_supabase_js_receives_every_change_with_only_the_sql_stamping(
         for position in ids:
             seen = [int(r["quantity"]) for r in got if r["id"] == position and (r is not got[0])]
             assert seen == list(range(1, UPDATES + 1)), f"position {position}: {seen}"
+        [event] = published  # supabase-js hears it under its own name: channel.on('broadcast', {event: 'risk-limit'})
+        envelope = event["payload"]["payload"]
+        assert envelope["op"] == "EVENT" and envelope["event"] == "risk-limit" and envelope["table"] == ""
+        assert envelope["record"] == {"limit": 5000, "user_id": "u1"}
         delays = [arrived[key] - commits[key] for key in commits if key in arrived]
         print(f"commit to supabase-js, SQL-only stamping: p50 {statistics.median(delays) * 1000:.1f} ms, "
               f"max {max(delays) * 1000:.1f} ms over {len(delays)} changes")
