@@ -70,11 +70,13 @@ class NullBackend:
         return f"nowhere: {self.reason}"
 
     async def connect(self) -> None:
-        log.warning("broadcasts are dropped: %s", self.reason)
+        pass  # said at the first drop: a broadcaster that only publishes events drops nothing
 
     async def close(self) -> None:
         if self.dropped:
             log.warning("%d broadcast(s) were dropped: %s", self.dropped, self.reason)
 
     async def send(self, batch: Sequence[Message]) -> None:
+        if not self.dropped:
+            log.warning("broadcasts are dropped: %s", self.reason)
         self.dropped += len(batch)
