@@ -668,13 +668,99 @@ $$;
 COMMENT ON FUNCTION public.supabase_push_head() IS
     'supabase-push: the cursor of the newest change in the log';
 
+-- Where a snapshot of the routed tables stands in the log, for a reader that reads them in the
+-- same snapshot (a REPEATABLE READ transaction): then every change after the cursor (seq, id) is
+-- not in the rows, except those listed in skip (committed before the snapshot, so in the rows,
+-- but not yet given a cursor; they get one after it). tables: the routed tables of the topics
+-- (NULL: all), to read as they are in this snapshot. Same rights as the readers above.
+CREATE OR REPLACE FUNCTION public.supabase_push_snapshot_start(topics text[] DEFAULT NULL)
+RETURNS TABLE (seq bigint, id bigint, skip bigint[], tables jsonb, taken_at timestamptz)
+LANGUAGE sql
+STABLE
+SET search_path = ''
+AS $$
+    WITH last AS (
+        SELECT c.snapshot FROM supabase_push.commits c WHERE c.snapshot IS NOT NULL ORDER BY c.seq DESC LIMIT 1
+    ), reset AS (  -- no round yet, or another cluster's (a restore): every change may lack a cursor
+        SELECT NOT EXISTS (SELECT FROM last)
+               OR pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())
+                  < (SELECT pg_catalog.pg_snapshot_xmax(last.snapshot) FROM last) AS yes
+    ), candidates AS (
+        SELECT l.txid, l.id, l.topic FROM supabase_push.change_log l
+        WHERE NOT (SELECT yes FROM reset)
+          AND l.txid IN (SELECT x FROM last, pg_catalog.pg_snapshot_xip(last.snapshot) AS x)
+        UNION ALL
+        SELECT l.txid, l.id, l.topic FROM supabase_push.change_log l
+        WHERE NOT (SELECT yes FROM reset) AND l.txid >= (SELECT pg_catalog.pg_snapshot_xmax(last.snapshot) FROM last)
+        UNION ALL
+        SELECT l.txid, l.id, l.topic FROM supabase_push.change_log l
+        WHERE (SELECT yes FROM reset)
+    )
+    SELECT h.seq, h.id,
+           ARRAY(SELECT c.id FROM candidates c
+                 WHERE (topics IS NULL OR c.topic = ANY (topics))
+                   AND NOT EXISTS (SELECT FROM supabase_push.commits s
+                                   WHERE s.txid = c.txid AND c.id BETWEEN s.first_id AND s.last_id)
+                 ORDER BY c.id),
+           (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
+                       'schema', r.schema_name, 'table', r.table_name, 'topic', r.topic)
+                   ORDER BY r.topic, r.schema_name, r.table_name), '[]')
+            FROM supabase_push.routes r WHERE topics IS NULL OR r.topic = ANY (topics)),
+           pg_catalog.now()
+    FROM public.supabase_push_head() h
+$$;
+COMMENT ON FUNCTION public.supabase_push_snapshot_start(text[]) IS
+    'supabase-push: the cursor a snapshot of the routed tables, read in the same transaction, stands at';
+
+-- The same and the rows, in one call (one statement, so one snapshot: a STABLE function sees its
+-- caller's), for readers that only have PostgREST: POST /rest/v1/rpc/supabase_push_snapshot. The
+-- first element is {"cursor", "skip", "taken_at"}, then one {"topic", "schema", "table", "record"}
+-- per row. Refused past max_rows rows (the answer is built whole): read larger tables over SQL.
+CREATE OR REPLACE FUNCTION public.supabase_push_snapshot(topics text[] DEFAULT NULL, max_rows integer DEFAULT 100000)
+RETURNS SETOF jsonb
+LANGUAGE plpgsql
+STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    v_start record;
+    v_table jsonb;
+    v_rows bigint := 0;
+    v_count bigint;
+BEGIN
+    SELECT * INTO v_start FROM public.supabase_push_snapshot_start(topics);
+    FOR v_table IN SELECT pg_catalog.jsonb_array_elements(v_start.tables) LOOP
+        EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %I.%I', v_table->>'schema', v_table->>'table')
+        INTO v_count;
+        v_rows := v_rows + v_count;
+    END LOOP;
+    IF v_rows > max_rows THEN
+        RAISE EXCEPTION 'supabase_push: the snapshot has % rows, over max_rows (%)', v_rows, max_rows
+            USING ERRCODE = 'program_limit_exceeded',
+                  HINT = 'Read it over SQL (DATABASE_URL), which pages through one transaction, or raise max_rows.';
+    END IF;
+    RETURN NEXT pg_catalog.jsonb_build_object(
+        'cursor', v_start.seq::text || ':' || v_start.id::text, 'skip', pg_catalog.to_jsonb(v_start.skip),
+        'taken_at', v_start.taken_at);
+    FOR v_table IN SELECT pg_catalog.jsonb_array_elements(v_start.tables) LOOP
+        RETURN QUERY EXECUTE pg_catalog.format(
+            $q$SELECT pg_catalog.jsonb_build_object('topic', %L, 'schema', %L, 'table', %L,
+                                                    'record', pg_catalog.to_jsonb(t)) FROM %I.%I t$q$,
+            v_table->>'topic', v_table->>'schema', v_table->>'table', v_table->>'schema', v_table->>'table');
+    END LOOP;
+END
+$$;
+COMMENT ON FUNCTION public.supabase_push_snapshot(text[], integer) IS
+    'supabase-push: the routed tables'' rows in one snapshot, and the cursor they stand at';
+
 -- On Supabase the service role reads the change log (PostgREST polling); anon and
 -- authenticated get nothing unless you grant it.
 DO $$
 BEGIN
     IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'service_role') THEN
         GRANT USAGE ON SCHEMA supabase_push TO service_role;
-        GRANT SELECT ON supabase_push.change_log, supabase_push.commits, supabase_push.retention TO service_role;
+        GRANT SELECT ON supabase_push.change_log, supabase_push.commits, supabase_push.retention,
+                        supabase_push.routes TO service_role;
         GRANT EXECUTE ON FUNCTION public.supabase_push_stamp() TO service_role;
         GRANT EXECUTE ON FUNCTION supabase_push.publish(text, text, jsonb, text) TO service_role;
         GRANT EXECUTE ON FUNCTION public.supabase_push_publish(text, text, jsonb, text) TO service_role;
@@ -736,6 +822,8 @@ AS $$
            OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_head()')
            OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_stamp()')
            OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_publish(text,text,jsonb,text)')
+           OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_snapshot_start(text[])')
+           OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_snapshot(text[],integer)')
         UNION ALL
         SELECT pg_catalog.pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text
         FROM pg_catalog.pg_trigger t

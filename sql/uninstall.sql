@@ -36,6 +36,8 @@ DROP FUNCTION IF EXISTS public.supabase_push_changes(bigint, bigint, integer, te
 DROP FUNCTION IF EXISTS public.supabase_push_head();
 DROP FUNCTION IF EXISTS public.supabase_push_stamp();
 DROP FUNCTION IF EXISTS public.supabase_push_publish(text, text, jsonb, text);
+DROP FUNCTION IF EXISTS public.supabase_push_snapshot_start(text[]);
+DROP FUNCTION IF EXISTS public.supabase_push_snapshot(text[], integer);
 DROP SCHEMA IF EXISTS supabase_push CASCADE;
 
 COMMIT;

@@ -34,6 +34,8 @@ FUNCTIONS = (
     "public.supabase_push_head()",
     "public.supabase_push_stamp()",
     "public.supabase_push_publish(text,text,jsonb,text)",
+    "public.supabase_push_snapshot_start(text[])",
+    "public.supabase_push_snapshot(text[],integer)",
 )
 TABLES = (
     "supabase_push.installation",

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from . import _json
 from .events import START, ChangeEvent, Cursor, Source
 
-__all__ = ["ahead", "aread_changes", "astamp", "fetch_change", "head", "read_changes", "row_to_event", "stamp"]
+__all__ = ["SnapshotStart", "ahead", "aread_changes", "aread_snapshot", "astamp", "fetch_change", "head",
+           "read_changes", "row_to_event", "stamp"]
 
 # The rows come as text and are parsed here with exact numbers: psycopg's jsonb loader would turn a
 # numeric too long for int(str) into an error, and one too large for a double into inf.
@@ -139,3 +143,42 @@ def fetch_change(conn: psycopg.Connection[Any], cursor: Cursor) -> ChangeEvent |
     """The one change at ``cursor``, e.g. for an event that arrived ``truncated``."""
     page = read_changes(conn, Cursor(cursor.seq, cursor.id - 1), limit=1, source="catch-up")
     return page[0] if page and page[0].position == cursor else None
+
+
+@dataclass(frozen=True)
+class SnapshotStart:
+    """Where a snapshot of the routed tables stands: every change after ``cursor`` is not in its rows,
+    except the ``skip`` ids (committed before the snapshot, given a cursor after it)."""
+
+    cursor: Cursor
+    skip: frozenset[int]
+    taken_at: datetime
+
+
+_SNAPSHOT_START = "SELECT seq, id, skip, tables, taken_at FROM public.supabase_push_snapshot_start(%s)"
+
+
+async def aread_snapshot(conn: psycopg.AsyncConnection[Any], topics: Sequence[str] | None = None, *,
+                         page_size: int = 1000) -> AsyncIterator[SnapshotStart | list[ChangeEvent]]:
+    """The rows of the routed tables of ``topics``, as they are in one snapshot, with the cursor they stand at:
+    first a :class:`SnapshotStart`, then pages of ``op == "SNAPSHOT"`` events (their ``record`` the row), read
+    in one REPEATABLE READ transaction by a server-side cursor (memory stays bounded by ``page_size``). The
+    rows are read with the connection's rights (row-level security applies)."""
+    await astamp(conn)  # fewer changes to skip
+    async with conn.transaction():
+        await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        cur = await conn.execute(_SNAPSHOT_START, (list(topics) if topics is not None else None,))
+        row = await cur.fetchone()
+        assert row is not None
+        start = SnapshotStart(Cursor(int(row[0]), int(row[1])), frozenset(row[2]), row[4])
+        yield start
+        for table in row[3]:
+            query = sql.SQL("SELECT pg_catalog.to_jsonb(t)::text FROM {}.{} t").format(
+                sql.Identifier(table["schema"]), sql.Identifier(table["table"]))
+            async with conn.cursor(name="supabase_push_snapshot") as rows:
+                await rows.execute(query)
+                while page := await rows.fetchmany(page_size):
+                    yield [ChangeEvent(id=start.cursor.id, cursor=str(start.cursor), topic=table["topic"],
+                                       schema=table["schema"], table=table["table"], op="SNAPSHOT",
+                                       record=_row(record), commit_ts=start.taken_at, source="snapshot")
+                           for (record,) in page]

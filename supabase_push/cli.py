@@ -657,7 +657,8 @@ def tail(
     rest_url: RestUrl = None,
     start: Annotated[str | None, typer.Option(
         "--from", metavar="CURSOR", show_default=False,
-        help="Start after this cursor (seq:id), or 'now' (the newest change); default 0:0, the whole log.")] = None,
+        help="Start after this cursor (seq:id), 'now' (the newest change), or 'snapshot' (the current rows of the "
+        "topics' tables as SNAPSHOT events, then every change after them); default 0:0, the whole log.")] = None,
     cursor_file: Annotated[str | None, typer.Option(
         help="Keep the cursor in this file: a restarted tail resumes where it stopped.")] = None,
     count: Annotated[int | None, typer.Option(

@@ -9,11 +9,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = ["DEFAULT_ROUTES", "START", "ChangeEvent", "Cursor", "Operation", "Source"]
 
-Operation = Literal["INSERT", "UPDATE", "DELETE", "TRUNCATE", "GAP", "EVENT"]
+Operation = Literal["INSERT", "UPDATE", "DELETE", "TRUNCATE", "GAP", "EVENT", "SNAPSHOT"]
 """TRUNCATE: every row of the table went (no record, no old record). GAP: changes up to this cursor
 were pruned from the log before this subscriber read them. EVENT: a service published it
-(``supabase_push.publish``, :meth:`Broadcaster.publish`): ``event`` is its name, ``record`` its payload."""
-Source = Literal["realtime", "listen", "poll", "catch-up"]
+(``supabase_push.publish``, :meth:`Broadcaster.publish`): ``event`` is its name, ``record`` its payload.
+SNAPSHOT: a row as it stood when a subscriber started with ``start="snapshot"`` (``record``; its cursor is the
+snapshot's; ``record`` None: a snapshot starts again, drop the rows the earlier attempt gave)."""
+Source = Literal["realtime", "listen", "poll", "catch-up", "snapshot"]
 
 # table -> topic, as installed when no routes are given.
 DEFAULT_ROUTES: dict[str, str] = {

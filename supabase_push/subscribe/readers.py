@@ -5,13 +5,14 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any, Protocol
 
 import httpx
 import psycopg
 
 from .. import _json
-from ..changelog import ahead, aread_changes, row_to_event
+from ..changelog import SnapshotStart, ahead, aread_changes, aread_snapshot, row_to_event
 from ..config import Settings, scrub
 from ..db import aconnect, describe_dsn, map_error
 from ..errors import (
@@ -42,6 +43,11 @@ class Reader(Protocol):
 
     async def head(self) -> Cursor:
         """The cursor of the newest change in the log; TransportError if it cannot tell."""
+        ...
+
+    def snapshot(self, topics: Sequence[str], page_size: int) -> AsyncIterator[SnapshotStart | list[ChangeEvent]]:
+        """The rows of the topics' tables in one snapshot: a :class:`SnapshotStart`, then pages of SNAPSHOT
+        events (see :func:`~supabase_push.changelog.aread_snapshot`); TransportError if it cannot."""
         ...
 
     async def close(self) -> None: ...
@@ -79,6 +85,12 @@ class SqlReader:
     async def head(self) -> Cursor:
         async with self._connection() as conn:
             return await ahead(conn)
+
+    async def snapshot(self, topics: Sequence[str],
+                       page_size: int) -> AsyncIterator[SnapshotStart | list[ChangeEvent]]:
+        async with self._connection() as conn:
+            async for item in aread_snapshot(conn, topics, page_size=page_size):
+                yield item
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -125,6 +137,7 @@ class RestReader:
         self._http = httpx.AsyncClient(base_url=self.rest_url, headers=headers, timeout=timeout)
         self._stamps = True
         self._stamp_first = _StampFirst()
+        self.max_snapshot_rows = 100_000
 
     def describe(self) -> str:
         return f"PostgREST at {self.rest_url}"
@@ -139,6 +152,24 @@ class RestReader:
         await self._stamp()
         rows = await self._rpc("supabase_push_head", {})
         return Cursor(int(rows[0]["seq"]), int(rows[0]["id"])) if rows else START
+
+    async def snapshot(self, topics: Sequence[str],
+                       page_size: int) -> AsyncIterator[SnapshotStart | list[ChangeEvent]]:
+        """One call (one snapshot), up to ``max_snapshot_rows`` rows (the database refuses more): PostgREST
+        builds its answer whole, so a larger snapshot is read over SQL."""
+        await self._stamp()
+        rows = await self._rpc("supabase_push_snapshot", {"topics": list(topics), "max_rows": self.max_snapshot_rows})
+        if not rows:
+            raise TransportError(f"{self.describe()} answered the snapshot with nothing")
+        head = rows[0]
+        start = SnapshotStart(Cursor.parse(head["cursor"]), frozenset(int(i) for i in head["skip"]),
+                              datetime.fromisoformat(head["taken_at"]))
+        yield start
+        for first in range(1, len(rows), page_size):
+            yield [ChangeEvent(id=start.cursor.id, cursor=str(start.cursor), topic=row["topic"], schema=row["schema"],
+                               table=row["table"], op="SNAPSHOT", record=row["record"], commit_ts=start.taken_at,
+                               source="snapshot")
+                   for row in rows[first:first + page_size]]
 
     async def _stamp(self) -> None:
         if not self._stamps:

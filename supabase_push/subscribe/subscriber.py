@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, cast
 
+from ..changelog import SnapshotStart
 from ..config import Settings
 from ..errors import AccessRefusedError, ConfigError, SupabasePushError, TransportError
 from ..events import DEFAULT_ROUTES, START, ChangeEvent, Cursor, Source
@@ -76,6 +77,10 @@ class SubscriberStats:
     last saw: 0 while it leads; read from the database while it stands by or cannot run the loop."""
     waiting_seconds: float | None = None
     """How long the log has gone unstamped while ``waiting_changes`` wait (0 when none wait)."""
+    snapshot_rows: int = 0
+    """Rows the snapshot gave (``start="snapshot"``), filtered ones included."""
+    snapshot_skipped: int = 0
+    """Changes read after the snapshot that its rows already held (not delivered)."""
 
     def as_dict(self) -> dict[str, Any]:
         return {"state": self.state, "delivered": dict(self.delivered), "duplicates": self.duplicates,
@@ -85,7 +90,8 @@ class SubscriberStats:
                 "lag_ms": None if self.lag_ms is None else round(self.lag_ms, 3), "cursor": self.cursor,
                 "connected": self.connected, "last_error": self.last_error, "refused": self.refused,
                 "stamper": self.stamper, "waiting_changes": self.waiting_changes,
-                "waiting_seconds": None if self.waiting_seconds is None else round(self.waiting_seconds, 3)}
+                "waiting_seconds": None if self.waiting_seconds is None else round(self.waiting_seconds, 3),
+                "snapshot_rows": self.snapshot_rows, "snapshot_skipped": self.snapshot_skipped}
 
 
 @dataclass
@@ -113,9 +119,11 @@ class Subscriber:
     Every change on ``topics`` is delivered once, in cursor order, whatever the transport
     does: pushes are checked for continuity, anything missed is read from the change log.
 
-    ``start`` is a cursor (``"seq:id"``; default the beginning) or ``"now"``: the newest change
-    when :meth:`start` runs. With ``cursor_store`` (a path, or your own :class:`CursorStore`), the cursor of the last
-    event you finished with is saved, and the next run starts after it. An event counts as
+    ``start`` is a cursor (``"seq:id"``; default the beginning), ``"now"``: the newest change
+    when :meth:`start` runs, or ``"snapshot"``: first the current rows of the topics' tables, read in
+    one snapshot (``op == "SNAPSHOT"`` events, filters applied), then every change after exactly those
+    rows (see docs/subscriber.md). With ``cursor_store`` (a path, or your own :class:`CursorStore`), the
+    cursor of the last event you finished with is saved, and the next run starts after it. An event counts as
     finished when your loop asks for the next one, when the ``async with`` block exits
     without an exception, or, for ``on()`` callbacks, when they have returned.
 
@@ -152,16 +160,20 @@ class Subscriber:
             stamper.on_backlog = self._stamper_backlog
         saved = self.cursor_store.load() if self.cursor_store is not None else None
         self._start_now = saved is None and start == "now"
+        self._snapshot = saved is None and start == "snapshot"  # taken by the engine, before it reads the log
+        self._skip: set[int] = set()  # changes after the snapshot's cursor that its rows hold
+        self._restarted: ChangeEvent | None = None  # what a snapshot tried again starts with
         try:
             if saved is not None:
                 first = saved
             elif isinstance(start, str):
-                first = START if self._start_now else Cursor.parse(start)  # "now" is read from the log at start()
+                # "now" is read from the log at start(), "snapshot" by the engine
+                first = START if self._start_now or self._snapshot else Cursor.parse(start)
             else:
                 first = start or START
         except ValueError as exc:
             raise ConfigError(str(exc), hint="a cursor is seq:id, as events carry it; 0:0 is the beginning, "
-                              "'now' the newest change") from None
+                              "'now' the newest change, 'snapshot' the current rows then what follows") from None
         self._sequencer = Sequencer(self.topics, first)
         self._saved = self._sequencer.cursor
         self.stats.cursor = str(self._sequencer.cursor)
@@ -369,6 +381,8 @@ class Subscriber:
         try:
             if self.push is None:
                 self._ready.set()
+            while self._snapshot and not await self._take_snapshot():
+                await asyncio.sleep(self._read_backoff())
             await self._catch_up("catch-up")
             while True:
                 try:
@@ -437,6 +451,29 @@ class Subscriber:
                       self._sequencer.cursor, event.prev)
             await self._catch_up("catch-up")
 
+    async def _take_snapshot(self) -> bool:
+        """Deliver the rows of one snapshot and move the cursor to where it stands; False if reading failed
+        (the next try starts with a SNAPSHOT event without a record: drop what this one gave)."""
+        if self._restarted is not None and self.stats.snapshot_rows:
+            await self._deliver(self._restarted)
+        try:
+            async for item in self.reader.snapshot(self.topics, self.page_size):
+                if isinstance(item, SnapshotStart):
+                    self._sequencer.cursor = item.cursor
+                    self.stats.cursor, self.stats.connected = str(item.cursor), True
+                    self._skip = set(item.skip)
+                    self._restarted = ChangeEvent(id=item.cursor.id, cursor=str(item.cursor), topic="*", schema="",
+                                                  table="", op="SNAPSHOT", commit_ts=item.taken_at, source="snapshot")
+                    continue
+                for event in item:
+                    self.stats.snapshot_rows += 1
+                    await self._deliver(event)
+        except TransportError as exc:
+            self._read_failed(exc)
+            return False
+        self._snapshot = False
+        return True
+
     async def _catch_up(self, source: Source) -> None:
         """Read from the cursor until the log has nothing more."""
         try:
@@ -483,10 +520,16 @@ class Subscriber:
         return _jittered(min(self.max_backoff, 0.1 * 2 ** min(self._read_failures_in_a_row, 10)))
 
     async def _deliver(self, event: ChangeEvent) -> None:
-        self._sequencer.advance(event)
-        self.stats.cursor = event.cursor
+        if event.op != "SNAPSHOT":
+            self._sequencer.advance(event)
+            self.stats.cursor = event.cursor
+            if self._skip and event.id in self._skip:  # the snapshot's rows hold it already
+                self._skip.discard(event.id)
+                self.stats.snapshot_skipped += 1
+                return
         gap = event.op == "GAP"
-        visible = gap or event.op == "TRUNCATE" or all(f.matches(event) for f in self.filters)  # no row to filter
+        visible = (gap or event.op == "TRUNCATE" or (event.op == "SNAPSHOT" and event.record is None)  # no row
+                   or all(f.matches(event) for f in self.filters))
         if gap:
             self.stats.gaps += 1
             log.warning("gap: changes after %s up to %s were pruned from the change log before this subscriber "
@@ -514,7 +557,9 @@ class Subscriber:
             log.exception("a callback raised on %s %s (delivery goes on)", event.topic, event.cursor)
 
     def _finished(self, event: ChangeEvent) -> None:
-        if self.cursor_store is not None and event.position > self._saved:
+        # Not before every change the snapshot holds has gone by: a run resumed from there would deliver them.
+        if self.cursor_store is not None and event.op != "SNAPSHOT" and not self._skip \
+                and event.position > self._saved:
             self.cursor_store.save(event.position)
             self._saved = event.position
 

@@ -1,0 +1,213 @@
+"""Snapshot, then the stream (issue 18, part 2): a subscriber started with ``start="snapshot"`` gets the current
+rows of its topics' tables read in one snapshot, then every change after exactly those rows: nothing in
+between lost, nothing applied twice, whenever it starts and however busy the writers are."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from supabase_push import _json
+from supabase_push.config import Settings
+from supabase_push.events import ChangeEvent
+from supabase_push.local import tokens
+from supabase_push.stamper import stamping
+from supabase_push.subscribe import RestReader, Subscriber
+from supabase_push.subscribe.readers import Reader, SqlReader
+
+from .conftest import DatabaseFactory, set_up_as_supabase
+from .postgrest import PostgREST
+
+SUBSCRIBERS, WRITERS, SEED = 20, 8, 40
+
+
+class Book:
+    """Positions by id, rebuilt from what a subscriber hands out; any change that does not fit the book
+    as it stands (an INSERT of a row it holds, an UPDATE or DELETE of one it lacks) is recorded."""
+
+    def __init__(self) -> None:
+        self.rows: dict[int, dict[str, Any]] = {}
+        self.misfits: list[str] = []
+        self.snapshot_rows = 0
+
+    def apply(self, event: ChangeEvent) -> None:
+        if event.op == "SNAPSHOT":
+            if event.record is None:  # a snapshot started again
+                self.rows.clear()
+                return
+            self.snapshot_rows += 1
+            self.rows[int(event.record["id"])] = event.record
+            return
+        key = int((event.record or event.old_record or {})["id"])
+        if (event.op == "INSERT" and key in self.rows) or (event.op in ("UPDATE", "DELETE") and key not in self.rows):
+            self.misfits.append(f"{event.op} {key} at {event.cursor}")
+        if event.op == "DELETE":
+            self.rows.pop(key, None)
+        else:
+            assert event.record is not None
+            self.rows[key] = event.record
+
+
+def table_now(url: str) -> dict[int, dict[str, Any]]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT to_jsonb(p)::text FROM positions p").fetchall()
+    return {int(row["id"]): row for row in (_json.loads(text, exact_numbers=True) for (text,) in rows)}
+
+
+class Writers:
+    """``n`` threads of 1-3 statement transactions on positions: updates of hot rows, inserts, deletes,
+    one in ten rolled back."""
+
+    def __init__(self, url: str, n: int = WRITERS) -> None:
+        self.url, self.n = url, n
+        self.stop = threading.Event()
+        self.committed = 0
+        self.errors: list[BaseException] = []
+        self._threads = [threading.Thread(target=self._write, args=(k,), daemon=True) for k in range(n)]
+
+    def __enter__(self) -> Writers:
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self._threads:
+            thread.join(10)
+        assert not self.errors, self.errors
+
+    def _write(self, k: int) -> None:
+        rng = random.Random(k)
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                while not self.stop.is_set():
+                    try:
+                        self._transaction(conn, rng, k)
+                    except psycopg.errors.DeadlockDetected:
+                        continue  # two random picks in opposite orders: gone whole, like any rolled back
+                    self.committed += 1
+                    time.sleep(rng.uniform(0, 0.004))
+        except BaseException as exc:  # reported by __exit__
+            self.errors.append(exc)
+
+    @staticmethod
+    def _transaction(conn: psycopg.Connection[Any], rng: random.Random, k: int) -> None:
+        with conn.transaction(force_rollback=rng.random() < 0.1):
+            for _ in range(rng.randint(1, 3)):
+                roll = rng.random()
+                if roll < 0.7:
+                    conn.execute("UPDATE positions SET quantity = quantity + 1, updated_at = now() "
+                                 "WHERE id = (SELECT id FROM positions ORDER BY random() LIMIT 1)")
+                elif roll < 0.85:
+                    conn.execute("INSERT INTO positions (symbol, quantity) VALUES (%s, 1)", (f"W{k}",))
+                else:
+                    conn.execute("DELETE FROM positions WHERE id = "
+                                 "(SELECT id FROM positions ORDER BY random() LIMIT 1)")
+
+
+async def rebuild_books(url: str, make_reader: Any) -> tuple[list[Book], list[Subscriber]]:
+    """20 subscribers, each started with a snapshot at a random moment while the writers write; then, the
+    writers stopped, each reads on until it holds the log's newest change."""
+    books = [Book() for _ in range(SUBSCRIBERS)]
+    started: dict[int, Subscriber] = {}
+
+    async def follow(n: int, delay: float) -> None:
+        await asyncio.sleep(delay)
+        reader: Reader = make_reader()
+        subscriber = Subscriber(reader=reader, topics=["position-updates"], start="snapshot", poll_interval=0.05,
+                                page_size=7)  # pages of 7: a snapshot of many pages
+        started[n] = subscriber
+        subscriber.on("position-updates", books[n].apply)
+        await subscriber.start()
+
+    rng = random.Random(7)
+    with Writers(url) as writers:
+        await asyncio.gather(*(follow(n, rng.uniform(0, 2.5)) for n in range(SUBSCRIBERS)))
+        await asyncio.sleep(0.5)
+    assert writers.committed > 200, writers.committed
+    subscribers = [started[n] for n in range(SUBSCRIBERS)]
+    with psycopg.connect(url, autocommit=True) as conn:
+        head = str(conn.execute("SELECT seq || ':' || id FROM supabase_push_head()").fetchone()[0])  # type: ignore[index]
+    async with asyncio.timeout(30):
+        while any(s.stats.cursor != head for s in subscribers):
+            await asyncio.sleep(0.05)
+    for subscriber in subscribers:
+        await subscriber.close()
+    return books, subscribers
+
+
+@pytest.fixture
+def seeded(installed_url: str) -> Iterator[str]:
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO positions (symbol, quantity) SELECT 'S' || n, n FROM generate_series(1, %s) n",
+                     (SEED,))
+    with stamping(installed_url):  # one stamper for the database, as any supabase-push process runs
+        yield installed_url
+
+
+async def test_twenty_subscribers_starting_from_a_snapshot_rebuild_the_book_over_sql(seeded: str) -> None:
+    books, subscribers = await rebuild_books(seeded, lambda: SqlReader(seeded))
+    final = table_now(seeded)
+    for n, (book, subscriber) in enumerate(zip(books, subscribers, strict=True)):
+        assert book.misfits == [], f"subscriber {n}: {book.misfits[:5]}"
+        assert book.rows == final, f"subscriber {n}'s book differs from the table"
+        assert book.snapshot_rows == subscriber.stats.snapshot_rows > 0
+    skipped = sum(s.stats.snapshot_skipped for s in subscribers)
+    print(f"snapshot then stream over SQL: {SUBSCRIBERS} books equal the table; {skipped} changes already in a "
+          "snapshot were skipped")
+
+
+async def test_twenty_subscribers_starting_from_a_snapshot_rebuild_the_book_over_postgrest(
+        make_db: DatabaseFactory) -> None:
+    url = make_db("empty")
+    with psycopg.connect(url, autocommit=True) as conn:
+        set_up_as_supabase(conn)
+        conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO service_role")  # Supabase's default privileges
+        conn.execute("INSERT INTO positions (symbol, quantity) SELECT 'S' || n, n FROM generate_series(1, %s) n",
+                     (SEED,))
+    key = tokens.mint("service_role", tokens.DEV_SECRET)
+    with PostgREST(url, tokens.DEV_SECRET) as api, stamping(url):
+        books, subscribers = await rebuild_books(url, lambda: RestReader(api.url, key))
+    final = table_now(url)
+    for n, (book, subscriber) in enumerate(zip(books, subscribers, strict=True)):
+        assert book.misfits == [], f"subscriber {n}: {book.misfits[:5]}"
+        assert book.rows == final, f"subscriber {n}'s book differs from the table"
+        assert book.snapshot_rows == subscriber.stats.snapshot_rows > 0
+
+
+async def test_filters_apply_to_the_snapshot_and_a_cursor_file_resumes_after_it(seeded: str, tmp_path: Any) -> None:
+    cursor_file = tmp_path / "c"
+    subscriber = Subscriber.from_settings(Settings(database_url=seeded), topics=["position-updates"],
+                                          start="snapshot", filters=["symbol=eq.S3"], cursor_store=cursor_file,
+                                          transport="poll", poll_interval=0.05, stamp=False)
+    async with subscriber:
+        first = await asyncio.wait_for(anext(subscriber), 10)
+        assert (first.op, first.record and first.record["symbol"], first.source) == ("SNAPSHOT", "S3", "snapshot")
+        with psycopg.connect(seeded, autocommit=True) as conn:
+            conn.execute("UPDATE positions SET quantity = 99 WHERE symbol = 'S3'")
+        change = await asyncio.wait_for(anext(subscriber), 10)
+        assert change.op == "UPDATE" and change.record and int(change.record["quantity"]) == 99
+    assert subscriber.stats.snapshot_rows == SEED and subscriber.stats.filtered >= SEED - 1
+    resumed = Subscriber.from_settings(Settings(database_url=seeded), topics=["position-updates"], start="snapshot",
+                                       cursor_store=cursor_file, transport="poll", poll_interval=0.05, stamp=False)
+    assert resumed.cursor.seq > 0, "a saved cursor wins over start='snapshot'"
+
+
+def test_tail_from_snapshot(seeded: str) -> None:
+    proc = subprocess.run([sys.executable, "-m", "supabase_push", "tail", "--db-url", seeded, "--json", "--from",
+                           "snapshot", "--topic", "position-updates", "--count", str(SEED), "--timeout", "20"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert {line["op"] for line in lines} == {"SNAPSHOT"} and len(lines) == SEED
+    assert sorted(line["record"]["symbol"] for line in lines) == sorted(f"S{n}" for n in range(1, SEED + 1))
