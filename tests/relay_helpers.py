@@ -52,11 +52,13 @@ class SseStream:
     """``async with SseStream(url, token) as s: await s.take(3)``: one /events stream, parsed as it comes."""
 
     def __init__(self, base: str, token: str | None, *, topics: str | None = None, last_id: str | None = None,
-                 query_token: bool = False) -> None:
+                 query_token: bool = False, start: str | None = None) -> None:
         params: dict[str, str] = {}
         headers: dict[str, str] = {}
         if topics:
             params["topics"] = topics
+        if start:
+            params["start"] = start
         if token and query_token:
             params["access_token"] = token
         elif token:

@@ -1,4 +1,5 @@
-"""examples/relay_positions.html in headless Chromium against `supabase-push relay`, end to end.
+"""examples/relay_positions.html in headless Chromium against `supabase-push relay`, end to end: the tables fill
+from a snapshot on load, then live changes, then a relay restart.
 
 Needs Debian's chromium (`bash scripts/test` installs it); Playwright drives it through its own driver and never
 downloads a browser.
@@ -89,6 +90,10 @@ async def trade_symbols(page: Page) -> list[str]:
 
 
 async def test_the_page_shows_live_rows_and_catches_up_after_a_relay_restart(installed_url: str) -> None:
+    with psycopg.connect(installed_url, autocommit=True) as conn:  # there before the page: from the snapshot
+        for owner, symbol in [(ALICE, "SNAP"), (BOB, "BOBP")]:
+            conn.execute("INSERT INTO positions (user_id, symbol, quantity, average_price, current_price,"
+                         " unrealized_pnl) VALUES (%s, %s, 5, 10, 11, 5)", (owner, symbol))
     with static_site() as site:
         relay = RelayProcess(installed_url, origin=site)
         relay.start()
@@ -96,6 +101,7 @@ async def test_the_page_shows_live_rows_and_catches_up_after_a_relay_restart(ins
             async with browser_page() as page:
                 await page.goto(f"{site}/relay_positions.html?relay={relay.url}&token={token(ALICE)}")
                 await page.wait_for_function("document.getElementById('status').textContent === 'live'")
+                await page.locator("#positions tbody tr", has_text="SNAP").wait_for()
 
                 insert_trades(installed_url, [ALICE], symbol="AAPL")
                 insert_trades(installed_url, [BOB], symbol="BOBS")  # someone else's: never on this page
@@ -105,6 +111,7 @@ async def test_the_page_shows_live_rows_and_catches_up_after_a_relay_restart(ins
                 await page.locator("#positions tbody tr", has_text="AAPL").wait_for()
                 await page.locator("#trades tbody tr", has_text="AAPL").wait_for()
                 assert await page.locator("#positions td.loss").inner_text() == "-100"
+                assert await page.locator("#positions tbody tr", has_text="BOBP").count() == 0  # not hers
 
                 relay.kill()
                 await page.wait_for_function("document.getElementById('status').textContent === 'reconnecting'")

@@ -5,6 +5,7 @@ between lost, nothing applied twice, whenever it starts and however busy the wri
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import subprocess
@@ -18,22 +19,26 @@ import psycopg
 import pytest
 
 from supabase_push import _json
+from supabase_push.changelog import read_changes, stamp
 from supabase_push.config import Settings
-from supabase_push.events import ChangeEvent
+from supabase_push.events import START, ChangeEvent
 from supabase_push.local import tokens
+from supabase_push.relay.policy import Policy
 from supabase_push.stamper import stamping
 from supabase_push.subscribe import RestReader, Subscriber
 from supabase_push.subscribe.readers import Reader, SqlReader
 
 from .conftest import DatabaseFactory, set_up_as_supabase
 from .postgrest import PostgREST
+from .relay_helpers import ADMIN, ALICE, SseStream, relay, token
 
 SUBSCRIBERS, WRITERS, SEED = 20, 8, 40
 
 
 class Book:
     """Positions by id, rebuilt from what a subscriber hands out; any change that does not fit the book
-    as it stands (an INSERT of a row it holds, an UPDATE or DELETE of one it lacks) is recorded."""
+    as it stands (an INSERT of a row it holds, an UPDATE or DELETE of one it lacks, or whose old row is
+    not the one the book holds) is recorded."""
 
     def __init__(self) -> None:
         self.rows: dict[int, dict[str, Any]] = {}
@@ -51,6 +56,8 @@ class Book:
         key = int((event.record or event.old_record or {})["id"])
         if (event.op == "INSERT" and key in self.rows) or (event.op in ("UPDATE", "DELETE") and key not in self.rows):
             self.misfits.append(f"{event.op} {key} at {event.cursor}")
+        elif event.op in ("UPDATE", "DELETE") and self.rows[key] != event.old_record:  # applied twice, or one lost
+            self.misfits.append(f"{event.op} {key} at {event.cursor} from another row than the book's")
         if event.op == "DELETE":
             self.rows.pop(key, None)
         else:
@@ -211,3 +218,58 @@ def test_tail_from_snapshot(seeded: str) -> None:
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert {line["op"] for line in lines} == {"SNAPSHOT"} and len(lines) == SEED
     assert sorted(line["record"]["symbol"] for line in lines) == sorted(f"S{n}" for n in range(1, SEED + 1))
+
+
+async def test_relay_streams_that_start_with_a_snapshot_rebuild_each_users_book(seeded: str) -> None:
+    """Streams opened with ?start=snapshot while 8 writers write: snapshot frames (the rows this user may see),
+    then every change after them; each stream's book equals the user's rows at the end. No frame carries an
+    id before the changes the snapshot already held have gone by."""
+    with psycopg.connect(seeded, autocommit=True) as conn:
+        conn.execute("UPDATE positions SET user_id = %s WHERE id %% 2 = 0", (ALICE,))
+    async with relay(seeded, policy=Policy(topics=["position-updates"])) as server:
+        streams: list[tuple[str | None, SseStream]] = []
+        async with contextlib.AsyncExitStack() as stack:
+            with Writers(seeded):
+                for n in range(10):
+                    await asyncio.sleep(0.2)
+                    who = ALICE if n % 2 else None
+                    stream = SseStream(server.url, token(ALICE) if who else ADMIN, start="snapshot")
+                    streams.append((who, await stack.enter_async_context(stream)))
+                await asyncio.sleep(0.3)
+            final = table_now(seeded)
+            await asyncio.sleep(2)  # the relay pushes what the writers wrote last
+            for who, stream in streams:
+                book, frames = Book(), await stream.quiet(0.2)
+                for frame in frames:
+                    if frame.event in ("snapshot", "message"):
+                        book.apply(ChangeEvent.model_validate_json(frame.data))
+                misfits = book.misfits
+                mine = {k: v for k, v in final.items() if who is None or v["user_id"] == who}
+                assert misfits == [], misfits[:5]
+                assert _shown(book.rows) == _shown(mine)
+                kinds = [f.event for f in frames]
+                assert kinds[0] == "snapshot-start" and "snapshot-end" in kinds
+                assert all(f.id is None for f in frames[:kinds.index("snapshot-end") + 1])
+
+
+def _shown(rows: dict[int, dict[str, Any]]) -> dict[int, tuple[str, str]]:
+    return {k: (str(v["symbol"]), str(v["quantity"])) for k, v in rows.items()}
+
+
+def test_a_change_committed_before_the_snapshot_but_stamped_after_is_named_to_skip(installed_url: str) -> None:
+    """Nobody stamps here, so the snapshot's rows hold a change that gets its cursor only later."""
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO positions (symbol, quantity) VALUES ('A', 1)")
+        stamp(conn)
+        conn.execute("UPDATE positions SET quantity = 2 WHERE symbol = 'A'")  # committed, no cursor yet
+        conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('T', 'buy', 1, 1)")  # another topic
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+            seq, change_id, skip, tables, _ = conn.execute(
+                "SELECT * FROM supabase_push_snapshot_start(ARRAY['position-updates'])").fetchone()  # type: ignore[misc]
+            rows = conn.execute("SELECT quantity FROM positions").fetchall()
+        stamp(conn)
+        [first, update] = read_changes(conn, START, topics=["position-updates"])
+    assert (seq, change_id) == (first.position.seq, first.id) and rows == [(2,)]
+    assert skip == [update.id] and update.position > first.position, "the update is in the rows, and after the cursor"
+    assert tables == [{"schema": "public", "table": "positions", "topic": "position-updates"}]

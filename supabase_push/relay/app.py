@@ -113,11 +113,14 @@ class _Relay:
             asked = [t for value in request.query_params.getlist("topics") for t in value.split(",") if t]
             topics = self.config.policy.topics_for(principal, asked)
             after = _resume_cursor(request)
-            conn = self.hub.open(principal, topics, after)
+            start = request.query_params.get("start")
+            if start not in (None, "", "snapshot"):
+                raise Refused(f"start must be 'snapshot', not {start[:40]!r}", status=400)
+            conn = self.hub.open(principal, topics, after, snapshot=start == "snapshot")
         except Refused as exc:
             return _refusal(exc)
         log.info("relay: stream %d opened for %s (tier %s) on %s from %s", conn.id, principal.user_id,
-                 principal.tier, ",".join(topics), after or "now")
+                 principal.tier, ",".join(topics), after or ("a snapshot" if conn.snapshot else "now"))
 
         # a stream lives no longer than its token: the browser must come back with a fresh one
         expiry = asyncio.get_running_loop().call_later(principal.expires_in(), self.hub.expire, conn)

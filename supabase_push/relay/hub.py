@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import logging
 import time
 from collections import Counter, deque
@@ -19,6 +20,7 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..changelog import SnapshotStart
 from ..errors import TransportError
 from ..events import ChangeEvent, Cursor
 from ..subscribe.readers import Reader
@@ -55,9 +57,10 @@ class Item:
         return seen
 
 
-def _encode(event: ChangeEvent) -> bytes:
+def _encode(event: ChangeEvent, *, with_id: bool = True) -> bytes:
     data = event.model_dump_json(by_alias=True, exclude={"prev"})  # prev would tell of other topics' traffic
-    return sse.frame(data, id=event.cursor, event="gap" if event.op == "GAP" else None)
+    kind = "gap" if event.op == "GAP" else "snapshot" if event.op == "SNAPSHOT" else None
+    return sse.frame(data, id=event.cursor if with_id and event.op != "SNAPSHOT" else None, event=kind)
 
 
 _HEARTBEAT = sse.comment("heartbeat")
@@ -72,6 +75,11 @@ class Connection:
     """Events to send, and None for a heartbeat."""
     after: Cursor | None
     """Where the stream resumes (None: from now)."""
+    snapshot: bool = False
+    """Start with the current rows (``?start=snapshot``), then the changes after them."""
+    skip: set[int] = field(default_factory=set)
+    """Changes after the snapshot's cursor that its rows hold; until they have gone by, frames carry no id
+    (a browser that reconnects then takes the snapshot again rather than resume where it would double them)."""
     backlog_until: Cursor | None = None
     """Read the log after ``after`` up to here first (the ring did not reach back far enough)."""
     replay: list[Item] = field(default_factory=list)
@@ -182,8 +190,11 @@ class Hub:
 
     # -- the stream side ----------------------------------------------------------------------
 
-    def open(self, principal: Principal, topics: Sequence[str], after: Cursor | None) -> Connection:
-        """Register a stream (Refused 429 past the per-user limit). Live events queue from here on."""
+    def open(self, principal: Principal, topics: Sequence[str], after: Cursor | None, *,
+             snapshot: bool = False) -> Connection:
+        """Register a stream (Refused 429 past the per-user limit). Live events queue from here on. With
+        ``snapshot`` (and no ``after``), the stream starts with the rows of its topics' tables as this
+        principal may see them, read when it starts: every later change is then in the queue."""
         if self._base is None:
             raise Refused("the relay is starting", status=503)
         mine = self._by_user.get(principal.user_id, set())
@@ -191,7 +202,8 @@ class Hub:
             self.refused["per-user limit"] += 1
             raise Refused(f"{principal.user_id} has {len(mine)} streams open, the most this relay allows",
                           status=429)
-        conn = Connection(next(self._ids), principal, frozenset(topics), asyncio.Queue(self.buffer), after)
+        conn = Connection(next(self._ids), principal, frozenset(topics), asyncio.Queue(self.buffer), after,
+                          snapshot=snapshot and after is None)
         if after is not None:
             if after < self._base:
                 conn.backlog_until = self._base
@@ -214,6 +226,12 @@ class Hub:
         """The SSE bytes of one stream: what it missed, then live events and heartbeats."""
         last = conn.after
         yield sse.comment(f"stream {conn.id}") + sse.retry(retry_ms)
+        if conn.snapshot:
+            async for chunk in self._snapshot(conn):
+                if isinstance(chunk, Cursor):
+                    last = chunk
+                else:
+                    yield chunk
         if conn.backlog_until is not None:
             async for item in self._backlog(conn):
                 last = item.position
@@ -232,9 +250,36 @@ class Hub:
                 yield self._sent(conn, queued)
 
     def _sent(self, conn: Connection, item: Item) -> bytes:
+        frame = item.frame
+        if conn.skip:  # just after a snapshot
+            if item.event.id in conn.skip:  # its rows hold this change
+                conn.skip.discard(item.event.id)
+                return b""
+            frame = _encode(item.event, with_id=False)
         conn.sent += 1
         self.frames_out.add()
-        return item.frame
+        return frame
+
+    async def _snapshot(self, conn: Connection) -> AsyncIterator[bytes | Cursor]:
+        """``snapshot-start``, one ``snapshot`` frame per row this stream may see, ``snapshot-end``; then the
+        snapshot's cursor, after which the stream goes on."""
+        rows = 0
+        try:
+            async for item in self.reader.snapshot(sorted(conn.topics), self.page_size):
+                if isinstance(item, SnapshotStart):
+                    conn.skip = set(item.skip)
+                    start = item.cursor
+                    yield sse.frame(json.dumps({"cursor": str(start)}), event="snapshot-start")
+                    continue
+                for event in item:
+                    if (view := self._view(conn, event)) is not None:
+                        rows += 1
+                        yield _encode(view)
+        except TransportError as exc:
+            log.warning("relay: cannot read a snapshot for stream %d (%s); closing it, it will retry", conn.id, exc)
+            raise
+        yield sse.frame(json.dumps({"cursor": str(start), "rows": rows}), event="snapshot-end")
+        yield start
 
     async def _backlog(self, conn: Connection) -> AsyncIterator[Item]:
         """The log after the stream's cursor, up to where the ring begins."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -88,22 +88,32 @@ class SqlReader:
 
     async def snapshot(self, topics: Sequence[str],
                        page_size: int) -> AsyncIterator[SnapshotStart | list[ChangeEvent]]:
-        async with self._connection() as conn:
-            async for item in aread_snapshot(conn, topics, page_size=page_size):
-                yield item
+        """On a connection of its own: its transaction stays open while the pages go out, and the reads of
+        others (the relay's streams share this reader) must not run inside it."""
+        with self._as_transport_error():
+            async with await aconnect(self._dsn) as conn:
+                async for item in aread_snapshot(conn, topics, page_size=page_size):
+                    yield item
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
         """The reader's connection (opened on first use); any failure closes it and becomes a TransportError."""
         try:
-            if self._conn is None or self._conn.closed:
-                self._conn = await aconnect(self._dsn)
-            yield self._conn
-        except DatabaseError as exc:
+            with self._as_transport_error():
+                if self._conn is None or self._conn.closed:
+                    self._conn = await aconnect(self._dsn)
+                yield self._conn
+        except TransportError:
             await self.close()
+            raise
+
+    @contextlib.contextmanager
+    def _as_transport_error(self) -> Iterator[None]:
+        try:
+            yield
+        except DatabaseError as exc:
             raise transport_error(exc, exc.message, exc.hint) from None
         except psycopg.Error as exc:
-            await self.close()
             error = map_error(exc, self._dsn)
             raise transport_error(error, f"cannot read the change log: {error.message}",
                                    _hint(exc.sqlstate) or error.hint) from None
