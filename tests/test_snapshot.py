@@ -273,3 +273,45 @@ def test_a_change_committed_before_the_snapshot_but_stamped_after_is_named_to_sk
     assert (seq, change_id) == (first.position.seq, first.id) and rows == [(2,)]
     assert skip == [update.id] and update.position > first.position, "the update is in the rows, and after the cursor"
     assert tables == [{"schema": "public", "table": "positions", "topic": "position-updates"}]
+
+
+async def test_a_snapshot_cut_midway_is_read_again_after_a_reset_event(seeded: str) -> None:
+    subscriber = Subscriber.from_settings(Settings(database_url=seeded), topics=["position-updates"],
+                                          start="snapshot", transport="poll", stamp=False, page_size=5,
+                                          queue_size=1, max_backoff=0.2)
+    async with subscriber:
+        got = [await asyncio.wait_for(anext(subscriber), 10) for _ in range(3)]
+        with psycopg.connect(seeded, autocommit=True) as conn:  # the snapshot's connection, waiting for us
+            killed = conn.execute("SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE "
+                                  "datname = current_database() AND state = 'idle in transaction' AND "
+                                  "pid <> pg_backend_pid()").fetchone()
+        assert killed == (1,)
+        book = Book()
+        for event in got:
+            book.apply(event)
+        async with asyncio.timeout(20):
+            while not (resets := [n for n, e in enumerate(got) if e.op == "SNAPSHOT" and e.record is None]) \
+                    or len(got) - resets[0] - 1 < SEED:
+                event = await anext(subscriber)
+                got.append(event)
+                book.apply(event)
+    assert len(resets) == 1 and resets[0] >= 3, "one reset, after what the first attempt gave"
+    assert book.rows == table_now(seeded) and subscriber.stats.read_failures >= 1
+
+
+def test_a_snapshot_over_sql_is_read_with_the_readers_rights(seeded: str) -> None:
+    with psycopg.connect(seeded, autocommit=True) as conn:
+        conn.execute("DROP ROLE IF EXISTS desk_reader")
+        conn.execute("CREATE ROLE desk_reader LOGIN PASSWORD 'desk-reader-7'")
+        conn.execute("GRANT USAGE ON SCHEMA supabase_push TO desk_reader")
+        conn.execute("GRANT SELECT ON positions, supabase_push.change_log, supabase_push.commits, "
+                     "supabase_push.retention, supabase_push.routes TO desk_reader")
+        conn.execute("ALTER TABLE positions ENABLE ROW LEVEL SECURITY")
+        conn.execute("CREATE POLICY only_s1 ON positions FOR SELECT TO desk_reader USING (symbol LIKE 'S1%')")
+    url = psycopg.conninfo.make_conninfo(seeded, user="desk_reader", password="desk-reader-7")
+    proc = subprocess.run([sys.executable, "-m", "supabase_push", "tail", "--db-url", url, "--json", "--from",
+                           "snapshot", "--topic", "position-updates", "--count", "11", "--timeout", "20"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    symbols = sorted(json.loads(line)["record"]["symbol"] for line in proc.stdout.splitlines())
+    assert symbols == sorted(["S1", *(f"S1{n}" for n in range(10))]), "S1 and S10-S19, the rows the policy shows"

@@ -91,9 +91,12 @@ class SqlReader:
         """On a connection of its own: its transaction stays open while the pages go out, and the reads of
         others (the relay's streams share this reader) must not run inside it."""
         with self._as_transport_error():
-            async with await aconnect(self._dsn) as conn:
+            conn = await aconnect(self._dsn)
+            try:
                 async for item in aread_snapshot(conn, topics, page_size=page_size):
                     yield item
+            finally:
+                await conn.close()  # a rollback with the connection: nothing to keep
 
     @contextlib.asynccontextmanager
     async def _connection(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
