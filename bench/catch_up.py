@@ -7,7 +7,9 @@ A backlog of changes (trades inserted 1,000 per transaction) is read from the st
   official `postgrest` client), pages of 5,000; peers: keyset pagination of the bare
   table (`id > last ORDER BY id`) by SQL and through PostgREST's table endpoint;
 - ingest: a `Subscriber` (polling, SQL) handing every event to `async for`, beside the
-  raw `aread_changes` loop it is built on.
+  raw `aread_changes` loop it is built on;
+- snapshot: the same table's rows as a snapshot (what `start="snapshot"` reads first) over SQL
+  (one transaction, a server-side cursor) and PostgREST (one call), beside the keyset peers.
 """
 
 from __future__ import annotations
@@ -67,6 +69,21 @@ async def keyset_rest(url: str, key: str) -> int:
     return count
 
 
+async def snapshot_rows(reader: Reader) -> int:
+    count = 0
+    async for item in reader.snapshot(TOPICS, PAGE):
+        if isinstance(item, list):
+            count += len(item)
+    await reader.close()
+    return count
+
+
+def rest_reader(url: str, key: str) -> RestReader:
+    reader = RestReader(url, key, timeout=120)
+    reader.max_snapshot_rows = 1_000_000
+    return reader
+
+
 async def ingest_subscriber(dsn: str, changes: int) -> int:
     count = 0
     async with Subscriber(reader=SqlReader(dsn), topics=TOPICS, page_size=PAGE, poll_interval=0.05) as sub:
@@ -112,9 +129,14 @@ async def sections(env: Stack, *, quick: bool, runs: int) -> list[Section]:
         "ours: Subscriber, async for": lambda: ingest_subscriber(dsn, changes),
         "peer: raw aread_changes loop": lambda: ingest_raw(dsn, changes),
     }
-    times: dict[str, list[float]] = {name: [] for name in [*ways, *ingest]}
+    snapshots: dict[str, Callable[[], Awaitable[int]]] = {
+        "ours: snapshot by SQL (SqlReader)": lambda: snapshot_rows(SqlReader(dsn)),
+    }
+    if rest:
+        snapshots["ours: snapshot by PostgREST (RestReader)"] = lambda: snapshot_rows(rest_reader(rest, key))
+    times: dict[str, list[float]] = {name: [] for name in [*ways, *ingest, *snapshots]}
     for _ in range(runs):
-        for name, way in {**ways, **ingest}.items():
+        for name, way in {**ways, **ingest, **snapshots}.items():
             times[name].append(await timed(way, changes))
 
     catch_up = Section("catch_up", f"Catch-up: reading {changes:,} changes by cursor",
@@ -143,7 +165,21 @@ async def sections(env: Stack, *, quick: bool, runs: int) -> list[Section]:
         rate.add(name, [changes / median(times[name])])
     rate.ratios.append(Ratio("Subscriber / raw read loop", rate.value("ours: Subscriber, async for", "events/s")
                              / rate.value("peer: raw aread_changes loop", "events/s")))
-    return [catch_up, rate]
+    snapshot = Section("snapshot", f"Snapshot: the current {changes:,} rows of a table, then the stream",
+                       f"{changes:,} rows of `trades` as SNAPSHOT events, read in one snapshot (what "
+                       "`start=\"snapshot\"` reads first), beside the keyset read of the same rows.", "seconds",
+                       ["seconds", "rows/s"], runs=runs, plotted=["seconds"])
+    for name in [*snapshots, *(n for n in ways if n.startswith("peer"))]:
+        seconds = median(times[name])
+        snapshot.add(name, [seconds, changes / seconds])
+    snapshot.ratios.append(Ratio("SQL: snapshot / bare table keyset (time)",
+                                 snapshot.value("ours: snapshot by SQL (SqlReader)", "seconds")
+                                 / snapshot.value("peer: keyset over the table, SQL", "seconds")))
+    if rest:
+        snapshot.ratios.append(Ratio("PostgREST: snapshot / bare table keyset (time)",
+                                     snapshot.value("ours: snapshot by PostgREST (RestReader)", "seconds")
+                                     / snapshot.value("peer: keyset over the table, PostgREST", "seconds")))
+    return [catch_up, rate, snapshot]
 
 
 if __name__ == "__main__":
