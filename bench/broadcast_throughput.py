@@ -113,7 +113,7 @@ async def measure(info: dict[str, str], n: int, peer_n: int, runs: int, dsn: str
 
 
 async def section(env: Stack, *, quick: bool, runs: int) -> Section:
-    n, peer_n = (500, 50) if quick else (3000, 300)
+    n, peer_n = (300, 20) if quick else (3000, 300)
     dsn = env.database(realtime=True)
     info = env.server(dsn)
     rates = await measure(info, n, peer_n, runs, dsn, env.postgrest(dsn))
@@ -149,4 +149,4 @@ async def section(env: Stack, *, quick: bool, runs: int) -> Section:
 
 
 if __name__ == "__main__":
-    run_alone(section, __doc__, "500 messages (50 for the peer), 1 run")
+    run_alone(section, __doc__, "300 messages (20 for the peer), 1 run")

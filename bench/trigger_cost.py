@@ -106,7 +106,7 @@ def big_transaction(dsn: str, *, ours: bool) -> tuple[float, float | None]:
 
 
 async def section(env: Stack, *, quick: bool, runs: int) -> Section:
-    seconds = 1.0 if quick else 5.0
+    seconds = 0.5 if quick else 5.0
     modes = databases(env)
     big = {name: await asyncio.to_thread(big_transaction, modes[name], ours=name in PATHS)
            for name in (BARE, "ours: change log + realtime.send (Supabase path)")}
