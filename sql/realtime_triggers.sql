@@ -712,46 +712,86 @@ $$;
 COMMENT ON FUNCTION public.supabase_push_snapshot_start(text[]) IS
     'supabase-push: the cursor a snapshot of the routed tables, read in the same transaction, stands at';
 
--- The same and the rows, in one call (one statement, so one snapshot: a STABLE function sees its
--- caller's), for readers that only have PostgREST: POST /rest/v1/rpc/supabase_push_snapshot. The
--- first element is {"cursor", "skip", "taken_at"}, then one {"topic", "schema", "table", "record"}
--- per row. Refused past max_rows rows (the answer is built whole): read larger tables over SQL.
-CREATE OR REPLACE FUNCTION public.supabase_push_snapshot(topics text[] DEFAULT NULL, max_rows integer DEFAULT 100000)
-RETURNS SETOF jsonb
+-- For readers that only have PostgREST, where each call is a transaction of its own: a snapshot
+-- is copied, in one statement (so one snapshot), into supabase_push.snapshot_rows under a random
+-- id, then read page by page (supabase_push_snapshot_page) and dropped (supabase_push_snapshot_close;
+-- copies older than an hour go at the next open). The rows are read with the caller's rights (RLS
+-- applies); the id is the only way back to them.
+CREATE TABLE IF NOT EXISTS supabase_push.snapshot_rows (
+    snapshot_id uuid NOT NULL,
+    n bigint NOT NULL,
+    topic text NOT NULL,
+    schema_name text NOT NULL,
+    table_name text NOT NULL,
+    record jsonb NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT pg_catalog.now(),
+    PRIMARY KEY (snapshot_id, n)
+);
+
+CREATE OR REPLACE FUNCTION supabase_push.forget_snapshots_v3(p_id uuid DEFAULT NULL)
+RETURNS void
+LANGUAGE sql
+VOLATILE
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+    DELETE FROM supabase_push.snapshot_rows s
+    WHERE s.snapshot_id = p_id OR s.created_at < pg_catalog.now() - interval '1 hour'
+$$;
+
+-- Returns the snapshot's id, the cursor its rows stand at, the changes to skip and how many rows.
+CREATE OR REPLACE FUNCTION public.supabase_push_snapshot_open(topics text[] DEFAULT NULL)
+RETURNS TABLE (snapshot_id uuid, seq bigint, id bigint, skip bigint[], taken_at timestamptz, row_count bigint)
 LANGUAGE plpgsql
-STABLE
+VOLATILE
 SET search_path = ''
 AS $$
 DECLARE
-    v_start record;
-    v_table jsonb;
-    v_rows bigint := 0;
-    v_count bigint;
+    v_id uuid := pg_catalog.gen_random_uuid();
+    v_rows text;
 BEGIN
-    SELECT * INTO v_start FROM public.supabase_push_snapshot_start(topics);
-    FOR v_table IN SELECT pg_catalog.jsonb_array_elements(v_start.tables) LOOP
-        EXECUTE pg_catalog.format('SELECT pg_catalog.count(*) FROM %I.%I', v_table->>'schema', v_table->>'table')
-        INTO v_count;
-        v_rows := v_rows + v_count;
-    END LOOP;
-    IF v_rows > max_rows THEN
-        RAISE EXCEPTION 'supabase_push: the snapshot has % rows, over max_rows (%)', v_rows, max_rows
-            USING ERRCODE = 'program_limit_exceeded',
-                  HINT = 'Read it over SQL (DATABASE_URL), which pages through one transaction, or raise max_rows.';
-    END IF;
-    RETURN NEXT pg_catalog.jsonb_build_object(
-        'cursor', v_start.seq::text || ':' || v_start.id::text, 'skip', pg_catalog.to_jsonb(v_start.skip),
-        'taken_at', v_start.taken_at);
-    FOR v_table IN SELECT pg_catalog.jsonb_array_elements(v_start.tables) LOOP
-        RETURN QUERY EXECUTE pg_catalog.format(
-            $q$SELECT pg_catalog.jsonb_build_object('topic', %L, 'schema', %L, 'table', %L,
-                                                    'record', pg_catalog.to_jsonb(t)) FROM %I.%I t$q$,
-            v_table->>'topic', v_table->>'schema', v_table->>'table', v_table->>'schema', v_table->>'table');
-    END LOOP;
+    PERFORM supabase_push.forget_snapshots_v3();
+    -- One statement reads the cursor and every table, so all of it sees one snapshot.
+    SELECT coalesce(pg_catalog.string_agg(pg_catalog.format(
+               'SELECT %L AS topic, %L AS schema_name, %L AS table_name, pg_catalog.to_jsonb(t) AS record FROM %I.%I t',
+               r.topic, r.schema_name, r.table_name, r.schema_name, r.table_name), ' UNION ALL '),
+           'SELECT NULL::text, NULL::text, NULL::text, NULL::jsonb WHERE false')
+    INTO v_rows
+    FROM supabase_push.routes r WHERE topics IS NULL OR r.topic = ANY (topics);
+    RETURN QUERY EXECUTE pg_catalog.format(
+        $q$WITH start AS (SELECT * FROM public.supabase_push_snapshot_start($1)),
+                copied AS (INSERT INTO supabase_push.snapshot_rows (snapshot_id, n, topic, schema_name, table_name, record)
+                           SELECT %L, pg_catalog.row_number() OVER (), r.topic, r.schema_name, r.table_name, r.record
+                           FROM (%s) r
+                           RETURNING 1)
+           SELECT %L::uuid, start.seq, start.id, start.skip, start.taken_at, (SELECT pg_catalog.count(*) FROM copied)
+           FROM start$q$, v_id, v_rows, v_id)
+    USING topics;
 END
 $$;
-COMMENT ON FUNCTION public.supabase_push_snapshot(text[], integer) IS
-    'supabase-push: the routed tables'' rows in one snapshot, and the cursor they stand at';
+
+CREATE OR REPLACE FUNCTION public.supabase_push_snapshot_page(
+    snapshot_id uuid, after_n bigint DEFAULT 0, max_rows integer DEFAULT 1000)
+RETURNS TABLE (n bigint, topic text, schema_name text, table_name text, record jsonb)
+LANGUAGE sql
+STABLE
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+    SELECT s.n, s.topic, s.schema_name, s.table_name, s.record FROM supabase_push.snapshot_rows s
+    WHERE s.snapshot_id = supabase_push_snapshot_page.snapshot_id AND s.n > after_n
+    ORDER BY s.n
+    LIMIT max_rows
+$$;
+
+CREATE OR REPLACE FUNCTION public.supabase_push_snapshot_close(snapshot_id uuid)
+RETURNS void
+LANGUAGE sql
+VOLATILE
+SET search_path = ''
+AS $$
+    SELECT supabase_push.forget_snapshots_v3(snapshot_id)
+$$;
 
 -- On Supabase the service role reads the change log (PostgREST polling); anon and
 -- authenticated get nothing unless you grant it.
@@ -761,6 +801,7 @@ BEGIN
         GRANT USAGE ON SCHEMA supabase_push TO service_role;
         GRANT SELECT ON supabase_push.change_log, supabase_push.commits, supabase_push.retention,
                         supabase_push.routes TO service_role;
+        GRANT INSERT ON supabase_push.snapshot_rows TO service_role;
         GRANT EXECUTE ON FUNCTION public.supabase_push_stamp() TO service_role;
         GRANT EXECUTE ON FUNCTION supabase_push.publish(text, text, jsonb, text) TO service_role;
         GRANT EXECUTE ON FUNCTION public.supabase_push_publish(text, text, jsonb, text) TO service_role;
@@ -823,7 +864,9 @@ AS $$
            OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_stamp()')
            OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_publish(text,text,jsonb,text)')
            OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_snapshot_start(text[])')
-           OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_snapshot(text[],integer)')
+           OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_snapshot_open(text[])')
+           OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_snapshot_page(uuid,bigint,integer)')
+           OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_snapshot_close(uuid)')
         UNION ALL
         SELECT pg_catalog.pg_get_triggerdef(t.oid) || ' ' || t.tgenabled::text
         FROM pg_catalog.pg_trigger t

@@ -37,7 +37,9 @@ DROP FUNCTION IF EXISTS public.supabase_push_head();
 DROP FUNCTION IF EXISTS public.supabase_push_stamp();
 DROP FUNCTION IF EXISTS public.supabase_push_publish(text, text, jsonb, text);
 DROP FUNCTION IF EXISTS public.supabase_push_snapshot_start(text[]);
-DROP FUNCTION IF EXISTS public.supabase_push_snapshot(text[], integer);
+DROP FUNCTION IF EXISTS public.supabase_push_snapshot_open(text[]);
+DROP FUNCTION IF EXISTS public.supabase_push_snapshot_page(uuid, bigint, integer);
+DROP FUNCTION IF EXISTS public.supabase_push_snapshot_close(uuid);
 DROP SCHEMA IF EXISTS supabase_push CASCADE;
 
 COMMIT;

@@ -35,7 +35,10 @@ FUNCTIONS = (
     "public.supabase_push_stamp()",
     "public.supabase_push_publish(text,text,jsonb,text)",
     "public.supabase_push_snapshot_start(text[])",
-    "public.supabase_push_snapshot(text[],integer)",
+    "public.supabase_push_snapshot_open(text[])",
+    "public.supabase_push_snapshot_page(uuid,bigint,integer)",
+    "public.supabase_push_snapshot_close(uuid)",
+    "supabase_push.forget_snapshots_v3(uuid)",
 )
 TABLES = (
     "supabase_push.installation",
@@ -46,6 +49,7 @@ TABLES = (
     "supabase_push.retention",
     "supabase_push.event_topics",
     "supabase_push.event_keys",
+    "supabase_push.snapshot_rows",
 )
 
 

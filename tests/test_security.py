@@ -40,7 +40,9 @@ def forged(claims: dict[str, Any], alg: str = "none") -> str:
 NOW = time.time()
 BAD_TOKENS = {
     "expired": tokens.mint("service_role", tokens.DEV_SECRET, ttl=-60),
-    "not yet valid": tokens.sign({"role": "service_role", "exp": NOW + 3600, "nbf": NOW + 600}, tokens.DEV_SECRET),
+    # made at collection: valid from a day on, whatever the suite's length (it took over 600 s once)
+    "not yet valid": tokens.sign({"role": "service_role", "exp": NOW + 2 * 86400, "nbf": NOW + 86400},
+                                 tokens.DEV_SECRET),
     "wrong signature": tokens.mint("service_role", "another-secret-of-at-least-thirty-two-chars"),
     "alg none": forged({"role": "service_role", "exp": NOW + 3600}),
     "alg none, signed as HS256 would be": forged({"role": "service_role", "exp": NOW + 3600}, alg="None"),

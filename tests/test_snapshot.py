@@ -190,6 +190,8 @@ async def test_twenty_subscribers_starting_from_a_snapshot_rebuild_the_book_over
         assert book.misfits == [], f"subscriber {n}: {book.misfits[:5]}"
         assert book.rows == final, f"subscriber {n}'s book differs from the table"
         assert book.snapshot_rows == subscriber.stats.snapshot_rows > 0
+    with psycopg.connect(url, autocommit=True) as conn:  # each copy was read in pages of 7, then dropped
+        assert conn.execute("SELECT count(*) FROM supabase_push.snapshot_rows").fetchone() == (0,)
 
 
 async def test_filters_apply_to_the_snapshot_and_a_cursor_file_resumes_after_it(seeded: str, tmp_path: Any) -> None:

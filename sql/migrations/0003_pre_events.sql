@@ -1,9 +1,8 @@
 -- supabase-push schema 2 -> 3: events from services (supabase_push.publish) and snapshots.
 --
--- Version 3 only adds: the tables event_topics and event_keys and the functions
--- supabase_push.publish(), public.supabase_push_publish() and
--- public.supabase_push_snapshot_start() and public.supabase_push_snapshot(), all created by
--- sql/realtime_triggers.sql. Nothing that exists changes shape, so nothing moves here and no
+-- Version 3 only adds: the tables event_topics, event_keys and snapshot_rows and the functions
+-- supabase_push.publish(), public.supabase_push_publish(), public.supabase_push_snapshot_start()
+-- and the snapshot_open/_page/_close trio, all created by sql/realtime_triggers.sql. Nothing that exists changes shape, so nothing moves here and no
 -- writer waits: an event is a change_log row like any other (op 'EVENT'), read by the same
 -- supabase_push_changes(). `supabase-push apply` runs this file and the install script in one
 -- transaction. By hand:

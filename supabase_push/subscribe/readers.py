@@ -150,7 +150,6 @@ class RestReader:
         self._http = httpx.AsyncClient(base_url=self.rest_url, headers=headers, timeout=timeout)
         self._stamps = True
         self._stamp_first = _StampFirst()
-        self.max_snapshot_rows = 100_000
 
     def describe(self) -> str:
         return f"PostgREST at {self.rest_url}"
@@ -168,21 +167,27 @@ class RestReader:
 
     async def snapshot(self, topics: Sequence[str],
                        page_size: int) -> AsyncIterator[SnapshotStart | list[ChangeEvent]]:
-        """One call (one snapshot), up to ``max_snapshot_rows`` rows (the database refuses more): PostgREST
-        builds its answer whole, so a larger snapshot is read over SQL."""
+        """Each PostgREST call is a transaction of its own, so the snapshot is copied in one
+        (``supabase_push_snapshot_open``: the caller's rights), read page by page, and dropped."""
         await self._stamp()
-        rows = await self._rpc("supabase_push_snapshot", {"topics": list(topics), "max_rows": self.max_snapshot_rows})
-        if not rows:
-            raise TransportError(f"{self.describe()} answered the snapshot with nothing")
-        head = rows[0]
-        start = SnapshotStart(Cursor.parse(head["cursor"]), frozenset(int(i) for i in head["skip"]),
-                              datetime.fromisoformat(head["taken_at"]))
-        yield start
-        for first in range(1, len(rows), page_size):
-            yield [ChangeEvent(id=start.cursor.id, cursor=str(start.cursor), topic=row["topic"], schema=row["schema"],
-                               table=row["table"], op="SNAPSHOT", record=row["record"], commit_ts=start.taken_at,
-                               source="snapshot")
-                   for row in rows[first:first + page_size]]
+        [opened] = await self._rpc("supabase_push_snapshot_open", {"topics": list(topics)})
+        snapshot_id = opened["snapshot_id"]
+        try:
+            start = SnapshotStart(Cursor(int(opened["seq"]), int(opened["id"])),
+                                  frozenset(int(i) for i in opened["skip"]), datetime.fromisoformat(opened["taken_at"]))
+            yield start
+            after = 0
+            while rows := await self._rpc("supabase_push_snapshot_page",
+                                          {"snapshot_id": snapshot_id, "after_n": after, "max_rows": page_size}):
+                after = int(rows[-1]["n"])
+                yield [ChangeEvent(id=start.cursor.id, cursor=str(start.cursor), topic=row["topic"],
+                                   schema=row["schema_name"], table=row["table_name"], op="SNAPSHOT",
+                                   record=row["record"], commit_ts=start.taken_at, source="snapshot") for row in rows]
+                if len(rows) < page_size:
+                    break
+        finally:
+            with contextlib.suppress(TransportError):  # an hour on, the next open drops it anyway
+                await self._post("supabase_push_snapshot_close", {"snapshot_id": snapshot_id})
 
     async def _stamp(self) -> None:
         if not self._stamps:
