@@ -21,7 +21,7 @@ from supabase_push.local import LocalRealtime, tokens
 from supabase_push.subscribe import Subscriber
 
 from .realtime_helpers import JsAgent, options, unique
-from .subscriber_helpers import logged, settings
+from .subscriber_helpers import logged, settings, until
 from .test_broadcast import listening
 from .test_local_python import subscribe
 
@@ -89,7 +89,7 @@ async def test_a_subscriber_with_the_secret_key_gets_trigger_pushes(realtime: Lo
         settings(supabase_url=realtime.url, service_role_key=realtime.secret_key, database_url=realtime_db),
         topics=["trade-updates"], start=(logged(realtime_db, ["trade-updates"]) or ["0:0"])[-1])
     async with subscriber:
-        await asyncio.wait_for(subscriber.wait_ready(), 10)
+        await until(subscriber, "push:realtime")  # the engine has taken the transport's up (and read once)
         async with await psycopg.AsyncConnection.connect(realtime_db, autocommit=True) as db:
             await db.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('SBKEY', 'buy', 1, 2)")
         async with asyncio.timeout(20):

@@ -40,8 +40,11 @@ def insert(url: str, *symbols: str) -> None:
 
 def test_tail_json_reads_the_log_then_follows_live(installed_url: str) -> None:
     insert(installed_url, "OLD1", "OLD2")
-    proc = tail("--db-url", installed_url, "--json", "--count", "4", "--timeout", "30", "--topic", "trade-updates")
-    time.sleep(1.5)
+    proc = tail("--db-url", installed_url, "--json", "--count", "4", "--timeout", "30", "--topic", "trade-updates",
+                "--stats-every", "0.2")
+    assert proc.stderr is not None
+    while json.loads(proc.stderr.readline())["stats"]["state"] != "push:listen":  # LISTEN is up, the log read
+        pass
     insert(installed_url, "NEW1", "NEW2")
     out, err = proc.communicate(timeout=40)
     assert proc.returncode == 0, err
