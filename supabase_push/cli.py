@@ -58,6 +58,8 @@ RestUrl = Annotated[
                  help="PostgREST base URL for reading the change log (default <SUPABASE_URL>/rest/v1)."),
 ]
 DryRun = Annotated[bool, typer.Option("--dry-run", help="Print the SQL instead of running it.")]
+PayloadOption = Annotated[str | None, typer.Option(
+    "--data", "-d", show_default=False, help="The payload, a JSON object. Without it the payload is read from stdin.")]
 
 STATUS_STYLE = {"ok": "green", "missing": "red", "drifted": "red", "warning": "yellow"}
 
@@ -924,9 +926,7 @@ def _print_forward_config(config: ForwardConfig, as_json: bool) -> None:
 def broadcast_command(
     topic: Annotated[str, typer.Argument(help="Topic, e.g. position-updates.")],
     event: Annotated[str, typer.Argument(help="Event name, e.g. position_update.")],
-    data: Annotated[str | None, typer.Option(
-        "--data", "-d", show_default=False,
-        help="The payload, a JSON object. Without it the payload is read from stdin.")] = None,
+    data: PayloadOption = None,
     private: Annotated[bool | None, typer.Option(
         "--private/--public", show_default=False,
         help="Private (RLS-authorised) or public topic; default SUPABASE_PUSH_PRIVATE, else private.")] = None,
@@ -948,11 +948,7 @@ def broadcast_command(
     from .broadcast import Broadcaster, RetryPolicy
 
     with _errors(as_json):
-        raw = data if data is not None else _read_stdin()
-        try:
-            payload = json.loads(raw)
-        except ValueError as exc:
-            raise ConfigError(f"the payload is not JSON: {exc}", hint="""e.g. --data '{"symbol": "SPY"}'""") from None
+        payload = _payload(data, example='{"symbol": "SPY"}')
         settings = Settings.from_env()
         if backend:
             if backend.lower() not in ("auto", "rest", "websocket", "notify"):
@@ -983,9 +979,7 @@ def broadcast_command(
 def publish_command(
     topic: Annotated[str, typer.Argument(help="A routed table's topic, or one declared with apply --event-topic.")],
     event: Annotated[str, typer.Argument(help="The event's name, e.g. risk-limit.")],
-    data: Annotated[str | None, typer.Option(
-        "--data", "-d", show_default=False,
-        help="The payload, a JSON object. Without it the payload is read from stdin.")] = None,
+    data: PayloadOption = None,
     key: Annotated[str | None, typer.Option(
         "--key", "-k", show_default=False,
         help="Idempotency key: publishing the same key and event again adds nothing (safe to retry).")] = None,
@@ -1005,11 +999,7 @@ def publish_command(
     from .broadcast.publish import NOT_CONFIGURED
 
     with _errors(as_json):
-        raw = data if data is not None else _read_stdin()
-        try:
-            payload = json.loads(raw)
-        except ValueError as exc:
-            raise ConfigError(f"the payload is not JSON: {exc}", hint="""e.g. --data '{"limit": 5000}'""") from None
+        payload = _payload(data, example='{"limit": 5000}')
         publisher = publisher_from_settings(Settings.from_env(), timeout=timeout)
         if publisher is None:
             raise NOT_CONFIGURED
@@ -1031,6 +1021,15 @@ def publish_command(
         keyed = f", key {escape(key)}" if key else ""
         out.print(f"[green]✓[/green] published {escape(topic)}/{escape(event)} as change {change_id}{keyed} through "
                   f"{escape(publisher.describe())} in {elapsed_ms:.1f} ms")
+
+
+def _payload(data: str | None, *, example: str) -> Any:
+    """``--data``, else stdin, parsed as JSON (its shape is checked where it is sent)."""
+    raw = data if data is not None else _read_stdin()
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"the payload is not JSON: {exc}", hint=f"e.g. --data '{example}'") from None
 
 
 def _read_stdin() -> str:
