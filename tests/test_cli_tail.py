@@ -32,6 +32,14 @@ def tail(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> 
                             stderr=subprocess.PIPE, text=True, env={**os.environ, **(env or {})})
 
 
+def until_state(proc: subprocess.Popen[str], state: str) -> None:
+    """Read tail's status lines (it needs ``--stats-every``) until one says ``state``: e.g. its push transport is
+    up and the log read, so a change written from now on arrives by push."""
+    assert proc.stderr is not None
+    while state not in (line := proc.stderr.readline()):
+        assert line, f"tail ended before it was {state}"
+
+
 def insert(url: str, *symbols: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
         for symbol in symbols:
@@ -42,9 +50,7 @@ def test_tail_json_reads_the_log_then_follows_live(installed_url: str) -> None:
     insert(installed_url, "OLD1", "OLD2")
     proc = tail("--db-url", installed_url, "--json", "--count", "4", "--timeout", "30", "--topic", "trade-updates",
                 "--stats-every", "0.2")
-    assert proc.stderr is not None
-    while json.loads(proc.stderr.readline())["stats"]["state"] != "push:listen":  # LISTEN is up, the log read
-        pass
+    until_state(proc, '"state": "push:listen"')
     insert(installed_url, "NEW1", "NEW2")
     out, err = proc.communicate(timeout=40)
     assert proc.returncode == 0, err
@@ -60,8 +66,8 @@ def test_tail_json_reads_the_log_then_follows_live(installed_url: str) -> None:
 def test_tail_through_the_local_realtime_server(realtime: LocalRealtime, realtime_db: str) -> None:
     env = {"SUPABASE_URL": realtime.url, "SUPABASE_SERVICE_ROLE_KEY": realtime.service_role_key}
     proc = tail("--db-url", realtime_db, "--from", "now", "--count", "2", "--timeout", "30",
-                "--filter", "symbol=eq.RT", "--topic", "trade-updates", env=env)
-    time.sleep(2)
+                "--filter", "symbol=eq.RT", "--topic", "trade-updates", "--stats-every", "0.2", env=env)
+    until_state(proc, "push:realtime")
     insert(realtime_db, "SKIP", "RT", "SKIP", "RT")
     out, err = proc.communicate(timeout=40)
     assert proc.returncode == 0, err

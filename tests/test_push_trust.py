@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +22,7 @@ from supabase_push.subscribe import Subscriber
 
 from .relay_helpers import ADMIN, SseStream, data, relay
 from .subscriber_helpers import logged, settings
-from .test_cli_tail import tail
+from .test_cli_tail import tail, until_state
 
 ROLE_PASSWORD = "listen-only-9f1c"
 
@@ -105,8 +104,8 @@ def test_tail_after_a_forged_notify_shows_the_real_trades_and_resumes(installed_
     cursor_file = str(tmp_path / "cursor")
     insert(installed_url, "REAL0")
     first = tail("--db-url", installed_url, "--json", "--from", "now", "--cursor-file", cursor_file,
-                 "--count", "3", "--timeout", "30", "--topic", "trade-updates")
-    time.sleep(1.5)  # tail is listening
+                 "--count", "3", "--timeout", "30", "--topic", "trade-updates", "--stats-every", "0.2")
+    until_state(first, '"state": "push:listen"')
     forge(installed_url, heads(installed_url))
     insert(installed_url, "REAL1", "REAL2", "REAL3")
     out, err = first.communicate(timeout=60)
