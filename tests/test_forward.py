@@ -264,7 +264,7 @@ def test_stopped_and_restarted_it_resumes_where_it_left_off(installed_url: str, 
     hook = HttpSinkServer()
     config = webhook_config(tmp_path, hook.url)
     command = [sys.executable, "-m", "supabase_push", "forward", "--config", str(config), "--db-url", installed_url,
-               "--transport", "listen", "--json"]
+               "--transport", "listen", "--json", "--from", "0:0"]  # the first run: a fresh log; then the file's
 
     def run_until(count: int) -> tuple[int, list[dict[str, object]]]:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -278,9 +278,6 @@ def test_stopped_and_restarted_it_resumes_where_it_left_off(installed_url: str, 
 
     try:
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        import time
-
-        time.sleep(2)  # subscribed
         trade(installed_url, 1000, 1000, "BEFORE")
         hook.wait_for(1)
         proc.send_signal(signal.SIGTERM)
