@@ -23,6 +23,7 @@ from .subscriber_helpers import (
     run_with_fault,
     settings,
     terminate,
+    until,
     write,
 )
 
@@ -166,7 +167,7 @@ async def test_a_row_too_large_for_notify_arrives_whole(installed_url: str) -> N
     subscriber.on("trade-updates", delivered.append)
     running = asyncio.create_task(subscriber.run())
     try:
-        await asyncio.wait_for(subscriber.wait_ready(), 10)
+        await until(subscriber, "push:listen")  # the engine has taken the transport's up (and read once)
         async with await psycopg.AsyncConnection.connect(installed_url, autocommit=True) as db:
             await db.execute("INSERT INTO trades (symbol, side, quantity, price, order_id) VALUES "
                              "('BIG', 'buy', 1, 1, %s), ('SMALL', 'buy', 1, 1, 'x')", ("x" * 20_000,))
