@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+import pytest
 from realtime import AsyncRealtimeClient
 
 from supabase_push.changelog import head, stamp
@@ -110,6 +111,7 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
+@pytest.mark.timing
 def test_an_idle_server_does_not_burn_a_core(db_url: str) -> None:
     served = serve("--db-url", db_url, "--install-realtime")
     try:

@@ -10,6 +10,7 @@ import sys
 import time
 
 import psycopg
+import pytest
 from typer.testing import CliRunner
 
 from supabase_push.cli import app
@@ -44,6 +45,7 @@ def test_headless_demo_reports_every_table_and_loses_nothing() -> None:
     assert summary["service_broadcasts"]["accepted"] > 0 and summary["service_broadcasts"]["failed"] == 0
 
 
+@pytest.mark.timing
 async def test_the_simulated_account_stays_solvent(db_url: str) -> None:
     """Regression: cash went from 100,000 to -231,069 in 52 s (buys 60 % of the time, cash never checked)."""
     import asyncio

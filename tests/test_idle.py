@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import psycopg
+import pytest
 from psycopg import conninfo, sql
 
 from supabase_push.subscribe import Subscriber
@@ -21,6 +22,8 @@ from supabase_push.subscribe import Subscriber
 from .conftest import DatabaseFactory
 from .relay_helpers import SECRET
 from .subscriber_helpers import TOPICS, settings
+
+pytestmark = pytest.mark.timing  # CPU and query counts over quiet minutes: run alone (scripts/test)
 
 
 def track_reads(url: str) -> None:

@@ -118,6 +118,7 @@ async def test_a_subscriber_whose_stamper_cannot_lead_reports_the_backlog(instal
         holder.close()
 
 
+@pytest.mark.timing
 def test_a_long_open_transaction_delays_nobody_else(installed_url: str, cluster: Cluster,
                                                      make_db: DatabaseFactory) -> None:
     """An idle-in-transaction session holding an xid (here, and in another database of the cluster) for
@@ -248,6 +249,7 @@ async def _until(condition: Any, timeout: float = 5) -> None:
         await asyncio.sleep(0.02)
 
 
+@pytest.mark.timing
 def test_the_stamping_loop_costs_little_when_idle(installed_url: str) -> None:
     """One cheap transaction per idle_ms (50 ms): the loop's backend uses under 2 % of a core (typically under 1 %;
     a loaded 2-core machine measured 1.25 %, at the 10 ms granularity of the kernel's CPU clock)."""

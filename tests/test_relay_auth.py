@@ -98,6 +98,7 @@ async def test_an_unreachable_jwks_url_is_a_503_not_a_crash(installed_url: str) 
     assert stream.status == 503 and "signing keys" in (stream.error or {})["error"]
 
 
+@pytest.mark.timing
 async def test_the_last_good_keys_serve_while_the_jwks_url_is_down(installed_url: str) -> None:
     """Regression: once the cache expired, every token was refused while the URL was down."""
     with jwks_server() as url:
