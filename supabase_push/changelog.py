@@ -154,6 +154,11 @@ class SnapshotStart:
     skip: frozenset[int]
     taken_at: datetime
 
+    def event(self, topic: str, schema: str, table: str, record: dict[str, Any] | None) -> ChangeEvent:
+        """A row of this snapshot as an event (``record`` None: the snapshot starts again)."""
+        return ChangeEvent(id=self.cursor.id, cursor=str(self.cursor), topic=topic, schema=schema, table=table,
+                           op="SNAPSHOT", record=record, commit_ts=self.taken_at, source="snapshot")
+
 
 _SNAPSHOT_START = "SELECT seq, id, skip, tables, taken_at FROM public.supabase_push_snapshot_start(%s)"
 
@@ -178,7 +183,5 @@ async def aread_snapshot(conn: psycopg.AsyncConnection[Any], topics: Sequence[st
             async with conn.cursor(name="supabase_push_snapshot") as rows:
                 await rows.execute(query)
                 while page := await rows.fetchmany(page_size):
-                    yield [ChangeEvent(id=start.cursor.id, cursor=str(start.cursor), topic=table["topic"],
-                                       schema=table["schema"], table=table["table"], op="SNAPSHOT",
-                                       record=_row(record), commit_ts=start.taken_at, source="snapshot")
+                    yield [start.event(table["topic"], table["schema"], table["table"], _row(record))
                            for (record,) in page]

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigError
 
-__all__ = ["ENVIRONMENT", "Settings", "key_kind", "scrub"]
+__all__ = ["ENVIRONMENT", "Settings", "api_key_headers", "key_kind", "scrub"]
 
 # Every variable read here, with what it is for: the README's configuration table.
 ENVIRONMENT: dict[str, str] = {
@@ -83,6 +83,12 @@ class Settings:
     @property
     def secrets(self) -> tuple[str, ...]:
         return tuple(s for s in (self.service_role_key, self.anon_key, self.database_url) if s)
+
+
+def api_key_headers(key: str) -> dict[str, str]:
+    """How a Supabase API key is sent: always as ``apikey``; a JWT (the legacy keys) also as the bearer
+    token, while the new ``sb_secret_``/``sb_publishable_`` keys go in ``apikey`` only."""
+    return {"apikey": key, **({"Authorization": f"Bearer {key}"} if key.count(".") == 2 else {})}
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:

@@ -18,7 +18,7 @@ from psycopg import sql
 
 from . import schema
 from .broadcast.rest import broadcast_endpoint
-from .config import Settings, key_kind, scrub
+from .config import Settings, api_key_headers, key_kind, scrub
 from .db import aconnect, connect, describe_dsn, redact_dsn
 from .errors import SupabasePushError
 from .events import Cursor
@@ -236,9 +236,7 @@ async def _realtime(settings: Settings, key: str, timeout: float, report: Diagno
 async def _rest_broadcast(url: str, key: str, timeout: float, report: Diagnosis) -> None:
     """The per-event REST endpoint (Realtime >= 2.97): a public message on a topic of its own."""
     endpoint = f"{broadcast_endpoint(url)}/supabase-push-doctor/events/doctor"
-    headers = {"apikey": key, "Content-Type": "application/json"}
-    if key.count(".") == 2:
-        headers["Authorization"] = f"Bearer {key}"
+    headers = {**api_key_headers(key), "Content-Type": "application/json"}
     try:
         async with httpx.AsyncClient(timeout=timeout) as http:
             response = await http.post(endpoint, headers=headers, content=b'{"check": "doctor"}')

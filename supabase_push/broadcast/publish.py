@@ -10,6 +10,7 @@ connection, over SQL or PostgREST RPC (the service role on hosted Supabase).
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Mapping
 from typing import Any, Protocol
 
@@ -17,8 +18,8 @@ import httpx
 import psycopg
 from pydantic import BaseModel
 
-from ..config import Settings, scrub
-from ..db import aconnect, map_error
+from ..config import Settings, api_key_headers, scrub
+from ..db import aconnect, describe_dsn, map_error
 from ..errors import (
     ConfigError,
     ConnectError,
@@ -89,8 +90,6 @@ class SqlPublisher:
         self._lock = asyncio.Lock()
 
     def describe(self) -> str:
-        from ..db import describe_dsn
-
         return f"SQL at {describe_dsn(self._dsn)}"
 
     async def publish(self, topic: str, event: str, body: str, key: str | None) -> int:
@@ -127,9 +126,7 @@ class RestPublisher:
     def __init__(self, rest_url: str, key: str, *, timeout: float = 10.0) -> None:
         self.rest_url = rest_url.rstrip("/")
         self._key = key
-        headers = {"apikey": key, "Accept": "application/json", "Content-Type": "application/json"}
-        if key.count(".") == 2:
-            headers["Authorization"] = f"Bearer {key}"
+        headers = {**api_key_headers(key), "Accept": "application/json", "Content-Type": "application/json"}
         self._http = httpx.AsyncClient(base_url=self.rest_url, headers=headers, timeout=timeout)
 
     def describe(self) -> str:
@@ -200,8 +197,6 @@ def event_body(payload: Mapping[str, Any] | BaseModel) -> str:
 
 
 def _quote(text: str | None) -> str:
-    import json
-
     return json.dumps(text)
 
 

@@ -11,7 +11,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ..config import scrub
+from ..config import api_key_headers, scrub
 from ..errors import DeliveryError
 from .backend import TransientError
 from .message import Message
@@ -50,9 +50,7 @@ class RestBackend:
         self.max_batch = max_batch
         self.timeout = timeout
         self._key = key
-        self._headers = {"apikey": key, "Content-Type": "application/json"}
-        if key.count(".") == 2:  # a JWT; the new sb_secret_ keys go in apikey only
-            self._headers["Authorization"] = f"Bearer {key}"
+        self._headers = {**api_key_headers(key), "Content-Type": "application/json"}
         self._access_token = access_token  # a signed-in user's JWT, asked for on every request
         self._client = http_client
         self._owns_client = http_client is None

@@ -13,7 +13,7 @@ import psycopg
 
 from .. import _json
 from ..changelog import SnapshotStart, ahead, aread_changes, aread_snapshot, row_to_event
-from ..config import Settings, scrub
+from ..config import Settings, api_key_headers, scrub
 from ..db import aconnect, describe_dsn, map_error
 from ..errors import (
     AccessRefusedError,
@@ -144,9 +144,7 @@ class RestReader:
         self.rest_url = rest_url.rstrip("/")
         self._key = key
         self._access_token = access_token  # a signed-in user's JWT (reads under their rights), asked per read
-        headers = {"apikey": key, "Accept": "application/json", "Content-Type": "application/json"}
-        if key.count(".") == 2:
-            headers["Authorization"] = f"Bearer {key}"
+        headers = {**api_key_headers(key), "Accept": "application/json", "Content-Type": "application/json"}
         self._http = httpx.AsyncClient(base_url=self.rest_url, headers=headers, timeout=timeout)
         self._stamps = True
         self._stamp_first = _StampFirst()
@@ -180,9 +178,7 @@ class RestReader:
             while rows := await self._rpc("supabase_push_snapshot_page",
                                           {"snapshot_id": snapshot_id, "after_n": after, "max_rows": page_size}):
                 after = int(rows[-1]["n"])
-                yield [ChangeEvent(id=start.cursor.id, cursor=str(start.cursor), topic=row["topic"],
-                                   schema=row["schema_name"], table=row["table_name"], op="SNAPSHOT",
-                                   record=row["record"], commit_ts=start.taken_at, source="snapshot") for row in rows]
+                yield [start.event(row["topic"], row["schema_name"], row["table_name"], row["record"]) for row in rows]
                 if len(rows) < page_size:
                     break
         finally:

@@ -462,8 +462,7 @@ class Subscriber:
                     self._sequencer.cursor = item.cursor
                     self.stats.cursor, self.stats.connected = str(item.cursor), True
                     self._skip = set(item.skip)
-                    self._restarted = ChangeEvent(id=item.cursor.id, cursor=str(item.cursor), topic="*", schema="",
-                                                  table="", op="SNAPSHOT", commit_ts=item.taken_at, source="snapshot")
+                    self._restarted = item.event("*", "", "", None)
                     continue
                 for event in item:
                     self.stats.snapshot_rows += 1
