@@ -182,7 +182,9 @@ async def test_concurrent_writers_lose_nothing(installed_url: str) -> None:
         cursor = START
         async with await psycopg.AsyncConnection.connect(installed_url, autocommit=True) as db:
             while True:
-                caught_up = stop.is_set()
+                # Done once the writers are and the stamper has every commit (it stamps after
+                # commit, so the last ones may still be waiting when the writers return).
+                caught_up = stop.is_set() and await _nothing_pending(db)
                 async with db.cursor() as cur:
                     await cur.execute(
                         "SELECT seq, id, topic, schema_name, table_name, op, record, old_record,"
@@ -219,6 +221,11 @@ async def test_concurrent_writers_lose_nothing(installed_url: str) -> None:
         quantities = [e.record["quantity"] for e in updates
                       if e.record and e.record["symbol"] == f"HOT{hot}"]
         assert quantities == list(range(1, len(quantities) + 1))
+
+
+async def _nothing_pending(db: psycopg.AsyncConnection[Any]) -> bool:
+    row = await (await db.execute("SELECT changes FROM supabase_push.pending_v2()")).fetchone()
+    return row is not None and row[0] == 0
 
 
 async def test_pushes_form_an_exact_chain_under_concurrent_writers(installed_url: str) -> None:
