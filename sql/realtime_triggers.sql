@@ -15,7 +15,7 @@
 --     named after the topic (a hint without the rows: any role may LISTEN, so listeners read
 --     the change by cursor with their rights). supabase-push processes run it (one per
 --     database at a time), `supabase-push stamp` runs it alone, pg_cron can run
---     `CALL supabase_push.stamp_loop_v2(55)` every minute with no process at all;
+--     `CALL supabase_push.stamp_loop_v2(59)` every minute with no process at all;
 --   * public.supabase_push_changes(), a STABLE function that reads the change log by
 --     cursor (SQL or PostgREST RPC) so a subscriber that was away loses nothing;
 --   * supabase_push.publish(topic, event, payload, key), an event from a service appended to
@@ -433,7 +433,7 @@ $$;
 -- Stamping rounds for p_seconds, each its own transaction, as long as nobody else runs this
 -- loop on the database (a session lock: one loop per database, whoever runs it). Rounds follow
 -- each other every p_fast_ms while there is work and slow down to p_idle_ms after a quiet
--- second. supabase-push processes call it; so can pg_cron (`CALL supabase_push.stamp_loop_v2(55)`
+-- second. supabase-push processes call it; so can pg_cron (`CALL supabase_push.stamp_loop_v2(59)`
 -- every minute). Call it outside a transaction block; it returns led = false at once when
 -- another loop holds the database.
 CREATE OR REPLACE PROCEDURE supabase_push.stamp_loop_v2(

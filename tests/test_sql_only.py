@@ -1,7 +1,7 @@
 """Hosted Supabase with only the SQL installed: no supabase-push process stamps, the database's own
-stamping loop does (what the pg_cron job of docs/supabase.md runs, here called from a plain session),
-and browsers on supabase-js keep receiving every change of `position-updates`, once and in order, and the
-events services publish there."""
+stamping loop does (the pg_cron job of docs/supabase.md, scheduled in a cluster that runs pg_cron, and
+the same loop called from a plain session), and browsers on supabase-js keep receiving every change of
+`position-updates`, once and in order, and the events services publish there."""
 
 from __future__ import annotations
 
@@ -16,12 +16,15 @@ from typing import Any
 import psycopg
 import pytest
 
+from supabase_push.embedded import LocalPostgres
 from supabase_push.local import LocalRealtime, ServerConfig
 
 from .conftest import Cluster, set_up_as_supabase
 from .realtime_helpers import JsAgent
 
 WRITERS, UPDATES = 4, 40
+# docs/supabase.md's job, as a user pastes it into the SQL editor.
+CRON_JOB = "select cron.schedule('supabase-push-stamper', '* * * * *', 'CALL supabase_push.stamp_loop_v2(59)')"
 
 
 @pytest.fixture
@@ -39,52 +42,126 @@ def sql_only(cluster: Cluster) -> Iterator[tuple[str, LocalRealtime]]:
         cluster.drop_database(name)
 
 
-def _update(url: str, position: int, commits: dict[tuple[int, int], float]) -> None:
+@pytest.fixture
+def with_pg_cron() -> Iterator[tuple[str, LocalRealtime]]:
+    """A cluster that runs pg_cron (in its background workers, as on hosted Supabase), its ``postgres``
+    database set up as a Supabase project's, behind a local server that stamps nothing itself."""
+    settings = {"shared_preload_libraries": "pg_cron", "cron.database_name": "postgres",
+                "cron.use_background_workers": "on", "max_worker_processes": "16"}
+    with LocalPostgres(settings=settings) as pg:
+        with psycopg.connect(pg.dsn, autocommit=True) as conn:
+            set_up_as_supabase(conn)
+            conn.execute("CREATE EXTENSION pg_cron")
+        with LocalRealtime(pg.dsn, ServerConfig(port=0, stamp=False)).in_thread() as server:
+            yield pg.dsn, server
+
+
+def _update(url: str, position: int, quantities: range, commits: dict[tuple[int, int], float]) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        for n in range(1, UPDATES + 1):
+        for n in quantities:
             conn.execute("UPDATE positions SET quantity = %s WHERE id = %s", (n, position))
             commits[(position, n)] = time.monotonic()
             time.sleep(0.005)
 
 
+def _write(url: str, ids: list[int], quantities: range,
+           commits: dict[tuple[int, int], float]) -> list[threading.Thread]:
+    """One writer per position, each setting its quantity to each of ``quantities`` in turn."""
+    writers = [threading.Thread(target=_update, args=(url, position, quantities, commits)) for position in ids]
+    for thread in writers:
+        thread.start()
+    return writers
+
+
+def _updates(agent: JsAgent) -> list[dict[str, Any]]:
+    return [e for e in agent.inbox.items if e["type"] == "broadcast" and e["payload"]["event"] == "UPDATE"]
+
+
+async def _arrivals(agent: JsAgent, expected: int, timeout: float) -> dict[tuple[int, int], float]:
+    """When each (position, quantity) reached the browser, once ``expected`` updates are in (or time is up)."""
+    arrived: dict[tuple[int, int], float] = {}
+    deadline = time.monotonic() + timeout
+    while True:  # note each arrival before looking whether all are in, so the last ones count too
+        for event in _updates(agent):
+            record = event["payload"]["payload"]["record"]
+            arrived.setdefault((record["id"], int(record["quantity"])), time.monotonic())
+        if len(_updates(agent)) >= expected or time.monotonic() > deadline:
+            return arrived
+        await asyncio.sleep(0.002)
+
+
+def _positions(url: str, count: int) -> list[int]:
+    with psycopg.connect(url, autocommit=True) as conn:
+        return [row[0] for row in conn.execute(
+            "INSERT INTO positions (symbol, quantity) SELECT 'P' || n, 0 FROM generate_series(1, %s) n RETURNING id",
+            (count,)).fetchall()]
+
+
+def _latency(commits: dict[tuple[int, int], float], arrived: dict[tuple[int, int], float]) -> str:
+    delays = [arrived[key] - commits[key] for key in commits if key in arrived]
+    return (f"p50 {statistics.median(delays) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms "
+            f"over {len(delays)} changes")
+
+
+async def test_pg_cron_runs_the_stamper_and_supabase_js_receives_every_change(
+        with_pg_cron: tuple[str, LocalRealtime]) -> None:
+    """docs/supabase.md's pg_cron job, for real: changes written before its first run wait and then
+    arrive; changes written while it runs arrive within milliseconds; all once, in per-row order."""
+    url, server = with_pg_cron
+    ids = _positions(url, WRITERS)
+    agent = await JsAgent.start(server.url, server.service_role_key, "2.0.0")
+    try:
+        await agent.send(cmd="subscribe", name="position-updates", config={"private": True})
+        await agent.subscribed("position-updates")
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(CRON_JOB)
+            waiting: dict[tuple[int, int], float] = {}
+            for thread in _write(url, ids, range(1, UPDATES + 1), waiting):
+                thread.join()
+            async with asyncio.timeout(75):  # pg_cron 1.4 starts jobs on the minute
+                while not (run := conn.execute(
+                        "SELECT job_pid FROM cron.job_run_details WHERE status = 'running'").fetchone()):
+                    await asyncio.sleep(0.2)
+            before = await _arrivals(agent, WRITERS * UPDATES, timeout=10)
+            assert len(before) == WRITERS * UPDATES, f"{len(before)} of {WRITERS * UPDATES} waiting changes arrived"
+            [stamper_pid] = conn.execute("SELECT stamper_pid FROM supabase_push.pending_v2()").fetchone() or [None]
+            assert stamper_pid == run[0], "the job's backend is the stamping loop"
+            commits: dict[tuple[int, int], float] = {}
+            writers = _write(url, ids, range(UPDATES + 1, 2 * UPDATES + 1), commits)
+            arrived = await _arrivals(agent, 2 * WRITERS * UPDATES, timeout=20)
+            for thread in writers:
+                thread.join()
+        got = [event["payload"]["payload"]["record"] for event in _updates(agent)]
+        assert len(got) == 2 * WRITERS * UPDATES, f"{len(got)} of {2 * WRITERS * UPDATES} changes arrived"
+        for position in ids:
+            seen = [int(r["quantity"]) for r in got if r["id"] == position]
+            assert seen == list(range(1, 2 * UPDATES + 1)), f"position {position}: {seen}"
+        print(f"commit to supabase-js, stamped by pg_cron's job: {_latency(commits, arrived)}")
+    finally:
+        await agent.close()
+
+
 async def test_supabase_js_receives_every_change_with_only_the_sql_stamping(
         sql_only: tuple[str, LocalRealtime]) -> None:
     url, server = sql_only
-    with psycopg.connect(url, autocommit=True) as conn:
-        ids = [row[0] for row in conn.execute(
-            "INSERT INTO positions (symbol, quantity) SELECT 'P' || n, 0 FROM generate_series(1, %s) n RETURNING id",
-            (WRITERS,)).fetchall()]
+    ids = _positions(url, WRITERS)
     agent = await JsAgent.start(server.url, server.service_role_key, "2.0.0")
     try:
         await agent.send(cmd="subscribe", name="position-updates", config={"private": True})
         await agent.subscribed("position-updates")
 
-        def updates() -> list[dict[str, Any]]:
-            return [e for e in agent.inbox.items
-                    if e["type"] == "broadcast" and e["payload"]["event"] == "UPDATE"]
-
         commits: dict[tuple[int, int], float] = {}
         with psycopg.connect(url, autocommit=True) as conn:  # nobody stamps yet: nothing may arrive
             conn.execute("UPDATE positions SET quantity = 0 WHERE id = %s", (ids[0],))
         await asyncio.sleep(1.0)
-        assert updates() == [], "a change was pushed though nothing stamps"
+        assert _updates(agent) == [], "a change was pushed though nothing stamps"
 
         loop = psycopg.connect(url, autocommit=True)
         stamping = asyncio.create_task(asyncio.to_thread(
             loop.execute, "CALL supabase_push.stamp_loop_v2(30, 1, 50, NULL)"))  # the pg_cron job's body
         try:
-            writers = [threading.Thread(target=_update, args=(url, position, commits)) for position in ids]
-            for thread in writers:
-                thread.start()
-            arrived: dict[tuple[int, int], float] = {}
-            deadline = time.monotonic() + 20
-            while True:  # note each arrival before looking whether all are in, so the last ones count too
-                for event in updates():
-                    record = event["payload"]["payload"]["record"]
-                    arrived.setdefault((record["id"], int(record["quantity"])), time.monotonic())
-                if len(updates()) >= WRITERS * UPDATES + 1 or time.monotonic() > deadline:
-                    break
-                await asyncio.sleep(0.002)
+            writers = _write(url, ids, range(1, UPDATES + 1), commits)
+            arrived = await _arrivals(agent, WRITERS * UPDATES + 1, timeout=20)
             for thread in writers:
                 thread.join()
             with psycopg.connect(url, autocommit=True) as conn:  # a durable event, as a service publishes it
@@ -100,7 +177,7 @@ async def test_supabase_js_receives_every_change_with_only_the_sql_stamping(
                 await asyncio.wait_for(stamping, 5)
             loop.close()
 
-        got = [event["payload"]["payload"]["record"] for event in updates()]
+        got = [event["payload"]["payload"]["record"] for event in _updates(agent)]
         assert len(got) == WRITERS * UPDATES + 1, f"{len(got)} of {WRITERS * UPDATES + 1} changes arrived"
         assert got[0]["id"] == ids[0] and int(got[0]["quantity"]) == 0  # the one written before the loop
         for position in ids:
@@ -110,8 +187,6 @@ async def test_supabase_js_receives_every_change_with_only_the_sql_stamping(
         envelope = event["payload"]["payload"]
         assert envelope["op"] == "EVENT" and envelope["event"] == "risk-limit" and envelope["table"] == ""
         assert envelope["record"] == {"limit": 5000, "user_id": "u1"}
-        delays = [arrived[key] - commits[key] for key in commits if key in arrived]
-        print(f"commit to supabase-js, SQL-only stamping: p50 {statistics.median(delays) * 1000:.1f} ms, "
-              f"max {max(delays) * 1000:.1f} ms over {len(delays)} changes")
+        print(f"commit to supabase-js, SQL-only stamping: {_latency(commits, arrived)}")
     finally:
         await agent.close()
