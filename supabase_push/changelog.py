@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import psycopg
 from psycopg import sql
-from psycopg.rows import dict_row
+from psycopg.rows import RowMaker
 
 from . import _json
-from .events import START, ChangeEvent, Cursor, Source
+from .events import START, ChangeEvent, Cursor, Operation, Source
 
 __all__ = ["SnapshotStart", "ahead", "aread_changes", "aread_snapshot", "astamp", "fetch_change", "head",
            "read_changes", "row_to_event", "stamp"]
@@ -72,9 +72,9 @@ def read_changes(
     a read that a push asked for, whose round is stamped already)."""
     if stamp_first:
         stamp(conn)
-    with conn.cursor(row_factory=dict_row) as cur:
+    with conn.cursor(row_factory=_events(source)) as cur:
         cur.execute(_READ, _params(after, limit, topics))
-        return [row_to_event(row, source) for row in cur.fetchall()]
+        return cur.fetchall()
 
 
 async def aread_changes(
@@ -89,9 +89,9 @@ async def aread_changes(
     """:func:`read_changes` for asyncio."""
     if stamp_first:
         await astamp(conn)
-    async with conn.cursor(row_factory=dict_row) as cur:
+    async with conn.cursor(row_factory=_events(source)) as cur:
         await cur.execute(_READ, _params(after, limit, topics))
-        return [row_to_event(row, source) for row in await cur.fetchall()]
+        return await cur.fetchall()
 
 
 _HEAD = "SELECT seq, id FROM public.supabase_push_head()"
@@ -115,24 +115,41 @@ def _params(after: Cursor, limit: int, topics: Sequence[str] | None) -> dict[str
     return {"seq": after.seq, "id": after.id, "limit": limit, "topics": list(topics) if topics is not None else None}
 
 
-def row_to_event(row: dict[str, Any], source: Source) -> ChangeEvent:
-    """A row of ``supabase_push_changes()`` (SQL, with the rows as JSON text, or PostgREST JSON parsed
-    with exact numbers) as an event. A service's event (op EVENT) keeps its name where a change keeps
-    its table (sql: supabase_push.publish); the envelope calls it ``event``."""
-    published = row["op"] == "EVENT"
+def row_to_event(row: Mapping[str, Any], source: Source) -> ChangeEvent:
+    """A row of ``supabase_push_changes()`` by name (PostgREST's JSON, parsed with exact numbers) as an
+    event."""
+    return _event(row["seq"], row["id"], row["topic"], row["schema_name"], row["table_name"], row["op"],
+                  row["record"], row["old_record"], row["committed_at"], source=source)
+
+
+def _event(seq: int, change_id: int, topic: str, schema_name: str, table_name: str, op: Operation, record: Any,
+           old_record: Any, committed_at: datetime, *, source: Source) -> ChangeEvent:
+    """One change as an event; the rows as JSON text (SQL) or parsed (PostgREST). A service's event (op
+    EVENT) keeps its name where a change keeps its table (sql: supabase_push.publish); the envelope calls
+    it ``event``."""
+    published = op == "EVENT"
     return ChangeEvent(
-        id=row["id"],
-        cursor=str(Cursor(row["seq"], row["id"])),
-        topic=row["topic"],
-        schema=row["schema_name"],
-        table="" if published else row["table_name"],
-        event=row["table_name"] if published else None,
-        op=row["op"],
-        record=_row(row["record"]),
-        old_record=_row(row["old_record"]),
-        commit_ts=row["committed_at"],
+        id=change_id,
+        cursor=f"{seq}:{change_id}",
+        topic=topic,
+        schema=schema_name,
+        table="" if published else table_name,
+        event=table_name if published else None,
+        op=op,
+        record=_row(record),
+        old_record=_row(old_record),
+        commit_ts=committed_at,
         source=source,
     )
+
+
+def _events(source: Source) -> Callable[[Any], RowMaker[ChangeEvent]]:
+    """A row factory (for sync and async cursors alike): rows of ``_READ`` made into events as they are
+    fetched, with no dict per row in between (a tenth of the time of a long catch-up)."""
+
+    def maker(cursor: Any) -> RowMaker[ChangeEvent]:
+        return lambda values: _event(*values, source=source)
+    return maker
 
 
 def _row(value: Any) -> Any:
