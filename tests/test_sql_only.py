@@ -10,7 +10,7 @@ import contextlib
 import statistics
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import psycopg
@@ -97,6 +97,18 @@ def _positions(url: str, count: int) -> list[int]:
             (count,)).fetchall()]
 
 
+@contextlib.asynccontextmanager
+async def _browser(server: LocalRealtime) -> AsyncIterator[JsAgent]:
+    """supabase-js with the service role, subscribed to the private channel ``position-updates``."""
+    agent = await JsAgent.start(server.url, server.service_role_key, "2.0.0")
+    try:
+        await agent.send(cmd="subscribe", name="position-updates", config={"private": True})
+        await agent.subscribed("position-updates")
+        yield agent
+    finally:
+        await agent.close()
+
+
 def _latency(commits: dict[tuple[int, int], float], arrived: dict[tuple[int, int], float]) -> str:
     delays = [arrived[key] - commits[key] for key in commits if key in arrived]
     return (f"p50 {statistics.median(delays) * 1000:.1f} ms, max {max(delays) * 1000:.1f} ms "
@@ -109,10 +121,7 @@ async def test_pg_cron_runs_the_stamper_and_supabase_js_receives_every_change(
     arrive; changes written while it runs arrive within milliseconds; all once, in per-row order."""
     url, server = with_pg_cron
     ids = _positions(url, WRITERS)
-    agent = await JsAgent.start(server.url, server.service_role_key, "2.0.0")
-    try:
-        await agent.send(cmd="subscribe", name="position-updates", config={"private": True})
-        await agent.subscribed("position-updates")
+    async with _browser(server) as agent:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(CRON_JOB)
             waiting: dict[tuple[int, int], float] = {}
@@ -137,19 +146,13 @@ async def test_pg_cron_runs_the_stamper_and_supabase_js_receives_every_change(
             seen = [int(r["quantity"]) for r in got if r["id"] == position]
             assert seen == list(range(1, 2 * UPDATES + 1)), f"position {position}: {seen}"
         print(f"commit to supabase-js, stamped by pg_cron's job: {_latency(commits, arrived)}")
-    finally:
-        await agent.close()
 
 
 async def test_supabase_js_receives_every_change_with_only_the_sql_stamping(
         sql_only: tuple[str, LocalRealtime]) -> None:
     url, server = sql_only
     ids = _positions(url, WRITERS)
-    agent = await JsAgent.start(server.url, server.service_role_key, "2.0.0")
-    try:
-        await agent.send(cmd="subscribe", name="position-updates", config={"private": True})
-        await agent.subscribed("position-updates")
-
+    async with _browser(server) as agent:
         commits: dict[tuple[int, int], float] = {}
         with psycopg.connect(url, autocommit=True) as conn:  # nobody stamps yet: nothing may arrive
             conn.execute("UPDATE positions SET quantity = 0 WHERE id = %s", (ids[0],))
@@ -188,5 +191,3 @@ async def test_supabase_js_receives_every_change_with_only_the_sql_stamping(
         assert envelope["op"] == "EVENT" and envelope["event"] == "risk-limit" and envelope["table"] == ""
         assert envelope["record"] == {"limit": 5000, "user_id": "u1"}
         print(f"commit to supabase-js, SQL-only stamping: {_latency(commits, arrived)}")
-    finally:
-        await agent.close()
