@@ -4,7 +4,7 @@
 -- `psql -v ON_ERROR_STOP=1 -f sql/realtime_triggers.sql`. It is idempotent and runs as
 -- one transaction: applying it twice changes nothing, a failure changes nothing.
 --
--- What it installs (schema version 3):
+-- What it installs (schema version 4):
 --   * publication supabase_realtime (created if absent) with every routed table;
 --   * one AFTER ROW trigger per routed table that appends the change to a change log, and
 --     nothing else: no lock, no NOTIFY, no deferred work, so writers never wait for each other;
@@ -37,7 +37,7 @@ BEGIN;
 SELECT pg_advisory_xact_lock(7218311412069051321);
 
 -- A database installed by a newer supabase-push (a later schema version) is left as it is:
--- this script would put version 3's functions over the newer ones. One with an older version
+-- this script would put version 4's functions over the newer ones. One with an older version
 -- needs its migrations first.
 DO $$
 DECLARE
@@ -45,12 +45,12 @@ DECLARE
 BEGIN
     IF pg_catalog.to_regclass('supabase_push.installation') IS NOT NULL THEN
         SELECT schema_version INTO v_version FROM supabase_push.installation;  -- planned only once it exists
-        IF v_version > 3 THEN
-            RAISE EXCEPTION 'supabase_push: this database has schema version %, newer than this script (version 3)',
+        IF v_version > 4 THEN
+            RAISE EXCEPTION 'supabase_push: this database has schema version %, newer than this script (version 4)',
                 v_version
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = 'Upgrade supabase-push (pip install -U supabase-push) and apply its SQL; a downgrade is not supported.';
-        ELSIF v_version < 3 THEN
+        ELSIF v_version < 4 THEN
             RAISE EXCEPTION 'supabase_push: this database has schema version %; run its migrations first', v_version
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = 'supabase-push apply runs them; with psql, run the sql/migrations/NNNN_pre_*.sql scripts '
@@ -260,38 +260,44 @@ BEGIN
     v_paths := supabase_push.broadcast_paths_v1(v_mode);
     v_realtime := 'realtime' = ANY (v_paths);
     v_notify := 'notify' = ANY (v_paths);
-    FOR v_change IN
-        SELECT l AS change, c.seq, c.committed_at
-        FROM supabase_push.commits c
-        JOIN supabase_push.change_log l ON l.txid = c.txid AND l.id BETWEEN c.first_id AND c.last_id
-        WHERE c.seq BETWEEN p_first AND p_last
-        ORDER BY c.seq, l.id
-    LOOP
-        IF v_realtime OR v_notify THEN
+    IF v_realtime THEN
+        FOR v_change IN
+            SELECT l AS change, c.seq, c.committed_at
+            FROM supabase_push.commits c
+            JOIN supabase_push.change_log l ON l.txid = c.txid AND l.id BETWEEN c.first_id AND c.last_id
+            WHERE c.seq BETWEEN p_first AND p_last
+            ORDER BY c.seq, l.id
+        LOOP
             v_envelope := supabase_push.envelope_v1(v_change.change, v_change.seq, v_change.committed_at)
                           || pg_catalog.jsonb_build_object('prev', v_heads);
-            IF v_realtime THEN
-                v_payloads := v_payloads || v_envelope;
-                -- A service's event goes out under its own name, so that Realtime clients can listen for it.
-                v_events := v_events || CASE WHEN (v_change.change).op = 'EVENT' THEN (v_change.change).table_name
-                                             ELSE (v_change.change).op END;
-                v_topics := v_topics || (v_change.change).topic;
-            END IF;
-            IF v_notify THEN
-                -- One hint per topic and round: the cursor of the topic's last change in it, and as
-                -- prev the heads before the round, so that a listener that has read up to the round
-                -- takes the first hint it gets as continuing its stream, whichever topics it follows.
-                -- LISTEN has no privilege check (any role may listen on any channel), so a NOTIFY
-                -- carries no row, only where to read it: the listener reads by cursor with its own
-                -- rights ("truncated": the push has no rows).
-                v_hints := v_hints || pg_catalog.jsonb_build_object((v_change.change).topic,
-                    v_envelope - 'record' - 'old_record' - 'prev' || pg_catalog.jsonb_build_object(
-                        'prev', p_heads, 'truncated', true));
-            END IF;
-        END IF;
-        v_heads := v_heads || pg_catalog.jsonb_build_object(
-            (v_change.change).topic, v_change.seq::text || ':' || (v_change.change).id::text);
-    END LOOP;
+            v_payloads := v_payloads || v_envelope;
+            -- A service's event goes out under its own name, so that Realtime clients can listen for it.
+            v_events := v_events || CASE WHEN (v_change.change).op = 'EVENT' THEN (v_change.change).table_name
+                                         ELSE (v_change.change).op END;
+            v_topics := v_topics || (v_change.change).topic;
+            v_heads := v_heads || pg_catalog.jsonb_build_object(
+                (v_change.change).topic, v_change.seq::text || ':' || (v_change.change).id::text);
+        END LOOP;
+    END IF;
+    IF v_notify OR NOT v_realtime THEN
+        -- Each topic's last change in the round is the topic's new head and what its NOTIFY names:
+        -- one hint per topic and round, with the heads before the round as prev, so that a listener
+        -- that has read up to the round takes the first hint it gets as continuing its stream,
+        -- whichever topics it follows. LISTEN has no privilege check (any role may listen on any
+        -- channel), so a NOTIFY carries no row, only where to read it: the listener reads by cursor
+        -- with its own rights ("truncated": the push has no rows). One query, not a step per change.
+        SELECT p_heads || coalesce(pg_catalog.jsonb_object_agg((h.change).topic,
+                                                               h.seq::text || ':' || (h.change).id::text), '{}'),
+               coalesce(pg_catalog.jsonb_object_agg((h.change).topic,
+                   supabase_push.envelope_v1(h.change, h.seq, h.committed_at) - 'record' - 'old_record'
+                   || pg_catalog.jsonb_build_object('prev', p_heads, 'truncated', true)), '{}')
+        INTO v_heads, v_hints
+        FROM (SELECT DISTINCT ON (l.topic) l AS change, c.seq, c.committed_at
+              FROM supabase_push.commits c
+              JOIN supabase_push.change_log l ON l.txid = c.txid AND l.id BETWEEN c.first_id AND c.last_id
+              WHERE c.seq BETWEEN p_first AND p_last
+              ORDER BY l.topic, c.seq DESC, l.id DESC) h;
+    END IF;
     IF NOT (v_realtime OR v_notify) THEN
         RETURN v_heads;
     END IF;
@@ -328,6 +334,71 @@ BEGIN
 END
 $$;
 
+-- The snapshot the last round kept: every change of a transaction it shows as finished has its
+-- cursor. NULL when there is nothing to go on: no round yet (a new install, everything pruned), or
+-- another cluster's round (a pg_dump restored here, where txids start again lower; p_now is a
+-- snapshot of this cluster, p_system its system identifier), and then any change may lack a cursor.
+CREATE OR REPLACE FUNCTION supabase_push.stamped_until_v4(p_now pg_snapshot, p_system bigint)
+RETURNS pg_snapshot
+LANGUAGE plpgsql  -- not sql: a SQL function called from PL/pgSQL is planned again at every call
+STABLE
+SET search_path = ''
+AS $$
+BEGIN
+    RETURN (SELECT c.snapshot
+            FROM (SELECT c.snapshot, c.system_identifier FROM supabase_push.commits c
+                  WHERE c.snapshot IS NOT NULL ORDER BY c.seq DESC LIMIT 1) c
+            WHERE c.system_identifier IS NOT DISTINCT FROM p_system
+              AND pg_catalog.pg_snapshot_xmax(p_now) >= pg_catalog.pg_snapshot_xmax(c.snapshot));
+END
+$$;
+
+-- The changes without a cursor yet: those of the transactions that had not finished in p_since (in
+-- its xip list, or begun after it) and have finished in p_until (NULL: in the caller's snapshot),
+-- less any a round has stamped (a commits row with the txid and the id in its range). p_since NULL:
+-- every change is looked at (see stamped_until_v4). The stamper, pending_v2() and
+-- supabase_push_snapshot_start() all ask this, with the caller's rights.
+-- Index lookups only, whatever the size of the log: the transactions first (the xip list, then an
+-- index range of txids), then each one's rows by txid. A query joining the xip list to the log let
+-- the planner scan the whole log on every round, in parallel workers, once it had grown; so did
+-- `txid = ANY (list)` when the log's statistics held a few big transactions (each txid then looks
+-- like thousands of rows).
+CREATE OR REPLACE FUNCTION supabase_push.unstamped_v4(p_since pg_snapshot, p_until pg_snapshot)
+RETURNS TABLE (txid xid8, id bigint, topic text)
+LANGUAGE plpgsql
+STABLE
+SET search_path = ''
+AS $$
+DECLARE
+    v_txids xid8[];
+BEGIN
+    IF p_since IS NULL THEN
+        RETURN QUERY
+            SELECT l.txid, l.id, l.topic FROM supabase_push.change_log l
+            WHERE (p_until IS NULL OR pg_catalog.pg_visible_in_snapshot(l.txid, p_until))
+              AND NOT EXISTS (SELECT FROM supabase_push.commits s
+                              WHERE s.txid = l.txid AND l.id BETWEEN s.first_id AND s.last_id);
+        RETURN;
+    END IF;
+    v_txids := ARRAY(
+        SELECT x FROM pg_catalog.pg_snapshot_xip(p_since) AS x
+        WHERE p_until IS NULL OR pg_catalog.pg_visible_in_snapshot(x, p_until)
+        UNION
+        SELECT DISTINCT l.txid FROM supabase_push.change_log l
+        WHERE l.txid >= pg_catalog.pg_snapshot_xmax(p_since)
+          AND (p_until IS NULL OR (l.txid < pg_catalog.pg_snapshot_xmax(p_until)
+                                   AND pg_catalog.pg_visible_in_snapshot(l.txid, p_until))));
+    RETURN QUERY
+        SELECT c.txid, c.id, c.topic
+        FROM pg_catalog.unnest(v_txids) AS t (txid),
+             LATERAL (SELECT l.txid, l.id, l.topic FROM supabase_push.change_log l
+                      WHERE l.txid = t.txid
+                        AND NOT EXISTS (SELECT FROM supabase_push.commits s
+                                        WHERE s.txid = t.txid AND l.id BETWEEN s.first_id AND s.last_id)
+                      OFFSET 0) AS c;  -- OFFSET 0: planned alone, one transaction's rows by index
+END
+$$;
+
 -- The stamper: one round. It gives every transaction that committed changes since the last
 -- round (and is visible now) the next consecutive sequence numbers, ordered by the largest
 -- change id of each, then pushes them. Returns how many transactions it stamped, or NULL when
@@ -349,6 +420,7 @@ AS $$
 DECLARE
     v_last supabase_push.commits;
     v_snapshot pg_snapshot;
+    v_since pg_snapshot;
     v_system bigint;
     v_reset boolean;
     v_next bigint;
@@ -370,40 +442,24 @@ BEGIN
     -- Each statement from here has a snapshot taken after the lock: it sees every earlier round.
     SELECT * INTO v_last FROM supabase_push.commits c WHERE c.snapshot IS NOT NULL ORDER BY c.seq DESC LIMIT 1;
     v_snapshot := pg_catalog.pg_current_snapshot();
-    v_system := (pg_catalog.pg_control_system()).system_identifier;
-    -- No round to go on (a new install, everything pruned), or another cluster's txids (a
-    -- pg_dump restored here, where txids start again lower): look at every change not stamped.
-    v_reset := v_last.seq IS NULL OR v_last.system_identifier IS DISTINCT FROM v_system
-               OR pg_catalog.pg_snapshot_xmax(v_snapshot) < pg_catalog.pg_snapshot_xmax(v_last.snapshot);
+    -- Read from the control file once per session (it costs a tenth of a round): a session never
+    -- outlives its cluster.
+    v_system := NULLIF(pg_catalog.current_setting('supabase_push.system_identifier', true), '')::bigint;
+    IF v_system IS NULL THEN
+        v_system := (pg_catalog.pg_control_system()).system_identifier;
+        PERFORM pg_catalog.set_config('supabase_push.system_identifier', v_system::text, false);
+    END IF;
+    v_since := supabase_push.stamped_until_v4(v_snapshot, v_system);
+    v_reset := v_since IS NULL;
     SELECT GREATEST(coalesce(pg_catalog.max(c.seq), 0), (SELECT r.pruned_seq FROM supabase_push.retention r)) + 1
     INTO v_next FROM supabase_push.commits c;
 
-    WITH finished AS (
-        SELECT x AS txid FROM pg_catalog.pg_snapshot_xip(v_last.snapshot) AS x
-        WHERE pg_catalog.pg_visible_in_snapshot(x, v_snapshot)
-    ), candidates AS (
-        SELECT l.txid, l.id FROM supabase_push.change_log l
-        WHERE NOT v_reset AND l.txid IN (SELECT f.txid FROM finished f)
-        UNION ALL
-        SELECT l.txid, l.id FROM supabase_push.change_log l
-        WHERE NOT v_reset
-          AND l.txid >= pg_catalog.pg_snapshot_xmax(v_last.snapshot)
-          AND l.txid < pg_catalog.pg_snapshot_xmax(v_snapshot)
-          AND pg_catalog.pg_visible_in_snapshot(l.txid, v_snapshot)
-        UNION ALL
-        SELECT l.txid, l.id FROM supabase_push.change_log l
-        WHERE v_reset
-    ), fresh AS (
-        SELECT c.txid, pg_catalog.min(c.id) AS first_id, pg_catalog.max(c.id) AS last_id
-        FROM candidates c
-        WHERE NOT EXISTS (SELECT FROM supabase_push.commits s
-                          WHERE s.txid = c.txid AND c.id BETWEEN s.first_id AND s.last_id)
-        GROUP BY c.txid
-    )
     INSERT INTO supabase_push.commits (seq, txid, first_id, last_id, committed_at)
     SELECT v_next + pg_catalog.row_number() OVER (ORDER BY f.last_id) - 1, f.txid, f.first_id, f.last_id,
            pg_catalog.now()
-    FROM fresh f;
+    FROM (SELECT u.txid, pg_catalog.min(u.id) AS first_id, pg_catalog.max(u.id) AS last_id
+          FROM supabase_push.unstamped_v4(v_since, v_snapshot) u
+          GROUP BY u.txid) f;
     GET DIAGNOSTICS v_stamped = ROW_COUNT;
 
     IF v_stamped = 0 THEN
@@ -480,28 +536,16 @@ STABLE
 SECURITY DEFINER
 SET search_path = ''
 AS $$
-    WITH last AS (
-        SELECT c.snapshot FROM supabase_push.commits c WHERE c.snapshot IS NOT NULL ORDER BY c.seq DESC LIMIT 1
-    ), candidates AS (
-        SELECT l.txid, l.id FROM supabase_push.change_log l
-        WHERE l.txid IN (SELECT x FROM last, pg_catalog.pg_snapshot_xip(last.snapshot) AS x)
-        UNION ALL
-        SELECT l.txid, l.id FROM supabase_push.change_log l
-        WHERE l.txid >= (SELECT pg_catalog.pg_snapshot_xmax(last.snapshot) FROM last)
-        UNION ALL
-        SELECT l.txid, l.id FROM supabase_push.change_log l
-        WHERE NOT EXISTS (SELECT FROM last)
-    )
-    SELECT pg_catalog.count(*), pg_catalog.count(DISTINCT c.txid),
+    SELECT pg_catalog.count(*), pg_catalog.count(DISTINCT u.txid),
            (SELECT t.committed_at FROM supabase_push.commits t ORDER BY t.seq DESC LIMIT 1),
            (SELECT l.pid FROM pg_catalog.pg_locks l
             WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
               AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
               AND l.classid = 1680644092 AND l.objid = 713436091  -- the loop's key, 7218311412069051323
             LIMIT 1)
-    FROM candidates c
-    WHERE NOT EXISTS (SELECT FROM supabase_push.commits s
-                      WHERE s.txid = c.txid AND c.id BETWEEN s.first_id AND s.last_id)
+    FROM supabase_push.unstamped_v4(
+        supabase_push.stamped_until_v4(pg_catalog.pg_current_snapshot(),
+                                       (pg_catalog.pg_control_system()).system_identifier), NULL) u
 $$;
 
 -- For readers that only have PostgREST (hosted Supabase without a supabase-push process nor
@@ -679,29 +723,14 @@ LANGUAGE sql
 STABLE
 SET search_path = ''
 AS $$
-    WITH last AS (
-        SELECT c.snapshot FROM supabase_push.commits c WHERE c.snapshot IS NOT NULL ORDER BY c.seq DESC LIMIT 1
-    ), reset AS (  -- no round yet, or another cluster's (a restore): every change may lack a cursor
-        SELECT NOT EXISTS (SELECT FROM last)
-               OR pg_catalog.pg_snapshot_xmax(pg_catalog.pg_current_snapshot())
-                  < (SELECT pg_catalog.pg_snapshot_xmax(last.snapshot) FROM last) AS yes
-    ), candidates AS (
-        SELECT l.txid, l.id, l.topic FROM supabase_push.change_log l
-        WHERE NOT (SELECT yes FROM reset)
-          AND l.txid IN (SELECT x FROM last, pg_catalog.pg_snapshot_xip(last.snapshot) AS x)
-        UNION ALL
-        SELECT l.txid, l.id, l.topic FROM supabase_push.change_log l
-        WHERE NOT (SELECT yes FROM reset) AND l.txid >= (SELECT pg_catalog.pg_snapshot_xmax(last.snapshot) FROM last)
-        UNION ALL
-        SELECT l.txid, l.id, l.topic FROM supabase_push.change_log l
-        WHERE (SELECT yes FROM reset)
-    )
     SELECT h.seq, h.id,
-           ARRAY(SELECT c.id FROM candidates c
-                 WHERE (topics IS NULL OR c.topic = ANY (topics))
-                   AND NOT EXISTS (SELECT FROM supabase_push.commits s
-                                   WHERE s.txid = c.txid AND c.id BETWEEN s.first_id AND s.last_id)
-                 ORDER BY c.id),
+           ARRAY(SELECT u.id
+                 FROM supabase_push.unstamped_v4(
+                     supabase_push.stamped_until_v4(pg_catalog.pg_current_snapshot(),
+                                                    (pg_catalog.pg_control_system()).system_identifier),
+                     NULL) u
+                 WHERE topics IS NULL OR u.topic = ANY (topics)
+                 ORDER BY u.id),
            (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
                        'schema', r.schema_name, 'table', r.table_name, 'topic', r.topic)
                    ORDER BY r.topic, r.schema_name, r.table_name), '[]')
@@ -1051,7 +1080,7 @@ BEGIN
 
     INSERT INTO supabase_push.installation AS i
         (schema_version, fingerprint, broadcast_mode, private_broadcast, created_publication)
-    VALUES (3, supabase_push.fingerprint_v1(), p_broadcast_mode, p_private_broadcast, v_created_publication)
+    VALUES (4, supabase_push.fingerprint_v1(), p_broadcast_mode, p_private_broadcast, v_created_publication)
     ON CONFLICT (singleton) DO UPDATE
     SET schema_version = EXCLUDED.schema_version,
         fingerprint = EXCLUDED.fingerprint,

@@ -13,7 +13,7 @@ REFERENCE_TABLES = "reference_tables.sql"
 MIGRATIONS = "migrations"
 
 # Must match the schema_version that sql/realtime_triggers.sql records.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Every function the install creates, with its argument types.
 FUNCTIONS = (
@@ -21,6 +21,8 @@ FUNCTIONS = (
     "supabase_push.envelope_v1(supabase_push.change_log,bigint,timestamp with time zone)",
     "supabase_push.broadcast_paths_v1(text)",
     "supabase_push.publish_v2(bigint,bigint,jsonb)",
+    "supabase_push.stamped_until_v4(pg_snapshot,bigint)",
+    "supabase_push.unstamped_v4(pg_snapshot,pg_snapshot)",
     "supabase_push.stamp_v2(boolean)",
     "supabase_push.stamp_loop_v2(double precision,double precision,double precision,boolean)",
     "supabase_push.pending_v2()",

@@ -17,6 +17,8 @@ V1_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v1.sql"
 """sql/realtime_triggers.sql as schema version 1 shipped it (0.x): what users' databases hold."""
 V2_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v2.sql"
 """The same as schema version 2 shipped it (the stamper, before events)."""
+V3_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v3.sql"
+"""The same as schema version 3 shipped it (events and snapshots; rounds that could scan the log)."""
 
 
 def whole_log(url: str, after: Cursor = START, *, page_size: int = 5000) -> list[ChangeEvent]:

@@ -398,11 +398,12 @@ def test_an_apply_that_must_add_triggers_completes_under_writers(installed_url: 
 
 
 def test_a_newer_schema_is_never_downgraded(installed: psycopg.Connection[Any]) -> None:
-    """A database a later release installed (schema version 4 here): apply, the pasted file and verify
-    say so, and nothing changes."""
-    installed.execute("UPDATE supabase_push.installation SET schema_version = 4")
+    """A database a later release installed (a schema version above this package's): apply, the pasted
+    file and verify say so, and nothing changes."""
+    newer = SCHEMA_VERSION + 1
+    installed.execute("UPDATE supabase_push.installation SET schema_version = %s", (newer,))
     fingerprint = installed.execute("SELECT supabase_push.fingerprint_v1()").fetchone()
-    with pytest.raises(ConfigError, match="schema version 4, newer than this package's") as refused:
+    with pytest.raises(ConfigError, match=f"schema version {newer}, newer than this package's") as refused:
         schema.apply(installed, [schema.Route("positions", "elsewhere")])
     assert "upgrade supabase-push" in str(refused.value.hint)
     with pytest.raises(psycopg.errors.ObjectNotInPrerequisiteState, match="newer than this script"):
