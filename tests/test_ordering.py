@@ -415,3 +415,32 @@ async def test_a_crash_while_stamping_loses_doubles_and_reorders_nothing() -> No
         assert [e.cursor for e in got] == [e.cursor for e in events], "the subscriber's stream is not the log"
         assert len(set(killed)) == 2
         print(f"{len(seqs)} transactions, {len(events)} changes, stamping backends killed: {killed}")
+
+
+def test_a_round_looks_changes_up_by_index_whatever_the_log_holds(installed_url: str) -> None:
+    """The plans of a stamping round, pending_v2() and the snapshot start never scan the whole change log,
+    even when its statistics make each txid look like a thousand rows (a log of big transactions) and a
+    transaction is in progress across rounds. Schema 3's round did, every round, once the log had grown."""
+    with psycopg.connect(installed_url, autocommit=True) as conn, \
+            psycopg.connect(installed_url) as open_transaction:
+        for _ in range(40):
+            conn.execute("INSERT INTO trades (symbol, side, quantity, price) "
+                         "SELECT 'BIG', 'buy', 1, 1 FROM generate_series(1, 1000)")
+        open_transaction.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('OPEN', 'buy', 1, 1)")
+        conn.execute("SELECT supabase_push.stamp_v2(true)")  # the open one goes into the round's xip list
+        _insert(installed_url, 20)
+        conn.execute("ANALYZE supabase_push.change_log, supabase_push.commits")
+        plans: list[str] = []
+        conn.add_notice_handler(lambda notice: plans.append(notice.message_primary or ""))
+        for setting in ("LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
+                        "SET auto_explain.log_nested_statements = on", "SET client_min_messages = log"):
+            conn.execute(setting)
+        assert conn.execute("SELECT supabase_push.stamp_v2(true)").fetchone() == (20,)
+        open_transaction.commit()
+        conn.execute("SELECT * FROM supabase_push.pending_v2()")
+        conn.execute("SELECT * FROM public.supabase_push_snapshot_start()")
+        assert conn.execute("SELECT supabase_push.stamp_v2(true)").fetchone() == (1,)
+    assert sum("unstamped_v4" in plan or "v_txids" in plan for plan in plans) >= 3, "no plan of the lookup was seen"
+    whole_scans = [line.strip() for plan in plans for line in plan.splitlines()
+                   if "Seq Scan on change_log" in line or "Parallel" in line]
+    assert not whole_scans, whole_scans
