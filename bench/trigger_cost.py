@@ -2,8 +2,9 @@
 
     python bench/trigger_cost.py [--runs 3] [--quick]      (all sections: python -m bench)
 
-Single-row autocommit INSERTs from 8 threads (sync psycopg, one connection each) for a
-fixed time, on databases that differ only in what is installed: the bare table (the
+Single-row autocommit INSERTs from 8 connections, driven by pgbench (a C client, from the
+server's bin directory: 8 Python threads share one GIL and could not keep the server busy with
+fsync off), for a fixed time, on databases that differ only in what is installed: the bare table (the
 peer), the bare table with a plain `pg_notify` row trigger (the second peer: the design
 the seed systems used), the commit-ordered change log without pushes (broadcast mode
 none), with the NOTIFY path, and with the Supabase path (realtime.send into the local
@@ -15,16 +16,22 @@ interleaved within each run; medians over runs.
 from __future__ import annotations
 
 import asyncio
-import threading
+import os
+import re
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import psycopg
 from _report import Ratio, Section, median
 from _stack import Stack, run_alone, stack
 
+from supabase_push.embedded import find_postgres_bin
 from supabase_push.stamper import stamping
 
 WRITERS = 8
+JOBS = min(WRITERS, os.cpu_count() or 1)  # pgbench's threads
 BARE = "peer: bare table, no triggers"
 PLAIN_NOTIFY = "peer: bare table + plain pg_notify trigger"
 PATHS = {
@@ -32,32 +39,34 @@ PATHS = {
     "ours: change log + NOTIFY": "change log + NOTIFY",
     "ours: change log + realtime.send (Supabase path)": "Supabase path",
 }
+UNSTAMPED = "ours: change log + NOTIFY, nobody stamping"
 COLUMNS = ["fsync=off", "durable"]
 
 
 
+INSERT = "INSERT INTO trades (symbol, side, quantity, price) VALUES ('SPY', 'buy', 1, 600);\n"
+
+
+def pgbench() -> Path:
+    """pgbench beside the server (Debian's postgresql package installs it there)."""
+    path = find_postgres_bin() / "pgbench"
+    if not path.exists():
+        raise RuntimeError(f"{path} is missing: the trigger-cost benchmark drives its writers with pgbench")
+    return path
+
+
 def inserts_per_second(dsn: str, seconds: float) -> float:
-    counts = [0] * WRITERS
-    start = threading.Barrier(WRITERS + 1)
-    stop = threading.Event()
-
-    def writer(n: int) -> None:
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            start.wait()
-            while not stop.is_set():
-                conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('SPY', 'buy', 1, 600)")
-                counts[n] += 1
-
-    threads = [threading.Thread(target=writer, args=(n,)) for n in range(WRITERS)]
-    for thread in threads:
-        thread.start()
-    start.wait()
-    began = time.perf_counter()
-    time.sleep(seconds)
-    stop.set()
-    for thread in threads:
-        thread.join()
-    return sum(counts) / (time.perf_counter() - began)
+    """``WRITERS`` connections inserting one row per transaction for ``seconds`` (whole, at least 1)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "insert.sql"
+        script.write_text(INSERT)
+        run = subprocess.run([str(pgbench()), "--no-vacuum", "--client", str(WRITERS), "--jobs", str(JOBS),
+                              "--time", str(max(1, round(seconds))), "--file", str(script), dsn],
+                             capture_output=True, text=True, check=False)
+    found = re.search(r"^tps = ([\d.]+)", run.stdout, re.MULTILINE)
+    if run.returncode != 0 or not found:
+        raise RuntimeError(f"pgbench failed (exit {run.returncode}): {run.stderr.strip()[-500:]}")
+    return float(found.group(1))
 
 
 def databases(env: Stack) -> dict[str, str]:
@@ -67,6 +76,7 @@ def databases(env: Stack) -> dict[str, str]:
         "ours: change log only (mode none)": env.database(broadcast="none"),
         "ours: change log + NOTIFY": env.database(broadcast="notify"),
         "ours: change log + realtime.send (Supabase path)": env.database(realtime=True, broadcast="realtime"),
+        UNSTAMPED: env.database(broadcast="notify"),  # the writers' share of the cost, without the stamper's
     }
 
 
@@ -106,7 +116,7 @@ def big_transaction(dsn: str, *, ours: bool) -> tuple[float, float | None]:
 
 
 async def section(env: Stack, *, quick: bool, runs: int) -> Section:
-    seconds = 0.5 if quick else 5.0
+    seconds = 1.0 if quick else 5.0
     modes = databases(env)
     big = {name: await asyncio.to_thread(big_transaction, modes[name], ours=name in PATHS)
            for name in (BARE, "ours: change log + realtime.send (Supabase path)")}
@@ -114,7 +124,7 @@ async def section(env: Stack, *, quick: bool, runs: int) -> Section:
     with stack(durable=True) as durable_env:
         durable = await rates(databases(durable_env), seconds, runs)
     out = Section("trigger_cost", "Trigger cost: inserts/s with 8 concurrent writers",
-                  f"Single-row autocommit INSERTs into `trades`, {WRITERS} threads for {seconds:g} s per mode; "
+                  f"Single-row autocommit INSERTs into `trades`, {WRITERS} pgbench clients for {seconds:g} s per mode; "
                   "`fsync=off` on the run's cluster, `durable` on a cluster of its own with fsync=on and "
                   "synchronous_commit=on (each commit waits for its WAL flush, as in production).",
                   "inserts/s", COLUMNS, runs=runs)
@@ -132,15 +142,17 @@ async def section(env: Stack, *, quick: bool, runs: int) -> Section:
         out.ratios.append(Ratio(f"plain pg_notify trigger / bare ({column})", out.value(PLAIN_NOTIFY, column) / bare))
         out.ratios += [Ratio(f"{label} / bare ({column})", out.value(name, column) / bare, ">= 0.6x")
                        for name, label in PATHS.items()]
+        out.ratios.append(Ratio(f"change log + NOTIFY, nobody stamping / bare ({column})",
+                                out.value(UNSTAMPED, column) / bare))
     out.notes.append(
-        "Our writers only append to the change log (schema v2): no lock, no NOTIFY, nothing at commit, so they "
-        "share WAL flushes like the bare table's. Ordering and pushing happen after commit, in the stamper's "
-        "loop, which runs during every measurement of ours on the same two cores (one round per millisecond "
-        "while writes flow). What is left of the cost is the row trigger itself: a plpgsql call, the row as "
-        "jsonb and one more index entry per change, which shows most against the fsync=off bare table (no flush "
-        "to share). The plain pg_notify peer serialises: PostgreSQL holds a cluster-wide lock from a notifying "
-        "transaction's pre-commit until after its commit (`PreCommit_Notify` in async.c). These are one-row "
-        "transactions, the worst case.")
+        "Our writers only append to the change log: no lock, no NOTIFY, nothing at commit, so they share WAL "
+        "flushes like the bare table's. Ordering and pushing happen after commit, in the stamper's loop, which "
+        "runs during every measurement of ours on the same two cores as the server and pgbench (a round per "
+        "millisecond while writes flow, each its own durable commit). The row \"nobody stamping\" shows the "
+        "writers' own share (the row trigger: a plpgsql call, the row as jsonb, one more row and two index "
+        "entries per change); the rest of the gap is the stamper's CPU. The plain pg_notify peer serialises: "
+        "PostgreSQL holds a cluster-wide lock from a notifying transaction's pre-commit until after its commit "
+        "(`PreCommit_Notify` in async.c). These are one-row transactions, the worst case.")
     return out
 
 
