@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import UTC, datetime
 
 import pytest
 
 import supabase_push
 from supabase_push import schema
+from supabase_push._http import retry_after
 from supabase_push._sql import INSTALL, SCHEMA_VERSION, read_sql
 from supabase_push.db import describe_dsn, redact_dsn
 from supabase_push.errors import ConfigError
@@ -74,3 +76,13 @@ def test_public_api_is_importable() -> None:
     assert len(set(supabase_push.__all__)) == len(supabase_push.__all__)
     for name in supabase_push.__all__:
         assert hasattr(supabase_push, name)
+
+
+@pytest.mark.parametrize(("header", "seconds"), [
+    ("120", 120.0), ("1.5", 1.5), ("-5", 0.0), (None, None), ("", None), ("soon", None), ("nan", None),
+    ("inf", None), ("Thu, 03 Dec 2026 10:00:30 GMT", 30.0), ("Thu, 03 Dec 2026 09:59:00 GMT", 0.0),
+])
+def test_retry_after_reads_seconds_and_http_dates(header: str | None, seconds: float | None) -> None:
+    """One reading of Retry-After for every client (Realtime REST, PostgREST, the sinks): RFC 9110 allows
+    delay-seconds or an HTTP date; a past date is now, and anything else falls back to our backoff."""
+    assert retry_after(header, now=datetime(2026, 12, 3, 10, 0, 0, tzinfo=UTC)) == seconds

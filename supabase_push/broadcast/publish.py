@@ -18,6 +18,7 @@ import httpx
 import psycopg
 from pydantic import BaseModel
 
+from .._http import retry_after
 from ..config import Settings, api_key_headers, scrub
 from ..db import aconnect, describe_dsn, map_error
 from ..errors import (
@@ -32,7 +33,6 @@ from ..errors import (
 )
 from .backend import TransientError
 from .message import encode_payload
-from .rest import _retry_after
 
 __all__ = ["MAX_EVENT_BYTES", "Publisher", "RestPublisher", "SqlPublisher", "apublish", "event_body", "publish",
            "publisher_from_settings"]
@@ -156,7 +156,8 @@ class RestPublisher:
         # 429 and 503: refused before it ran; other 5xx: a retry is safe only with a key
         if response.status_code in (429, 503) or (response.status_code >= 500 and key is not None):
             raise TransientError(f"{self.describe()} answered {response.status_code} {message}",
-                                     status=response.status_code, retry_after=_retry_after(response))
+                                     status=response.status_code,
+                                     retry_after=retry_after(response.headers.get("retry-after")))
         if code in ("PGRST202", "42883"):
             raise SchemaError(f"{self.describe()} has no supabase_push_publish(): {message}",
                               hint="run `supabase-push apply` (schema 3 adds it)")

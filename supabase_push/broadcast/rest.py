@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from urllib.parse import quote
 
 import httpx
 
+from .._http import retry_after
 from ..config import api_key_headers, scrub
 from ..errors import DeliveryError
 from .backend import TransientError
@@ -108,7 +107,7 @@ class RestBackend:
         detail = scrub(_server_message(response), [self._key])
         what = f"HTTP {status} from {self.endpoint} for {count} message(s): {detail}"
         if status == 429 or status >= 500:
-            raise TransientError(what, status=status, retry_after=_retry_after(response))
+            raise TransientError(what, status=status, retry_after=retry_after(response.headers.get("retry-after")))
         hint = None
         if status in (401, 403):
             hint = ("check SUPABASE_SERVICE_ROLE_KEY: it must be this project's key "
@@ -135,17 +134,3 @@ def _server_message(response: httpx.Response) -> str:
             if key in body:
                 return body[key] if isinstance(body[key], str) else json.dumps(body[key])
     return json.dumps(body)[:200]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    value = response.headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds())
-    except (TypeError, ValueError):
-        return None

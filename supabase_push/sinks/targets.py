@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from .._http import retry_after
 from ..errors import SupabasePushError
 from .rules import Alert, Priority
 
@@ -89,7 +90,7 @@ class _HttpSink:
         status = response.status_code
         retry = status in (408, 425, 429) or status >= 500
         raise SinkError(f"{self.describe()} answered {status} {response.reason_phrase}: {response.text[:120]!r}",
-                        permanent=not retry, retry_after=_retry_after(response.headers.get("retry-after")))
+                        permanent=not retry, retry_after=retry_after(response.headers.get("retry-after")))
 
     async def close(self) -> None:
         await self._http.aclose()
@@ -181,10 +182,3 @@ def _slack(text: str) -> str:
     """Slack's three control characters escaped: a value like ``<!channel>`` or ``<https://x|y>`` from a row
     is shown as typed, never a mention of everyone or a disguised link."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _retry_after(value: str | None) -> float | None:
-    try:
-        return max(0.0, float(value)) if value else None
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
