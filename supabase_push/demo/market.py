@@ -26,7 +26,8 @@ ACCOUNT = "supabase-push-demo"
 START_PRICES = {"SPY": 601.25, "AAPL": 231.40, "NVDA": 141.10, "TSLA": 252.80, "QQQ": 512.35}
 START_CASH = 100_000.0
 MAX_POSITION_VALUE = 0.25 * START_CASH
-"""A position limit per symbol, at the fill price: the book stays diversified and the cash positive."""
+"""A position limit per symbol, at cost (quantity x average price): the book stays diversified and the cash
+positive. At the fill price instead, a position bought back after a fall could exceed it at cost."""
 MAX_ORDER = 20
 
 
@@ -94,7 +95,7 @@ class Market:
     def _order(self, holding: Holding, price: float) -> tuple[str, int] | None:
         """A side and a quantity the account can take: buys within cash (buying power) and the
         position limit, sells within what it holds; None when neither is possible."""
-        room = min(self.cash, MAX_POSITION_VALUE - holding.quantity * price)
+        room = min(self.cash, MAX_POSITION_VALUE - holding.quantity * holding.average_price)
         can_buy = min(MAX_ORDER, int(room // price)) if room > 0 else 0
         can_sell = min(MAX_ORDER, holding.quantity)
         if can_sell and (not can_buy or self.rng.random() < 0.45):
