@@ -179,5 +179,6 @@ async def test_soak_short() -> None:
 
 
 @pytest.mark.soak
+@pytest.mark.timeout(3600)
 async def test_soak_full() -> None:
     await soak(20_000)
