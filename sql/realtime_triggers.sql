@@ -337,8 +337,10 @@ $$;
 -- The snapshot the last round kept: every change of a transaction it shows as finished has its
 -- cursor. NULL when there is nothing to go on: no round yet (a new install, everything pruned), or
 -- another cluster's round (a pg_dump restored here, where txids start again lower; p_now is a
--- snapshot of this cluster, p_system its system identifier), and then any change may lack a cursor.
-CREATE OR REPLACE FUNCTION supabase_push.stamped_until_v4(p_now pg_snapshot, p_system bigint)
+-- snapshot of this cluster, p_system its system identifier: the current ones when NULL), and then
+-- any change may lack a cursor.
+CREATE OR REPLACE FUNCTION supabase_push.stamped_until_v4(p_now pg_snapshot DEFAULT NULL,
+                                                          p_system bigint DEFAULT NULL)
 RETURNS pg_snapshot
 LANGUAGE plpgsql  -- not sql: a SQL function called from PL/pgSQL is planned again at every call
 STABLE
@@ -348,8 +350,10 @@ BEGIN
     RETURN (SELECT c.snapshot
             FROM (SELECT c.snapshot, c.system_identifier FROM supabase_push.commits c
                   WHERE c.snapshot IS NOT NULL ORDER BY c.seq DESC LIMIT 1) c
-            WHERE c.system_identifier IS NOT DISTINCT FROM p_system
-              AND pg_catalog.pg_snapshot_xmax(p_now) >= pg_catalog.pg_snapshot_xmax(c.snapshot));
+            WHERE c.system_identifier IS NOT DISTINCT FROM
+                      coalesce(p_system, (pg_catalog.pg_control_system()).system_identifier)
+              AND pg_catalog.pg_snapshot_xmax(coalesce(p_now, pg_catalog.pg_current_snapshot()))
+                  >= pg_catalog.pg_snapshot_xmax(c.snapshot));
 END
 $$;
 
@@ -543,9 +547,7 @@ AS $$
               AND l.database = (SELECT d.oid FROM pg_catalog.pg_database d WHERE d.datname = pg_catalog.current_database())
               AND l.classid = 1680644092 AND l.objid = 713436091  -- the loop's key, 7218311412069051323
             LIMIT 1)
-    FROM supabase_push.unstamped_v4(
-        supabase_push.stamped_until_v4(pg_catalog.pg_current_snapshot(),
-                                       (pg_catalog.pg_control_system()).system_identifier), NULL) u
+    FROM supabase_push.unstamped_v4(supabase_push.stamped_until_v4(), NULL) u
 $$;
 
 -- For readers that only have PostgREST (hosted Supabase without a supabase-push process nor
@@ -725,10 +727,7 @@ SET search_path = ''
 AS $$
     SELECT h.seq, h.id,
            ARRAY(SELECT u.id
-                 FROM supabase_push.unstamped_v4(
-                     supabase_push.stamped_until_v4(pg_catalog.pg_current_snapshot(),
-                                                    (pg_catalog.pg_control_system()).system_identifier),
-                     NULL) u
+                 FROM supabase_push.unstamped_v4(supabase_push.stamped_until_v4(), NULL) u
                  WHERE topics IS NULL OR u.topic = ANY (topics)
                  ORDER BY u.id),
            (SELECT coalesce(pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object(
