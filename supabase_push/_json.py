@@ -12,6 +12,8 @@ import math
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 __all__ = ["loads"]
 
 
@@ -48,12 +50,38 @@ _EXACT_LONG = json.JSONDecoder(parse_constant=_no_constant, parse_float=_exact_f
 _PLAIN = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite)
 
 
+# orjson parses in C, about four times faster than json with the hooks below, but it turns an integer past
+# 64 bits into a float and rounds a number past a double's 15 digits. A text in which no number can be
+# either goes to orjson: no run of 16 digits and dots (a number of 15 significant digits or fewer, and
+# below 10**15, which a float holds exactly as written) and no digit before an exponent. Anything else,
+# and anything orjson refuses (NaN, 1e999, nesting past 1,024), goes to the decoders below, which decide.
+_DIGIT_RUNS = bytes(ord("d") if chr(byte) in "0123456789." else ord("e") if chr(byte) in "eE" else ord(" ")
+                    for byte in range(256))
+_LONG_RUN = b"d" * 16
+
+
+def _plain_numbers(data: bytes) -> bool:
+    runs = data.translate(_DIGIT_RUNS)
+    return _LONG_RUN not in runs and b"de" not in runs
+
+
 def loads(text: str | bytes, *, exact_numbers: bool = False) -> Any:
     """Parse JSON, or raise ValueError (which UnicodeDecodeError is) for anything that is not plain JSON.
 
     ``exact_numbers``: for rows, where every numeric Postgres stores must arrive as it is: a
     number a float cannot hold exactly, or an integer too long for ``int(str)``, becomes a
     ``Decimal`` (its JSON output is its exact text), never a rounded float, ``inf`` or an error."""
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    if _plain_numbers(data):
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    return _decode(text, exact_numbers)
+
+
+def _decode(text: str | bytes, exact_numbers: bool) -> Any:
+    """:func:`loads` in Python: slower, and the judge of every text orjson may not parse."""
     try:
         if isinstance(text, bytes):
             text = text.decode(json.detect_encoding(text), "surrogatepass")

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, get_args
 
 import psycopg
 from psycopg import sql
@@ -118,29 +119,36 @@ def _params(after: Cursor, limit: int, topics: Sequence[str] | None) -> dict[str
 def row_to_event(row: Mapping[str, Any], source: Source) -> ChangeEvent:
     """A row of ``supabase_push_changes()`` by name (PostgREST's JSON, parsed with exact numbers) as an
     event."""
+    committed_at = row["committed_at"]
+    if isinstance(committed_at, str):
+        with contextlib.suppress(ValueError):  # else pydantic's reading of it decides
+            committed_at = datetime.fromisoformat(committed_at)
     return _event(row["seq"], row["id"], row["topic"], row["schema_name"], row["table_name"], row["op"],
-                  row["record"], row["old_record"], row["committed_at"], source=source)
+                  row["record"], row["old_record"], committed_at, source=source)
+
+
+_OPERATIONS = frozenset(get_args(Operation))
 
 
 def _event(seq: int, change_id: int, topic: str, schema_name: str, table_name: str, op: Operation, record: Any,
            old_record: Any, committed_at: datetime, *, source: Source) -> ChangeEvent:
     """One change as an event; the rows as JSON text (SQL) or parsed (PostgREST). A service's event (op
     EVENT) keeps its name where a change keeps its table (sql: supabase_push.publish); the envelope calls
-    it ``event``."""
+    it ``event``.
+
+    Values of the types the event holds are taken as they are, without pydantic's validation (a quarter
+    of a long catch-up); anything else goes through it, which converts it or says what is wrong."""
     published = op == "EVENT"
-    return ChangeEvent(
-        id=change_id,
-        cursor=f"{seq}:{change_id}",
-        topic=topic,
-        schema=schema_name,
-        table="" if published else table_name,
-        event=table_name if published else None,
-        op=op,
-        record=_row(record),
-        old_record=_row(old_record),
-        commit_ts=committed_at,
-        source=source,
-    )
+    record, old_record = _row(record), _row(old_record)
+    fields = {"id": change_id, "cursor": f"{seq}:{change_id}", "topic": topic, "schema_name": schema_name,
+              "table": "" if published else table_name, "event": table_name if published else None, "op": op,
+              "record": record, "old_record": old_record, "commit_ts": committed_at, "source": source}
+    if (type(seq) is int and type(change_id) is int and type(topic) is str and type(schema_name) is str
+            and type(table_name) is str and op in _OPERATIONS and (record is None or type(record) is dict)
+            and (old_record is None or type(old_record) is dict) and type(committed_at) is datetime
+            and committed_at.tzinfo is not None):
+        return ChangeEvent.of_typed_values(fields)
+    return ChangeEvent.model_validate(fields)
 
 
 def _events(source: Source) -> Callable[[Any], RowMaker[ChangeEvent]]:

@@ -76,6 +76,21 @@ class ChangeEvent(BaseModel):
     event: str | None = None
     """An event's name (op EVENT); None for a row change."""
 
+    @classmethod
+    def of_typed_values(cls, fields: dict[str, Any]) -> ChangeEvent:
+        """An event from values already of the fields' types (not copied; every required field given, the
+        others take their defaults), without validation: what :meth:`model_construct` does, without its loop over the
+        fields in Python, for the readers of the change log, where validation was a quarter of the time
+        of a long catch-up. Anything else goes through the constructor."""
+        event = _new(cls)
+        values = _IN_ORDER.copy()  # the fields' order, which repr shows
+        values.update(fields)
+        _set(event, "__dict__", values)
+        _set(event, "__pydantic_fields_set__", set(fields))
+        _set(event, "__pydantic_extra__", None)
+        _set(event, "__pydantic_private__", None)
+        return event
+
     @property
     def position(self) -> Cursor:
         return Cursor.parse(self.cursor)
@@ -84,3 +99,9 @@ class ChangeEvent(BaseModel):
     def payload(self) -> dict[str, Any] | None:
         """An event's payload (op EVENT: its ``record``); None for a row change."""
         return self.record if self.op == "EVENT" else None
+
+
+_new = object.__new__
+_set = object.__setattr__
+_IN_ORDER: dict[str, Any] = {name: None if field.is_required() else field.default
+                             for name, field in ChangeEvent.model_fields.items()}

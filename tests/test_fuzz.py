@@ -179,3 +179,32 @@ def _draw(strategy: st.SearchStrategy[Any], count: int, rng: random.Random) -> l
     collect()
     rng.shuffle(found)
     return found
+
+
+# -- the JSON decoder's fast path (orjson) against its Python path ------------------------------
+
+numbers = st.from_regex(r"-?(0|[1-9][0-9]{0,24})(\.[0-9]{1,24})?([eE][-+]?[0-9]{1,3})?", fullmatch=True)
+texts_with_numbers = st.one_of(
+    json_values.map(json.dumps),
+    st.lists(numbers, max_size=6).map(lambda items: "[" + ",".join(items) + "]"),
+    st.dictionaries(st.text(max_size=6), numbers, max_size=4).map(
+        lambda d: "{" + ",".join(f"{json.dumps(k)}: {v}" for k, v in d.items()) + "}"),
+    st.text(), st.binary())
+
+
+@MANY
+@given(texts_with_numbers, st.booleans())
+def test_the_fast_json_path_parses_as_the_python_one(text: str | bytes, exact: bool) -> None:
+    """The same value of the same type (a float only where Python's decoders give one), or the same refusal."""
+    from supabase_push import _json
+
+    def outcome(parse: Any) -> str:
+        try:
+            return repr(parse())
+        except ValueError as exc:
+            return type(exc).__name__ if not isinstance(exc, UnicodeDecodeError) else "ValueError"
+
+    fast = outcome(lambda: _json.loads(text, exact_numbers=exact))
+    python = outcome(lambda: _json._decode(text, exact))
+    assert fast == python or (fast, python) == ("ValueError", "JSONDecodeError") or \
+        (fast, python) == ("JSONDecodeError", "ValueError")

@@ -7,6 +7,7 @@ import re
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 
 import supabase_push
 from supabase_push import schema
@@ -86,3 +87,42 @@ def test_retry_after_reads_seconds_and_http_dates(header: str | None, seconds: f
     """One reading of Retry-After for every client (Realtime REST, PostgREST, the sinks): RFC 9110 allows
     delay-seconds or an HTTP date; a past date is now, and anything else falls back to our backoff."""
     assert retry_after(header, now=datetime(2026, 12, 3, 10, 0, 0, tzinfo=UTC)) == seconds
+
+
+@pytest.mark.parametrize("op", ["INSERT", "EVENT", "DELETE"])
+def test_an_event_read_from_the_log_is_the_event_pydantic_builds(op: str) -> None:
+    """The readers' fast construction (no validation) against the validating one: equal, and the same
+    repr, dump and copy, whatever pydantic version is installed."""
+    from supabase_push.changelog import _event, row_to_event
+
+    at = datetime(2026, 12, 3, 17, 0, 0, 123456, tzinfo=UTC)
+    fast = _event(7, 42, "trade-updates", "public", "trades", op, '{"id": 1, "price": 600.5}',  # type: ignore[arg-type]
+                  None, at, source="catch-up")
+    checked = ChangeEvent.model_validate({
+        "id": 42, "cursor": "7:42", "topic": "trade-updates", "schema": "public",
+        "table": "" if op == "EVENT" else "trades", "event": "trades" if op == "EVENT" else None, "op": op,
+        "record": {"id": 1, "price": 600.5}, "old_record": None, "commit_ts": at, "source": "catch-up"})
+    assert fast == checked and repr(fast) == repr(checked)
+    assert fast.model_dump_json(by_alias=True) == checked.model_dump_json(by_alias=True)
+    assert fast.model_fields_set == checked.model_fields_set
+    assert fast.model_copy(update={"source": "listen"}) == checked.model_copy(update={"source": "listen"})
+    assert fast.position == Cursor(7, 42)
+    with pytest.raises(ValidationError):
+        fast.id = 1  # type: ignore[misc]
+    # PostgREST's JSON: the same event, its timestamp given as text
+    rest = row_to_event({"seq": 7, "id": 42, "topic": "trade-updates", "schema_name": "public",
+                         "table_name": "trades", "op": op, "record": {"id": 1, "price": 600.5},
+                         "old_record": None, "committed_at": "2026-12-03T17:00:00.123456+00:00"}, "catch-up")
+    assert rest == checked
+
+
+@pytest.mark.parametrize(("column", "value"), [("op", "MERGE"), ("record", "[1, 2]"), ("id", "x"),
+                                               ("committed_at", "yesterday")])
+def test_a_row_of_the_wrong_shape_is_refused_as_before(column: str, value: str) -> None:
+    from supabase_push.changelog import row_to_event
+
+    row = {"seq": 7, "id": 42, "topic": "t", "schema_name": "public", "table_name": "trades", "op": "INSERT",
+           "record": None, "old_record": None, "committed_at": "2026-12-03T17:00:00+00:00",
+           column: json.loads(value) if column == "record" else value}
+    with pytest.raises(ValidationError):
+        row_to_event(row, "catch-up")
