@@ -108,7 +108,7 @@ def test_an_event_read_from_the_log_is_the_event_pydantic_builds(op: str) -> Non
     assert fast.model_copy(update={"source": "listen"}) == checked.model_copy(update={"source": "listen"})
     assert fast.position == Cursor(7, 42)
     with pytest.raises(ValidationError):
-        fast.id = 1  # type: ignore[misc]
+        fast.id = 1
     # PostgREST's JSON: the same event, its timestamp given as text
     rest = row_to_event({"seq": 7, "id": 42, "topic": "trade-updates", "schema_name": "public",
                          "table_name": "trades", "op": op, "record": {"id": 1, "price": 600.5},
