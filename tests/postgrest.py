@@ -10,6 +10,8 @@ from types import TracebackType
 
 import httpx
 
+from supabase_push._child import dies_with_parent
+
 from .realtime_helpers import JS_DIR, POSTGREST_BIN, node_ready
 
 
@@ -39,7 +41,7 @@ class PostgREST:
                "PGRST_JWT_SECRET": self.jwt_secret, "PGRST_SERVER_HOST": "127.0.0.1",
                "PGRST_SERVER_PORT": str(self.port), "PGRST_DB_POOL": "4", "PGRST_LOG_LEVEL": "crit"}
         self._proc = subprocess.Popen([str(self.binary)], env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL)
+                                      stderr=subprocess.DEVNULL, preexec_fn=dies_with_parent())
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:  # 503 PGRST002 until the schema cache is loaded
             if self._proc.poll() is not None:

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import psycopg
 import pytest
 from typer.testing import CliRunner
@@ -140,16 +141,22 @@ def test_demo_against_a_project_needs_its_settings() -> None:
 
 
 def test_kill_9_leaves_no_postgres_behind() -> None:
+    """Nor its PostgREST, which would otherwise retry the lost database forever."""
     proc = trading_demo()
     clusters = list(CLUSTERS_DIR.glob(f"{proc.pid}-*"))
     assert len(clusters) == 1
     postmaster = int((clusters[0] / "data" / "postmaster.pid").read_text().splitlines()[0])
+    postgrest = [child.pid for child in psutil.Process(proc.pid).children(recursive=True)
+                 if child.name() == "postgrest"]
+    assert postgrest, "the demo runs no PostgREST"
     proc.kill()
     proc.communicate(timeout=30)
     deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and (clusters[0].exists() or _alive(postmaster)):
+    while time.monotonic() < deadline and (clusters[0].exists() or _alive(postmaster)
+                                           or any(map(_alive, postgrest))):
         time.sleep(0.1)
     assert not clusters[0].exists() and not _alive(postmaster), "the killed demo's Postgres outlived it"
+    assert not any(map(_alive, postgrest)), "the killed demo's PostgREST outlived it"
 
 
 def _alive(pid: int) -> bool:

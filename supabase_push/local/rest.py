@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 from aiohttp import web
 
+from .._child import dies_with_parent
 from . import tokens
 
 __all__ = ["SUPABASE_GRANTS", "PostgREST", "credentials", "find_postgrest", "gateway"]
@@ -95,7 +96,8 @@ class PostgREST:
 
     async def start(self, timeout: float = 20.0) -> None:
         self._proc = await asyncio.create_subprocess_exec(
-            str(self.binary), env=self._env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL)
+            str(self.binary), env=self._env, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+            preexec_fn=dies_with_parent())
         deadline = time.monotonic() + timeout
         async with httpx.AsyncClient(timeout=1) as http:
             while time.monotonic() < deadline:  # 503 PGRST002 until its schema cache is loaded
