@@ -18,6 +18,7 @@ V1_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v1.sql"
 V2_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v2.sql"
 """The same as schema version 2 shipped it (the stamper, before events)."""
 V3_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v3.sql"
+V4_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v4.sql"
 """The same as schema version 3 shipped it (events and snapshots; rounds that could scan the log)."""
 
 
