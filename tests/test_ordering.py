@@ -277,6 +277,34 @@ def test_the_stamping_loop_costs_little_when_idle(installed_url: str) -> None:
     assert cpu < 0.02 * idle, f"the idle stamping loop used {cpu:.3f} s of CPU in {idle:.1f} s"
 
 
+def test_the_loop_skips_rounds_while_nothing_moves_and_stamps_the_next_commit(installed_url: str) -> None:
+    """A loop held at its fast pace (idle_ms = fast_ms = 1) on a quiet database runs a round only when the
+    cluster's snapshot has moved since the last one: a handful in 3 s, not one per millisecond (schema 4: each
+    a transaction of ten queries). A commit in the middle still gets its cursor at once."""
+    calls = "SELECT coalesce(sum(calls), 0) FROM pg_catalog.pg_stat_user_functions WHERE funcname = 'stamp_v2'"
+    with psycopg.connect(installed_url, autocommit=True) as conn, \
+            psycopg.connect(installed_url, autocommit=True) as watcher:
+        conn.execute("SET track_functions = 'pl'")
+        before = conn.execute(calls).fetchone()
+        loop = threading.Thread(target=lambda: conn.execute("CALL supabase_push.stamp_loop_v2(3, 1, 1, NULL)"))
+        loop.start()
+        time.sleep(1.5)
+        _insert(installed_url)
+        written = time.monotonic()
+        while watcher.execute("SELECT changes FROM supabase_push.pending_v2()").fetchone() != (0,):
+            assert time.monotonic() - written < 1, "the commit was not stamped"
+            time.sleep(0.005)
+        stamped_after = time.monotonic() - written
+        loop.join()
+        conn.execute("SELECT pg_catalog.pg_stat_force_next_flush()")
+        conn.execute("SELECT 1")  # the end of a transaction flushes the session's counts
+        after = conn.execute(calls).fetchone()
+    assert before is not None and after is not None
+    rounds = after[0] - before[0]
+    assert 1 <= rounds <= 10, f"{rounds} rounds in 3 s"
+    print(f"{rounds} rounds in 3 s; the commit stamped {stamped_after * 1000:.1f} ms after it returned")
+
+
 def _backend_cpu(pid: int) -> float:
     import os
     from pathlib import Path
