@@ -217,15 +217,18 @@ def stamping(database_url: str, *, fast_ms: float = 1.0, idle_ms: float = 50.0, 
     """``with stamping(dsn):`` runs the stamping loop on a thread of its own while the block runs: for
     synchronous scripts, tests and benchmarks that write with no supabase-push process around. It
     leads when nobody else does (and looks again every ``retry`` seconds while another process leads);
-    an error (not installed yet, or any more) is retried."""
+    an error (not installed yet, or any more) is retried. On leaving the block its loop is cancelled
+    (a round cut short stamps nothing; the next one does)."""
     stop = threading.Event()
+    connections: list[psycopg.Connection[Any]] = []
 
     def loop() -> None:
         while not stop.is_set():
             try:
                 with psycopg.connect(database_url, autocommit=True, application_name="supabase-push") as conn:
+                    connections[:] = [conn]
                     while not stop.is_set():
-                        row = conn.execute(_LOOP, (0.2, fast_ms, idle_ms)).fetchone()
+                        row = conn.execute(_LOOP, (_HELPER_CHUNK, fast_ms, idle_ms)).fetchone()
                         if not (row and row[0]):  # the loop returned at once: another process leads
                             stop.wait(retry)
             except psycopg.Error:
@@ -237,4 +240,14 @@ def stamping(database_url: str, *, fast_ms: float = 1.0, idle_ms: float = 50.0, 
         yield
     finally:
         stop.set()
-        thread.join(10)
+        for _ in range(100):  # a cancel that lands between two calls is lost: send it until the thread ends
+            for conn in connections:
+                with contextlib.suppress(psycopg.Error):
+                    conn.cancel_safe(timeout=1)
+            thread.join(0.1)
+            if not thread.is_alive():
+                break
+
+
+_HELPER_CHUNK = 60.0
+"""Seconds of each loop :func:`stamping` calls: long enough to reach the idle pace (after a quiet second)."""
