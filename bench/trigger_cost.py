@@ -184,7 +184,7 @@ async def section(env: Stack, *, quick: bool, runs: int) -> Section:
     out.notes.append(
         "Our writers only append to the change log: no lock, no NOTIFY, nothing at commit, so they share WAL "
         "flushes like the bare table's. Ordering and pushing happen after commit, in the stamper's loop, which "
-        "runs during every measurement of ours on the same two cores as the server and pgbench (rounds 1-5 ms "
+        "runs during every measurement of ours on the same two cores as the server and pgbench (rounds 1-10 ms "
         "apart while writes flow, each its own durable commit). The row \"nobody stamping\" shows the "
         "writers' own share (the row trigger: a plpgsql call, the row as jsonb, one more row and two index "
         "entries per change); the rest of the gap is the stamper's CPU. The plain pg_notify peer serialises: "
@@ -194,7 +194,7 @@ async def section(env: Stack, *, quick: bool, runs: int) -> Section:
         f"The stamping loop's own CPU (its backend, durable cluster, NOTIFY path): {busy:.1f} % of a core while "
         f"pgbench commits {RATE:,} single-row transactions a second, {idle:.1f} % with no writes. It skips a round "
         "while the cluster's snapshot has not moved, and under load pauses 1 ms per transaction the last round "
-        "stamped, up to 5 ms: fewer, bigger rounds (schema 5).")
+        "stamped, up to 10 ms: fewer, bigger rounds (schema 5).")
     return out
 
 

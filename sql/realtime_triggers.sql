@@ -513,7 +513,7 @@ $$;
 -- A round has a fixed cost (its queries, its transaction and flush), so the loop skips it when
 -- the cluster's snapshot is what it was before the last round (no transaction has finished or
 -- begun writing since: nothing new can have committed), and under load it pauses p_fast_ms per
--- transaction the last round stamped, up to 5 x p_fast_ms: fewer, bigger rounds, which leaves
+-- transaction the last round stamped, up to 10 x p_fast_ms: fewer, bigger rounds, which leaves
 -- the writers the CPU (at 2,000 commits/s on 2 cores, about half the stamper's) for a few
 -- milliseconds more before a change is pushed. pg_sleep waits in whole milliseconds, and twice
 -- when asked for exactly one: each pause asks for a little less.
@@ -548,7 +548,7 @@ BEGIN
         EXIT WHEN pg_catalog.clock_timestamp() >= v_deadline;
         IF v_stamped > 0 THEN
             v_busy_at := pg_catalog.clock_timestamp();
-            v_sleep_ms := LEAST(p_fast_ms * v_stamped, 5 * p_fast_ms);
+            v_sleep_ms := LEAST(p_fast_ms * v_stamped, 10 * p_fast_ms);
         ELSIF pg_catalog.clock_timestamp() - v_busy_at > interval '1 second' THEN
             v_sleep_ms := LEAST(v_sleep_ms * 2, p_idle_ms);
         ELSE
