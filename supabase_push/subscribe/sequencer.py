@@ -48,6 +48,7 @@ class Sequencer:
         return [event for event in read if event.position > self.cursor]
 
     def advance(self, event: ChangeEvent) -> None:
-        if event.position <= self.cursor:
+        position = event.position
+        if position <= self.cursor:
             raise ValueError(f"cursor {self.cursor} would move back to {event.cursor}")
-        self.cursor = event.position
+        self.cursor = position

@@ -557,10 +557,12 @@ class Subscriber:
 
     def _finished(self, event: ChangeEvent) -> None:
         # Not before every change the snapshot holds has gone by: a run resumed from there would deliver them.
-        if self.cursor_store is not None and event.op != "SNAPSHOT" and not self._skip \
-                and event.position > self._saved:
-            self.cursor_store.save(event.position)
-            self._saved = event.position
+        if self.cursor_store is None or event.op == "SNAPSHOT" or self._skip:
+            return
+        position = event.position
+        if position > self._saved:
+            self.cursor_store.save(position)
+            self._saved = position
 
     def _stamper_state(self, state: str) -> None:
         self.stats.stamper = state
