@@ -19,13 +19,14 @@ import asyncio
 import os
 import re
 import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import psycopg
 from _report import Ratio, Section, median
-from _stack import Stack, run_alone, stack
+from _stack import ROOT, Stack, run_alone, stack
 
 from supabase_push.embedded import find_postgres_bin
 from supabase_push.stamper import stamping
@@ -118,14 +119,12 @@ def big_transaction(dsn: str, *, ours: bool) -> tuple[float, float | None]:
 RATE = 2000
 
 
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def stamper_cpu(dsn: str, seconds: float) -> tuple[float, float]:
     """The stamping loop's own CPU (its backend's, as a share of one core) while pgbench commits RATE single-row
     transactions a second, then with no writes (past the quiet second after which the loop slows down)."""
+    sys.path.insert(0, str(ROOT))
+    from tests.processes import cpu_seconds
+
     with stamping(dsn), psycopg.connect(dsn, autocommit=True) as conn:
         deadline = time.monotonic() + 10
         while (row := conn.execute("SELECT stamper_pid FROM supabase_push.pending_v2()").fetchone()) is None \
@@ -137,15 +136,15 @@ def stamper_cpu(dsn: str, seconds: float) -> tuple[float, float]:
         with tempfile.TemporaryDirectory() as tmp:
             script = Path(tmp) / "insert.sql"
             script.write_text(INSERT)
-            before, started = _cpu_seconds(pid), time.monotonic()
+            before, started = cpu_seconds(pid), time.monotonic()
             subprocess.run([str(pgbench()), "--no-vacuum", "--client", str(WRITERS), "--jobs", str(JOBS),
                             "--rate", str(RATE), "--time", str(max(1, round(seconds))), "--file", str(script), dsn],
                            capture_output=True, check=True)
-            busy = (_cpu_seconds(pid) - before) / (time.monotonic() - started)
+            busy = (cpu_seconds(pid) - before) / (time.monotonic() - started)
         time.sleep(1.5)
-        before, started = _cpu_seconds(pid), time.monotonic()
+        before, started = cpu_seconds(pid), time.monotonic()
         time.sleep(seconds)
-        idle = (_cpu_seconds(pid) - before) / (time.monotonic() - started)
+        idle = (cpu_seconds(pid) - before) / (time.monotonic() - started)
     return busy, idle
 
 

@@ -42,8 +42,7 @@ class Cursor(NamedTuple):
         seq, sep, change_id = text.partition(":")
         if not sep or not seq.isascii() or not seq.isdigit() or not change_id.isascii() or not change_id.isdigit():
             raise ValueError(f"not a cursor: {text!r} (expected 'seq:id', e.g. '42:1007')")
-        if len(seq) > 19 or len(change_id) > 19 or (position := cls(int(seq), int(change_id))).seq > BIGINT_MAX \
-                or position.id > BIGINT_MAX:
+        if len(seq) > 19 or len(change_id) > 19 or max(position := cls(int(seq), int(change_id))) > BIGINT_MAX:
             raise ValueError(f"not a cursor: {text[:60]!r} is past the largest position the change log has (bigint)")
         return position
 

@@ -9,7 +9,6 @@ import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -19,6 +18,7 @@ from realtime import AsyncRealtimeClient
 from supabase_push.changelog import head, stamp
 from tests.test_local_python import subscribe
 
+from .processes import cpu_seconds
 from .realtime_helpers import Inbox, options
 
 
@@ -104,11 +104,6 @@ def test_serve_help_says_development_only() -> None:
                             capture_output=True, text=True, timeout=60, env={**os.environ, "COLUMNS": "200"})
     assert "DEVELOPMENT AND TESTS ONLY" in result.stdout and "127.0.0.1" in result.stdout
 
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 @pytest.mark.timing

@@ -20,6 +20,7 @@ from psycopg import conninfo, sql
 from supabase_push.subscribe import Subscriber
 
 from .conftest import DatabaseFactory
+from .processes import cpu_seconds
 from .relay_helpers import SECRET
 from .subscriber_helpers import TOPICS, settings
 
@@ -66,11 +67,6 @@ async def test_an_idle_subscriber_reads_once_per_verify_interval(installed_url: 
     assert done <= idle / 0.5 + 2, f"{done} reads in {idle:.1f} s idle (one verify read per 0.5 s expected)"
     assert done >= idle / 0.5 - 4, f"{done} reads in {idle:.1f} s idle: the verify reads stopped"
     assert cpu < 0.05 * idle, f"an idle subscriber used {cpu:.2f} s of CPU in {idle:.1f} s"
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def _spawn(*args: str, url: str) -> subprocess.Popen[str]:
@@ -122,11 +118,11 @@ message = "{symbol}"
         time.sleep(1)
         settle_stats()
         before = {name: reads(url) for name, url in urls.items()}
-        cpu_before = {name: _cpu_seconds(proc.pid) for name, proc in procs.items()}
+        cpu_before = {name: cpu_seconds(proc.pid) for name, proc in procs.items()}
         started = time.monotonic()
         time.sleep(13)  # past verify_interval and liveness_interval (10 s each)
         idle = time.monotonic() - started
-        cpu = {name: _cpu_seconds(proc.pid) - cpu_before[name] for name, proc in procs.items()}
+        cpu = {name: cpu_seconds(proc.pid) - cpu_before[name] for name, proc in procs.items()}
         settle_stats()
         done = {name: reads(url) - before[name] for name, url in urls.items()}
     finally:

@@ -30,6 +30,7 @@ from supabase_push.subscribe import SqlReader, Subscriber
 
 from .conftest import Cluster, DatabaseFactory
 from .ordering_helpers import Writers, assert_ordered, transaction_seqs, whole_log
+from .processes import cpu_seconds
 
 
 def _insert(url: str, n: int = 1) -> None:
@@ -270,9 +271,9 @@ def test_the_stamping_loop_costs_little_when_idle(installed_url: str) -> None:
     thread.start()
     ready.wait(5)
     time.sleep(1.5)  # past the quiet second: at the idle pace
-    before, started = _backend_cpu(pid[0]), time.monotonic()
+    before, started = cpu_seconds(pid[0]), time.monotonic()
     time.sleep(4)
-    cpu, idle = _backend_cpu(pid[0]) - before, time.monotonic() - started
+    cpu, idle = cpu_seconds(pid[0]) - before, time.monotonic() - started
     thread.join()
     assert cpu < 0.02 * idle, f"the idle stamping loop used {cpu:.3f} s of CPU in {idle:.1f} s"
 
@@ -303,14 +304,6 @@ def test_the_loop_skips_rounds_while_nothing_moves_and_stamps_the_next_commit(in
     rounds = after[0] - before[0]
     assert 1 <= rounds <= 10, f"{rounds} rounds in 3 s"
     print(f"{rounds} rounds in 3 s; the commit stamped {stamped_after * 1000:.1f} ms after it returned")
-
-
-def _backend_cpu(pid: int) -> float:
-    import os
-    from pathlib import Path
-
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def test_the_stamp_command_runs_one_round_or_stands_as_the_stamper(installed_url: str) -> None:
