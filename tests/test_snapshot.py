@@ -138,18 +138,23 @@ async def rebuild_books(url: str, make_reader: Any) -> tuple[list[Book], list[Su
         await subscriber.start()
 
     rng = random.Random(7)
-    with Writers(url) as writers:
-        await asyncio.gather(*(follow(n, rng.uniform(0, 2.5)) for n in range(SUBSCRIBERS)))
-        await asyncio.sleep(0.5)
-    assert writers.committed > 200, writers.committed
-    subscribers = [started[n] for n in range(SUBSCRIBERS)]
-    with psycopg.connect(url, autocommit=True) as conn:
-        head = str(conn.execute("SELECT seq || ':' || id FROM supabase_push_head()").fetchone()[0])  # type: ignore[index]
-    async with asyncio.timeout(30):
-        while any(s.stats.cursor != head for s in subscribers):
-            await asyncio.sleep(0.05)
-    for subscriber in subscribers:
-        await subscriber.close()
+    try:
+        with Writers(url) as writers:
+            await asyncio.gather(*(follow(n, rng.uniform(0, 2.5)) for n in range(SUBSCRIBERS)))
+            await asyncio.sleep(0.5)
+        assert writers.committed > 200, writers.committed
+        subscribers = [started[n] for n in range(SUBSCRIBERS)]
+        with psycopg.connect(url, autocommit=True) as conn:
+            # The stamper orders commits after they return: the writers' last ones may have no cursor yet, and
+            # a head read now would stop the subscribers short of the table the books are compared with.
+            stamp(conn)
+            head = str(conn.execute("SELECT seq || ':' || id FROM supabase_push_head()").fetchone()[0])  # type: ignore[index]
+        async with asyncio.timeout(30):
+            while any(s.stats.cursor != head for s in subscribers):
+                await asyncio.sleep(0.05)
+    finally:
+        for subscriber in started.values():
+            await subscriber.close()
     return books, subscribers
 
 
