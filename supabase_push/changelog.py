@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, get_args
@@ -189,7 +189,7 @@ _SNAPSHOT_START = "SELECT seq, id, skip, tables, taken_at FROM public.supabase_p
 
 
 async def aread_snapshot(conn: psycopg.AsyncConnection[Any], topics: Sequence[str] | None = None, *,
-                         page_size: int = 1000) -> AsyncIterator[SnapshotStart | list[ChangeEvent]]:
+                         page_size: int = 1000) -> AsyncGenerator[SnapshotStart | list[ChangeEvent], None]:
     """The rows of the routed tables of ``topics``, as they are in one snapshot, with the cursor they stand at:
     first a :class:`SnapshotStart`, then pages of ``op == "SNAPSHOT"`` events (their ``record`` the row), read
     in one REPEATABLE READ transaction by a server-side cursor (memory stays bounded by ``page_size``). The

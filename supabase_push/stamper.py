@@ -199,10 +199,12 @@ class Stamper:
         if conn is None or conn.closed:
             return
         # A backend left in the loop would go on leading until its chunk ends; cancel it first.
-        with contextlib.suppress(psycopg.Error, OSError):
-            await conn.cancel_safe(timeout=2.0)
-        with contextlib.suppress(psycopg.Error, OSError):
-            await conn.close()
+        try:
+            with contextlib.suppress(psycopg.Error, OSError):
+                await conn.cancel_safe(timeout=2.0)
+        finally:  # a close() of ours cancelled while it waits still closes the connection
+            with contextlib.suppress(psycopg.Error, OSError):
+                await conn.close()
 
     async def __aenter__(self) -> Stamper:
         return await self.start()

@@ -390,3 +390,27 @@ async def test_decoding_survives_a_dropped_replication_connection(realtime_db: s
                 assert server.stream_restarts == 1
                 conn.execute("INSERT INTO orders (id, symbol) VALUES (%s, %s)", (int(time.time() * 1000) + 1, symbol))
                 assert (await raw.expect("postgres_changes"))["payload"]["data"]["record"]["symbol"] == symbol
+
+
+async def test_a_server_that_cannot_start_leaves_nothing_behind(make_db: Any) -> None:
+    """Its port taken: start() fails with the OSError, and the connections it had opened (control, logical
+    decoding with its slot, stamper) are closed, not left to the garbage collector."""
+    import socket
+
+    import psycopg
+
+    url = make_db("tables")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = LocalRealtime(url, ServerConfig(host="127.0.0.1", port=taken.getsockname()[1], rest=False))
+        with pytest.raises(OSError):
+            await server.start()
+    left = ("SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()),"
+            " (SELECT count(*) FROM pg_replication_slots WHERE database = current_database())")
+    with psycopg.connect(url, autocommit=True) as conn:
+        for _ in range(50):  # a closed connection's backend takes a moment to exit
+            if conn.execute(left).fetchone() == (0, 0):
+                break
+            await asyncio.sleep(0.1)
+        assert conn.execute(left).fetchone() == (0, 0)

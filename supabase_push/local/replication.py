@@ -57,11 +57,15 @@ class ReplicationStream:
             self._conninfo, autocommit=True, replication="database",
             options="-c TimeZone=UTC -c DateStyle=ISO,MDY -c extra_float_digits=1")
         pgconn = self._conn.pgconn
-        await self._command(f'CREATE_REPLICATION_SLOT "{self._slot}" TEMPORARY LOGICAL pgoutput')
-        names = ",".join(self._publications)
-        await self._command(
-            f"START_REPLICATION SLOT \"{self._slot}\" LOGICAL 0/0 "
-            f"(proto_version '1', publication_names '{names}')", expect=pq.ExecStatus.COPY_BOTH)
+        try:
+            await self._command(f'CREATE_REPLICATION_SLOT "{self._slot}" TEMPORARY LOGICAL pgoutput')
+            names = ",".join(self._publications)
+            await self._command(
+                f"START_REPLICATION SLOT \"{self._slot}\" LOGICAL 0/0 "
+                f"(proto_version '1', publication_names '{names}')", expect=pq.ExecStatus.COPY_BOTH)
+        except BaseException:
+            await self.close()
+            raise
         loop = asyncio.get_running_loop()
         loop.add_reader(pgconn.socket, self._on_readable)
         self._feedback_task = asyncio.create_task(self._feedback_loop())

@@ -104,6 +104,13 @@ class LocalRealtime:
     # -- lifecycle --------------------------------------------------------------------------
 
     async def start(self) -> LocalRealtime:
+        try:
+            return await self._start()
+        except BaseException:
+            await self.stop()  # what did start (connections, PostgREST, tasks) must not outlive the failure
+            raise
+
+    async def _start(self) -> LocalRealtime:
         await self.db.open()
         await self._start_stream()
         self._tasks = [asyncio.create_task(self._dispatch_changes()),
@@ -150,9 +157,10 @@ class LocalRealtime:
 
     async def _start_stream(self) -> None:
         slot = f"supabase_push_local_{secrets.token_hex(6)}"
-        self._stream = ReplicationStream(self._database_url, slot, [PUBLICATION, MESSAGES_PUBLICATION],
-                                         self._changes.put_nowait)
-        await self._stream.start()
+        stream = ReplicationStream(self._database_url, slot, [PUBLICATION, MESSAGES_PUBLICATION],
+                                   self._changes.put_nowait)
+        await stream.start()
+        self._stream = stream
 
     async def _supervise_stream(self) -> None:
         """Restart the decoding stream when its connection drops (a new temporary slot: what

@@ -11,6 +11,7 @@ and resumes by cursor), so one slow client never holds up the others or the subs
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import logging
@@ -265,16 +266,18 @@ class Hub:
         snapshot's cursor, after which the stream goes on."""
         rows = 0
         try:
-            async for item in self.reader.snapshot(sorted(conn.topics), self.page_size):
-                if isinstance(item, SnapshotStart):
-                    conn.skip = set(item.skip)
-                    start = item.cursor
-                    yield sse.frame(json.dumps({"cursor": str(start)}), event="snapshot-start")
-                    continue
-                for event in item:
-                    if (view := self._view(conn, event)) is not None:
-                        rows += 1
-                        yield _encode(view)
+            # aclosing: the snapshot's connection closes when the stream goes half-way through
+            async with contextlib.aclosing(self.reader.snapshot(sorted(conn.topics), self.page_size)) as items:
+                async for item in items:
+                    if isinstance(item, SnapshotStart):
+                        conn.skip = set(item.skip)
+                        start = item.cursor
+                        yield sse.frame(json.dumps({"cursor": str(start)}), event="snapshot-start")
+                        continue
+                    for event in item:
+                        if (view := self._view(conn, event)) is not None:
+                            rows += 1
+                            yield _encode(view)
         except TransportError as exc:
             log.warning("relay: cannot read a snapshot for stream %d (%s); closing it, it will retry", conn.id, exc)
             raise

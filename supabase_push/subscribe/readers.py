@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -45,7 +45,8 @@ class Reader(Protocol):
         """The cursor of the newest change in the log; TransportError if it cannot tell."""
         ...
 
-    def snapshot(self, topics: Sequence[str], page_size: int) -> AsyncIterator[SnapshotStart | list[ChangeEvent]]:
+    def snapshot(self, topics: Sequence[str],
+                 page_size: int) -> AsyncGenerator[SnapshotStart | list[ChangeEvent], None]:
         """The rows of the topics' tables in one snapshot: a :class:`SnapshotStart`, then pages of SNAPSHOT
         events (see :func:`~supabase_push.changelog.aread_snapshot`); TransportError if it cannot."""
         ...
@@ -87,7 +88,7 @@ class SqlReader:
             return await ahead(conn)
 
     async def snapshot(self, topics: Sequence[str],
-                       page_size: int) -> AsyncIterator[SnapshotStart | list[ChangeEvent]]:
+                       page_size: int) -> AsyncGenerator[SnapshotStart | list[ChangeEvent], None]:
         """On a connection of its own: its transaction stays open while the pages go out, and the reads of
         others (the relay's streams share this reader) must not run inside it."""
         with self._as_transport_error():
@@ -164,7 +165,7 @@ class RestReader:
         return Cursor(int(rows[0]["seq"]), int(rows[0]["id"])) if rows else START
 
     async def snapshot(self, topics: Sequence[str],
-                       page_size: int) -> AsyncIterator[SnapshotStart | list[ChangeEvent]]:
+                       page_size: int) -> AsyncGenerator[SnapshotStart | list[ChangeEvent], None]:
         """Each PostgREST call is a transaction of its own, so the snapshot is copied in one
         (``supabase_push_snapshot_open``: the caller's rights), read page by page, and dropped."""
         await self._stamp()

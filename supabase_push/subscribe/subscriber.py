@@ -457,16 +457,18 @@ class Subscriber:
         if self._restarted is not None and self.stats.snapshot_rows:
             await self._deliver(self._restarted)
         try:
-            async for item in self.reader.snapshot(self.topics, self.page_size):
-                if isinstance(item, SnapshotStart):
-                    self._sequencer.cursor = item.cursor
-                    self.stats.cursor, self.stats.connected = str(item.cursor), True
-                    self._skip = set(item.skip)
-                    self._restarted = item.event("*", "", "", None)
-                    continue
-                for event in item:
-                    self.stats.snapshot_rows += 1
-                    await self._deliver(event)
+            # aclosing: the snapshot's connection closes when delivery stops half-way (a close() cancels it)
+            async with contextlib.aclosing(self.reader.snapshot(self.topics, self.page_size)) as items:
+                async for item in items:
+                    if isinstance(item, SnapshotStart):
+                        self._sequencer.cursor = item.cursor
+                        self.stats.cursor, self.stats.connected = str(item.cursor), True
+                        self._skip = set(item.skip)
+                        self._restarted = item.event("*", "", "", None)
+                        continue
+                    for event in item:
+                        self.stats.snapshot_rows += 1
+                        await self._deliver(event)
         except TransportError as exc:
             self._read_failed(exc)
             return False
