@@ -8,6 +8,7 @@ template, dropped afterwards.
 
 from __future__ import annotations
 
+import gc
 import itertools
 import os
 from collections.abc import Callable, Iterator
@@ -161,6 +162,14 @@ def db(realtime_db: str) -> Iterator[psycopg.Connection[tuple[object, ...]]]:
     """An autocommit connection to the local Realtime server's database."""
     with psycopg.connect(realtime_db, autocommit=True) as conn:
         yield conn
+
+
+@pytest.fixture(autouse=True)
+def _collect_garbage() -> Iterator[None]:
+    """Anything a test leaves open for the garbage collector (a connection, a socket) is reported at its own
+    teardown (warnings are errors), not in whichever later test the collector happens to run."""
+    yield
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)

@@ -406,7 +406,8 @@ async def test_a_server_that_cannot_start_leaves_nothing_behind(make_db: Any) ->
         server = LocalRealtime(url, ServerConfig(host="127.0.0.1", port=taken.getsockname()[1], rest=False))
         with pytest.raises(OSError):
             await server.start()
-    left = ("SELECT (SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()),"
+    left = ("SELECT (SELECT count(*) FROM pg_stat_activity"
+            "        WHERE datname = current_database() AND pid <> pg_backend_pid()),"
             " (SELECT count(*) FROM pg_replication_slots WHERE database = current_database())")
     with psycopg.connect(url, autocommit=True) as conn:
         for _ in range(50):  # a closed connection's backend takes a moment to exit
