@@ -685,6 +685,11 @@ REVOKE EXECUTE ON FUNCTION public.supabase_push_publish(text, text, jsonb, text)
 -- rights: only roles granted SELECT on the change log can read it. If `prune` deleted
 -- changes after the cursor, the first row is op 'GAP' at the pruned-through cursor, so a
 -- reader never skips lost changes silently (record: {"after": ..., "pruned_through": ...}).
+-- PL/pgSQL, with its generic plan: planned once per session, where a LANGUAGE sql function
+-- with a SET clause is planned anew on every call (0.15 ms of a 0.45 ms read of one change). The
+-- generic plan walks commits by seq and each one's changes by index whatever the statistics say;
+-- a plan made for the call's values (an inlined SQL function) sorted the whole log for a read from
+-- the start once the log had outgrown its statistics (twice the time of a 100k catch-up).
 CREATE OR REPLACE FUNCTION public.supabase_push_changes(
     after_seq bigint DEFAULT 0,
     after_id bigint DEFAULT 0,
@@ -693,11 +698,14 @@ CREATE OR REPLACE FUNCTION public.supabase_push_changes(
 RETURNS TABLE (
     seq bigint, id bigint, topic text, schema_name text, table_name text, op text,
     record jsonb, old_record jsonb, committed_at timestamptz)
-LANGUAGE sql
+LANGUAGE plpgsql
 STABLE
 SET search_path = ''
+SET plan_cache_mode = force_generic_plan
 AS $$
-    SELECT r.pruned_seq, r.pruned_id, '*', '', '', 'GAP',
+BEGIN
+    RETURN QUERY
+    SELECT r.pruned_seq, r.pruned_id, '*'::text, ''::text, ''::text, 'GAP'::text,
            pg_catalog.jsonb_build_object('after', after_seq::text || ':' || after_id::text,
                                          'pruned_through', r.pruned_seq::text || ':' || r.pruned_id::text),
            NULL::jsonb, r.pruned_at
@@ -714,7 +722,8 @@ AS $$
      ORDER BY t.seq, l.id
      LIMIT max_rows)
     ORDER BY 1, 2
-    LIMIT max_rows
+    LIMIT max_rows;
+END
 $$;
 COMMENT ON FUNCTION public.supabase_push_changes(bigint, bigint, integer, text[]) IS
     'supabase-push: changes after the cursor (after_seq, after_id), in commit order';

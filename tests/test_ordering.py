@@ -484,7 +484,7 @@ def test_a_round_pushes_by_index_once_the_log_holds_many_commits(make_db: Databa
 
 
 def test_a_round_looks_changes_up_by_index_whatever_the_log_holds(installed_url: str) -> None:
-    """The plans of a stamping round, pending_v2() and the snapshot start never scan the whole change log,
+    """The plans of a stamping round, pending_v2(), the snapshot start and a read never scan the whole change log,
     even when its statistics make each txid look like a thousand rows (a log of big transactions) and a
     transaction is in progress across rounds. Schema 3's round did, every round, once the log had grown."""
     with psycopg.connect(installed_url, autocommit=True) as conn, \
@@ -506,7 +506,13 @@ def test_a_round_looks_changes_up_by_index_whatever_the_log_holds(installed_url:
         conn.execute("SELECT * FROM supabase_push.pending_v2()")
         conn.execute("SELECT * FROM public.supabase_push_snapshot_start()")
         assert conn.execute("SELECT supabase_push.stamp_v2(true)").fetchone() == (1,)
+        tail = conn.execute("SELECT max(seq) FROM supabase_push.commits").fetchone()
+        assert tail is not None
+        for after in (tail[0] - 1, 0):  # a subscriber's read of the newest changes, and a catch-up from the start
+            assert len(conn.execute("SELECT * FROM public.supabase_push_changes(%s, 0, 500)", (after,)).fetchall()) \
+                == (2 if after else 500)  # the last two commits of one change each; a full page
     assert sum("unstamped_v4" in plan or "v_txids" in plan for plan in plans) >= 3, "no plan of the lookup was seen"
+    assert sum("supabase_push.commits t" in plan for plan in plans) >= 2, "no plan of a read was seen"
     whole_scans = [line.strip() for plan in plans for line in plan.splitlines()
                    if "Seq Scan on change_log" in line or "Parallel" in line]
     assert not whole_scans, whole_scans

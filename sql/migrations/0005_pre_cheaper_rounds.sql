@@ -5,7 +5,8 @@
 -- the whole change log once the commits table was large: 68 ms a round at 80k commits); no step of
 -- a round is JIT-compiled (10 ms a round once the log had outgrown its statistics); the stamping
 -- loop skips a round when the cluster's snapshot has not moved, pauses longer under load (up to
--- 10 x p_fast_ms), and sleeps what it is asked (pg_sleep doubled a 1 ms pause). Nothing moves and no
+-- 10 x p_fast_ms), and sleeps what it is asked (pg_sleep doubled a 1 ms pause); a read by cursor
+-- (supabase_push_changes) is planned once per session instead of on every call. Nothing moves and no
 -- writer waits. `supabase-push apply` runs this file and the install script in one transaction. By
 -- hand:
 --     psql -v ON_ERROR_STOP=1 -1 -f 0005_pre_cheaper_rounds.sql -f ../realtime_triggers.sql
