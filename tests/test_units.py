@@ -93,7 +93,7 @@ def test_retry_after_reads_seconds_and_http_dates(header: str | None, seconds: f
 def test_an_event_read_from_the_log_is_the_event_pydantic_builds(op: str) -> None:
     """The readers' fast construction (no validation) against the validating one: equal, and the same
     repr, dump and copy, whatever pydantic version is installed."""
-    from supabase_push.changelog import _event, row_to_event
+    from supabase_push.changelog import _event, _events, row_to_event
 
     at = datetime(2026, 12, 3, 17, 0, 0, 123456, tzinfo=UTC)
     fast = _event(7, 42, "trade-updates", "public", "trades", op, '{"id": 1, "price": 600.5}',  # type: ignore[arg-type]
@@ -102,10 +102,14 @@ def test_an_event_read_from_the_log_is_the_event_pydantic_builds(op: str) -> Non
         "id": 42, "cursor": "7:42", "topic": "trade-updates", "schema": "public",
         "table": "" if op == "EVENT" else "trades", "event": "trades" if op == "EVENT" else None, "op": op,
         "record": {"id": 1, "price": 600.5}, "old_record": None, "commit_ts": at, "source": "catch-up"})
-    assert fast == checked and repr(fast) == repr(checked)
-    assert fast.model_dump_json(by_alias=True) == checked.model_dump_json(by_alias=True)
-    assert fast.model_fields_set == checked.model_fields_set
-    assert fast.model_copy(update={"source": "listen"}) == checked.model_copy(update={"source": "listen"})
+    sql_row = _events("catch-up")(None)((7, 42, "trade-updates", "public", "trades", op, '{"id": 1, "price": 600.5}',
+                                         None, at))  # what a read by SQL builds for each row it fetches
+    for built in (fast, sql_row):
+        assert built == checked and repr(built) == repr(checked)
+        assert built.model_dump_json(by_alias=True) == checked.model_dump_json(by_alias=True)
+        assert built.model_fields_set == checked.model_fields_set
+        assert built.model_copy(update={"source": "listen"}) == checked.model_copy(update={"source": "listen"})
+    assert fast.model_fields_set is not sql_row.model_fields_set  # each event its own (model_copy updates it)
     assert fast.position == Cursor(7, 42)
     with pytest.raises(ValidationError):
         fast.id = 1
@@ -119,10 +123,15 @@ def test_an_event_read_from_the_log_is_the_event_pydantic_builds(op: str) -> Non
 @pytest.mark.parametrize(("column", "value"), [("op", "MERGE"), ("record", "[1, 2]"), ("id", "x"),
                                                ("committed_at", "yesterday")])
 def test_a_row_of_the_wrong_shape_is_refused_as_before(column: str, value: str) -> None:
-    from supabase_push.changelog import row_to_event
+    from supabase_push.changelog import _events, row_to_event
 
     row = {"seq": 7, "id": 42, "topic": "t", "schema_name": "public", "table_name": "trades", "op": "INSERT",
            "record": None, "old_record": None, "committed_at": "2026-12-03T17:00:00+00:00",
            column: json.loads(value) if column == "record" else value}
     with pytest.raises(ValidationError):
         row_to_event(row, "catch-up")
+    if column in ("op", "record"):  # what a read by SQL can meet (its other columns have SQL types)
+        record = None if row["record"] is None else json.dumps(row["record"])
+        values = (7, 42, "t", "public", "trades", row["op"], record, None, datetime(2026, 12, 3, 17, tzinfo=UTC))
+        with pytest.raises(ValidationError):
+            _events("catch-up")(None)(values)
