@@ -419,8 +419,10 @@ $$;
 -- The stamper: one round. It gives every transaction that committed changes since the last
 -- round (and is visible now) the next consecutive sequence numbers, ordered by the largest
 -- change id of each, then pushes them. Returns how many transactions it stamped, or NULL when
--- another round holds the lock (p_wait: wait for it instead). Runs after the writers' commits,
--- in its own transaction: writers never wait for it, nor for each other.
+-- another round holds the lock (p_wait: wait for it instead, up to 2 s: a round stuck behind a lock
+-- someone else holds on a table it writes, e.g. realtime.messages, must not hang every reader that
+-- stamps before it reads; they read what is stamped). Runs after the writers' commits, in its own
+-- transaction: writers never wait for it, nor for each other.
 --
 -- Why the order is right (docs/architecture.md, "Commit order"): two transactions that touch
 -- the same row are ordered by the row lock, so the later one logs that change after the
@@ -436,6 +438,7 @@ SET search_path = ''
 SET jit = off  -- see unstamped_v4
 AS $$
 DECLARE
+    v_lock_timeout text;
     v_last supabase_push.commits;
     v_snapshot pg_snapshot;
     v_since pg_snapshot;
@@ -450,10 +453,21 @@ BEGIN
             pg_catalog.current_setting('transaction_isolation')
             USING ERRCODE = 'invalid_transaction_state';
     END IF;
-    IF p_wait THEN
-        PERFORM pg_catalog.pg_advisory_xact_lock(7218311412069051322);
-    ELSIF NOT pg_catalog.pg_try_advisory_xact_lock(7218311412069051322) THEN
-        RETURN NULL;
+    IF NOT pg_catalog.pg_try_advisory_xact_lock(7218311412069051322) THEN
+        IF NOT p_wait THEN
+            RETURN NULL;
+        END IF;
+        -- Queued on the lock (no polling), under a lock_timeout for this wait alone. A lock taken in
+        -- the block stays with the transaction when the block ends.
+        v_lock_timeout := pg_catalog.current_setting('lock_timeout');
+        PERFORM pg_catalog.set_config('lock_timeout', '2s', true);
+        BEGIN
+            PERFORM pg_catalog.pg_advisory_xact_lock(7218311412069051322);
+        EXCEPTION WHEN lock_not_available THEN
+            PERFORM pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
+            RETURN NULL;
+        END;
+        PERFORM pg_catalog.set_config('lock_timeout', v_lock_timeout, true);
     END IF;
     -- A stamp a reader has seen must survive a crash, or its seq could go to other changes.
     PERFORM pg_catalog.set_config('synchronous_commit', 'on', true);
@@ -889,6 +903,7 @@ DECLARE
     v_id bigint;
     v_deleted bigint := 0;
 BEGIN
+    PERFORM pg_catalog.pg_advisory_xact_lock(7218311412069051322);  -- no round runs beside the prune
     PERFORM supabase_push.stamp_v2(true);  -- what has committed is stamped, and may be old enough to go
     SELECT pg_catalog.max(t.seq) INTO v_seq
     FROM supabase_push.commits t

@@ -28,7 +28,8 @@ FROM public.supabase_push_changes(%(seq)s, %(id)s, %(limit)s, %(topics)s)
 
 
 # One stamping round (sql: supabase_push.stamp_v2), waiting for one already running: afterwards every
-# change committed before the call has its cursor.
+# change committed before the call has its cursor. It waits 2 s at most (a round stuck behind a lock
+# on realtime.messages): then the read gets what is stamped, and the next one the rest.
 _STAMP = "SELECT supabase_push.stamp_v2(true)"
 # Why a round may not run here, and the read goes on without it: a schema without the stamper (version
 # 1 stamped at commit), a role without EXECUTE, a read-only transaction or standby.

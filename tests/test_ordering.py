@@ -72,6 +72,32 @@ def test_a_commit_waits_for_no_lock_of_ours_and_sends_no_notify(installed_url: s
     assert [e.record["symbol"] for e in whole_log(installed_url) if e.record] == ["A", "A"]
 
 
+def test_a_read_waits_at_most_two_seconds_for_a_round_stuck_behind_a_lock(installed_url: str) -> None:
+    """A round that pushes takes tables it does not own (realtime.messages, here the installation row it reads
+    its broadcast mode from): someone else's lock on one stalls it while it holds the round lock. A read that
+    stamps first waits for it 2 s, then reads what is stamped; once the lock goes, the round commits and the
+    change is read. Before, every such read (and a stamping loop) waited for as long as the lock was held."""
+    url = installed_url
+    _insert(url)
+    with psycopg.connect(url, autocommit=True) as reader, psycopg.connect(url) as locker, \
+            psycopg.connect(url, autocommit=True) as round_conn:
+        assert [e.op for e in read_changes(reader)] == ["INSERT"]
+        locker.execute("LOCK TABLE supabase_push.installation IN ACCESS EXCLUSIVE MODE")
+        _insert(url)  # writers take no lock of ours: this commits at once
+        stuck = threading.Thread(target=lambda: round_conn.execute("SELECT supabase_push.stamp_v2(true)"))
+        stuck.start()
+        try:
+            time.sleep(0.3)  # the round has its lock and waits for the installation row
+            reader.execute("SET statement_timeout = '10s'")  # without the bound: a QueryCanceled, not a hang
+            started = time.monotonic()
+            assert [e.op for e in read_changes(reader)] == ["INSERT"]  # the stuck round's change has no cursor yet
+            assert 1.9 < time.monotonic() - started < 5
+        finally:
+            locker.rollback()
+            stuck.join(10)
+        assert [e.op for e in read_changes(reader)] == ["INSERT", "INSERT"]
+
+
 def test_nothing_is_lost_while_nobody_stamps_and_the_lag_is_reported(installed_url: str) -> None:
     _insert(installed_url, 3)
     with psycopg.connect(installed_url, autocommit=True) as conn:
