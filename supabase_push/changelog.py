@@ -178,17 +178,14 @@ def _events(source: Source) -> Callable[[Any], RowMaker[ChangeEvent]]:
     that fails either goes through :func:`_event`, which validates it."""
 
     def event(values: Sequence[Any]) -> ChangeEvent:
-        seq, change_id, topic, schema_name, table_name, op, record, old_record, committed_at = values
-        if record is not None:
-            record = _json.loads(record, exact_numbers=True)
-        if old_record is not None:
-            old_record = _json.loads(old_record, exact_numbers=True)
+        seq, change_id, topic, schema_name, table_name, op, record_text, old_record_text, committed_at = values
+        record = None if record_text is None else _json.loads(record_text, exact_numbers=True)
+        old_record = None if old_record_text is None else _json.loads(old_record_text, exact_numbers=True)
         if op in _OPERATIONS and (record is None or type(record) is dict) \
                 and (old_record is None or type(old_record) is dict):
             return _typed_event(seq, change_id, topic, schema_name, table_name, op, record, old_record,
                                 committed_at, source)
-        return _event(seq, change_id, topic, schema_name, table_name, op, record, old_record, committed_at,
-                      source=source)
+        return _event(*values, source=source)  # the row as fetched: its JSON decoded once, there
 
     def maker(cursor: Any) -> RowMaker[ChangeEvent]:
         return event

@@ -120,6 +120,15 @@ def test_an_event_read_from_the_log_is_the_event_pydantic_builds(op: str) -> Non
     assert rest == checked
 
 
+def test_a_read_by_sql_decodes_a_row_once() -> None:
+    """A record whose JSON is a string holding an object is refused, not decoded a second time into a row."""
+    from supabase_push.changelog import _events
+
+    with pytest.raises(ValidationError):
+        _events("catch-up")(None)((7, 42, "t", "public", "trades", "INSERT", json.dumps('{"a": 1}'), None,
+                                   datetime(2026, 12, 3, 17, tzinfo=UTC)))
+
+
 @pytest.mark.parametrize(("column", "value"), [("op", "MERGE"), ("record", "[1, 2]"), ("id", "x"),
                                                ("committed_at", "yesterday")])
 def test_a_row_of_the_wrong_shape_is_refused_as_before(column: str, value: str) -> None:
