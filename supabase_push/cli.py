@@ -24,12 +24,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from . import __version__, schema
+from . import __version__
 from .config import Settings
-from .db import connect, describe_dsn
 from .errors import AccessRefusedError, ConfigError, PayloadError, SchemaError, SupabasePushError
 
 if TYPE_CHECKING:  # imported where used, so `supabase-push --help` stays quick
+    from . import schema
     from .events import Cursor
     from .sinks import ForwardConfig
     from .subscribe import Reader
@@ -109,6 +109,7 @@ def _print_json(data: Any) -> None:
 
 
 def _route_options(tables: list[str] | None) -> list[schema.Route] | None:
+    from . import schema
     return [schema.parse_route(text) for text in tables] if tables else None
 
 
@@ -140,6 +141,8 @@ def apply(
     as_json: JsonOut = False,
 ) -> None:
     """Install or update the triggers and the change log (idempotent, one transaction)."""
+    from . import schema
+    from .db import connect, describe_dsn
     with _errors(as_json):
         if broadcast not in schema.BROADCAST_MODES:
             raise ConfigError(f"unknown --broadcast {broadcast!r}",
@@ -187,6 +190,8 @@ def apply(
 @app.command()
 def verify(db_url: DbUrl = None, as_json: JsonOut = False) -> None:
     """Check every installed object; exit 1 if anything is missing or drifted."""
+    from . import schema
+    from .db import connect
     with _errors(as_json), connect(db_url) as conn:
         report = schema.verify(conn)
     if as_json:
@@ -218,6 +223,8 @@ def uninstall(
     as_json: JsonOut = False,
 ) -> None:
     """Remove the triggers, the change log and the supabase_push schema. Your rows stay."""
+    from . import schema
+    from .db import connect
     with _errors(as_json):
         if dry_run:
             print(schema.uninstall_sql())
@@ -247,6 +254,8 @@ def uninstall(
 @app.command()
 def status(db_url: DbUrl = None, as_json: JsonOut = False) -> None:
     """Show what is installed and how much the change log holds."""
+    from . import schema
+    from .db import connect
     with _errors(as_json), connect(db_url) as conn:
         info = schema.status(conn)
     if as_json:
@@ -319,6 +328,8 @@ def prune(
 ) -> None:
     """Delete old changes from the change log (retention). A subscriber whose cursor is
     older gets a gap event, never a silent skip."""
+    from . import schema
+    from .db import connect
     with _errors(as_json):
         keep = parse_duration(older_than)
         with connect(db_url) as conn:
@@ -347,6 +358,7 @@ def stamp(
 
     from .changelog import head
     from .changelog import stamp as stamp_once
+    from .db import connect
     from .stamper import Stamper
 
     with _errors(as_json):
@@ -453,8 +465,9 @@ def serve(
 
     import psycopg
 
+    from . import schema
     from ._sql import REFERENCE_TABLES, read_sql
-    from .db import map_error
+    from .db import connect, describe_dsn, map_error
     from .embedded import LocalPostgres
     from .local import DEV_SECRET, LocalRealtime, ServerConfig, footprint
     from .local.rest import SUPABASE_GRANTS
@@ -551,6 +564,8 @@ def _serve_prepare(conn: Any, db_url: str, install_realtime: bool,
                    say: Callable[[str], None]) -> tuple[list[str], bool]:
     """On a database serve did not create: what it may add (only with --install-realtime), and whether
     the server runs its script at start (only where the realtime objects are its own)."""
+    from . import schema
+    from .db import describe_dsn
     from .local import footprint
 
     found = footprint.inspect(conn)
@@ -581,6 +596,8 @@ def _serve_prepare(conn: Any, db_url: str, install_realtime: bool,
 
 
 def _serve_clean(db_url: str | None, as_json: bool) -> None:
+    from . import schema
+    from .db import connect, describe_dsn
     from .local import footprint
 
     if db_url is None:
@@ -996,7 +1013,7 @@ def publish_command(
     import time
 
     from .broadcast import Broadcaster, NullBackend, RetryPolicy, publisher_from_settings
-    from .broadcast.publish import NOT_CONFIGURED
+    from .broadcast.publishers import NOT_CONFIGURED
 
     with _errors(as_json):
         payload = _payload(data, example='{"limit": 5000}')

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from . import models
 from ._portal import Portal
-from .broadcast.backend import Backend
+from .broadcast.backends import Backend
 from .broadcast.broadcaster import Broadcaster, BroadcastStats
 from .broadcast.default import close_default_broadcaster, on_default_sync
 from .errors import BroadcastError

@@ -24,7 +24,7 @@ from supabase_push.local import LocalRealtime, frames
 from supabase_push.local import filters as server_filters
 from supabase_push.schema import parse_route
 from supabase_push.subscribe import RowFilter, Sequencer
-from supabase_push.subscribe.push import Hint, parse_push
+from supabase_push.subscribe.transports import Hint, parse_push
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=True) | st.text(),

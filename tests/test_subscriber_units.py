@@ -13,8 +13,8 @@ from supabase_push.errors import ConfigError, SupabasePushError
 from supabase_push.events import ChangeEvent, Cursor
 from supabase_push.local import tokens
 from supabase_push.subscribe import FileCursorStore, RowFilter, Sequencer, Verdict
-from supabase_push.subscribe.push import Hint, parse_push
 from supabase_push.subscribe.realtime import seconds_left
+from supabase_push.subscribe.transports import Hint, parse_push
 
 
 def push(cursor: str, topic: str = "trade-updates", prev: dict[str, str] | None = None, **row: Any) -> ChangeEvent:

@@ -11,22 +11,46 @@ retries, build a :class:`Broadcaster`.
 
 from __future__ import annotations
 
-from .backend import Backend, TransientError
-from .broadcaster import Broadcaster, BroadcastStats, RetryPolicy, backend_from_settings
-from .default import (
-    broadcast,
-    broadcast_portfolio_update,
-    broadcast_position_update,
-    broadcast_trade_executed,
-    close_default_broadcaster,
-    default_broadcaster,
-)
-from .memory import MemoryBackend, NullBackend
-from .message import Message, encode_payload, jsonable
-from .notify import NotifyBackend
-from .publish import Publisher, RestPublisher, SqlPublisher, apublish, publish, publisher_from_settings
-from .rest import RestBackend
-from .websocket import WebsocketBackend
+from typing import TYPE_CHECKING
+
+from .._lazy import exports
+
+if TYPE_CHECKING:
+    from .backends import Backend, TransientError, backend_from_settings
+    from .broadcaster import Broadcaster, BroadcastStats, RetryPolicy
+    from .default import (
+        broadcast,
+        broadcast_portfolio_update,
+        broadcast_position_update,
+        broadcast_trade_executed,
+        close_default_broadcaster,
+        default_broadcaster,
+    )
+    from .memory import MemoryBackend, NullBackend
+    from .message import Message, encode_payload, jsonable
+    from .notify import NotifyBackend
+    from .publishers import Publisher, RestPublisher, SqlPublisher, apublish, publish, publisher_from_settings
+    from .rest import RestBackend
+    from .websocket import WebsocketBackend
+
+__getattr__, __dir__ = exports(__name__, {
+    ".backends": ["Backend", "TransientError", "backend_from_settings"],
+    ".broadcaster": ["Broadcaster", "BroadcastStats", "RetryPolicy"],
+    ".default": [
+        "broadcast",
+        "broadcast_portfolio_update",
+        "broadcast_position_update",
+        "broadcast_trade_executed",
+        "close_default_broadcaster",
+        "default_broadcaster",
+    ],
+    ".memory": ["MemoryBackend", "NullBackend"],
+    ".message": ["Message", "encode_payload", "jsonable"],
+    ".notify": ["NotifyBackend"],
+    ".publishers": ["Publisher", "RestPublisher", "SqlPublisher", "apublish", "publish", "publisher_from_settings"],
+    ".rest": ["RestBackend"],
+    ".websocket": ["WebsocketBackend"],
+})
 
 __all__ = [
     "Backend",

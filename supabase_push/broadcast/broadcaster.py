@@ -14,7 +14,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -23,26 +23,21 @@ from ..config import Settings
 from ..errors import (
     BroadcasterClosedError,
     BroadcastError,
-    ConfigError,
     DeliveryError,
     DeliveryTimeout,
     SupabasePushError,
 )
-from .backend import Backend, TransientError
-from .memory import MemoryBackend, NullBackend
+from .backends import Backend, TransientError, backend_from_settings
 from .message import Message
-from .notify import NotifyBackend
-from .publish import NOT_CONFIGURED, Publisher, RestPublisher, event_body, publisher_from_settings
-from .rest import RestBackend
-from .websocket import WebsocketBackend
 
-__all__ = ["BroadcastStats", "Broadcaster", "RetryPolicy", "backend_from_settings"]
+if TYPE_CHECKING:  # imported where used: httpx and psycopg only for the publisher a broadcaster has
+    from .publishers import Publisher
+
+__all__ = ["BroadcastStats", "Broadcaster", "RetryPolicy"]
 
 log = logging.getLogger("supabase_push.broadcast")
 
 MAX_BATCH_BYTES = 1_000_000  # one request's payloads; well under every plan's request limit
-UNCONFIGURED = ("no broadcast backend is configured: looked for SUPABASE_URL with SUPABASE_SERVICE_ROLE_KEY "
-                "(or SUPABASE_SERVICE_KEY, or SUPABASE_ANON_KEY), then DATABASE_URL")
 
 
 @dataclass(frozen=True)
@@ -127,6 +122,8 @@ class Broadcaster:
         project URL and key (sync or async client), as its signed-in user when there is one (private
         topics then need that user's RLS write policy), else as its key."""
         from .._supabase_client import session_token, settings_of
+        from .publishers import RestPublisher
+        from .rest import RestBackend
 
         settings = settings_of(client)
         assert settings.supabase_url is not None and settings.api_key is not None
@@ -141,6 +138,8 @@ class Broadcaster:
     @classmethod
     def from_settings(cls, settings: Settings, *, required: bool = True, timeout: float = 5.0,
                       **options: Any) -> Broadcaster:
+        from .publishers import publisher_from_settings
+
         backend = backend_from_settings(settings, required=required, timeout=timeout)
         if backend.name in ("rest", "websocket") and settings.private and not settings.service_role_key:
             log.warning("broadcasting to private topics with the anon key: Realtime drops these messages "
@@ -191,6 +190,8 @@ class Broadcaster:
         To publish inside your own transaction, use :func:`supabase_push.publish` with your connection."""
         if self._state in ("closing", "closed"):
             raise BroadcasterClosedError("the broadcaster is closed")
+        from .publishers import NOT_CONFIGURED, event_body
+
         if self.publisher is None:
             raise NOT_CONFIGURED
         body = event_body(payload)
@@ -370,31 +371,6 @@ class Broadcaster:
         waiting = [p for p in left if not p.future.done()]
         self._settle(waiting, BroadcasterClosedError("the broadcaster was closed before this message was delivered"))
         return len(waiting)
-
-
-def backend_from_settings(settings: Settings, *, required: bool = True, timeout: float = 5.0) -> Backend:
-    """The backend ``settings`` ask for; ``auto`` prefers Supabase REST, then NOTIFY."""
-    choice = settings.broadcast_backend
-    if choice == "off":
-        return NullBackend("SUPABASE_PUSH_BROADCAST=off")
-    if choice == "memory":
-        return MemoryBackend()
-    key = settings.api_key
-    if choice in ("rest", "websocket") or (choice == "auto" and settings.supabase_url and key):
-        if not (settings.supabase_url and key):
-            raise ConfigError(f"SUPABASE_PUSH_BROADCAST={choice} needs SUPABASE_URL and SUPABASE_SERVICE_ROLE_KEY "
-                              "(or SUPABASE_SERVICE_KEY, or SUPABASE_ANON_KEY)")
-        if choice == "websocket":
-            return WebsocketBackend(settings.supabase_url, key, timeout=timeout)
-        return RestBackend(settings.supabase_url, key, timeout=timeout)
-    if choice == "notify" or (choice == "auto" and settings.database_url):
-        if not settings.database_url:
-            raise ConfigError("SUPABASE_PUSH_BROADCAST=notify needs DATABASE_URL")
-        return NotifyBackend(settings.database_url, timeout=timeout)
-    if required:
-        raise ConfigError(UNCONFIGURED, hint="set those variables, or SUPABASE_PUSH_BROADCAST=off to run without "
-                                             "broadcasts (Broadcaster.from_env(required=False) does the same)")
-    return NullBackend(UNCONFIGURED)
 
 
 def _gave_up(exc: TransientError, attempts: int, count: int, what: str = "broadcast(s) not delivered") -> DeliveryError:

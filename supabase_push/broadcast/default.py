@@ -12,13 +12,14 @@ import atexit
 import threading
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel
+if TYPE_CHECKING:  # imported on first use: `import supabase_push` binds `broadcast` from here
+    from pydantic import BaseModel
 
-from .. import models
-from .._portal import Portal
-from .broadcaster import Broadcaster
+    from .. import models
+    from .._portal import Portal
+    from .broadcaster import Broadcaster
 
 __all__ = [
     "broadcast",
@@ -44,6 +45,9 @@ def _get() -> _Default:
     global _default, _atexit_registered
     with _lock:
         if _default is None:
+            from .._portal import Portal
+            from .broadcaster import Broadcaster
+
             broadcaster = Broadcaster.from_env()  # a ConfigError here names the variables to set
             _default = _Default(Portal("supabase-push-broadcast"), broadcaster)
             if not _atexit_registered:

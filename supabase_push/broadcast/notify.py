@@ -17,7 +17,7 @@ import psycopg
 
 from ..db import aconnect, describe_dsn, map_error
 from ..errors import ConnectError, DeliveryError
-from .backend import TransientError
+from .backends import TransientError
 from .message import Message
 
 __all__ = ["NOTIFY_LIMIT", "NotifyBackend", "notification"]

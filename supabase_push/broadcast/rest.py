@@ -12,7 +12,7 @@ import httpx
 from .._http import retry_after
 from ..config import api_key_headers, scrub
 from ..errors import DeliveryError
-from .backend import TransientError
+from .backends import TransientError
 from .message import Message
 
 __all__ = ["RestBackend", "broadcast_endpoint"]

@@ -18,7 +18,7 @@ from typing import Any
 from .. import _realtime_client as rt
 from ..config import scrub
 from ..errors import DeliveryError
-from .backend import TransientError
+from .backends import TransientError
 from .message import Message
 
 __all__ = ["WebsocketBackend", "realtime_url"]

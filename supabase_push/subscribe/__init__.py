@@ -9,14 +9,30 @@
 
 from __future__ import annotations
 
-from .cursor_store import CursorStore, FileCursorStore
-from .filters import RowFilter
-from .listen import ListenTransport
-from .push import PushTransport
-from .readers import Reader, RestReader, SqlReader, reader_for
-from .realtime import RealtimeTransport, TokenSource
-from .sequencer import Sequencer, Verdict
-from .subscriber import Subscriber, SubscriberStats
+from typing import TYPE_CHECKING
+
+from .._lazy import exports
+
+if TYPE_CHECKING:
+    from .cursor_store import CursorStore, FileCursorStore
+    from .filters import RowFilter
+    from .listen import ListenTransport
+    from .readers import Reader, RestReader, SqlReader, reader_for
+    from .realtime import RealtimeTransport
+    from .sequencer import Sequencer, Verdict
+    from .subscriber import Subscriber, SubscriberStats
+    from .transports import PushTransport, TokenSource, transport_from_settings
+
+__getattr__, __dir__ = exports(__name__, {
+    ".cursor_store": ["CursorStore", "FileCursorStore"],
+    ".filters": ["RowFilter"],
+    ".listen": ["ListenTransport"],
+    ".readers": ["Reader", "RestReader", "SqlReader", "reader_for"],
+    ".realtime": ["RealtimeTransport"],
+    ".sequencer": ["Sequencer", "Verdict"],
+    ".subscriber": ["Subscriber", "SubscriberStats"],
+    ".transports": ["PushTransport", "TokenSource", "transport_from_settings"],
+})
 
 __all__ = [
     "CursorStore",
@@ -34,4 +50,5 @@ __all__ = [
     "TokenSource",
     "Verdict",
     "reader_for",
+    "transport_from_settings",
 ]

@@ -12,8 +12,8 @@ from psycopg import sql
 
 from ..db import aconnect, describe_dsn, map_error
 from ..errors import DatabaseError, TransportError
-from .push import Emit, Up, parse_push
 from .readers import transport_error
+from .transports import Emit, Up, parse_push
 
 __all__ = ["ListenTransport"]
 

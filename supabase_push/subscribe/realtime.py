@@ -18,7 +18,7 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from .. import _realtime_client as rt
@@ -26,15 +26,12 @@ from ..broadcast.websocket import realtime_url
 from ..config import scrub
 from ..errors import AccessRefusedError, TransportError
 from ..events import ChangeEvent
-from .push import Emit, Hint, Up, parse_push
+from .transports import Emit, Hint, TokenSource, Up, parse_push
 
-__all__ = ["RealtimeTransport", "TokenSource", "seconds_left"]
+__all__ = ["RealtimeTransport", "seconds_left"]
 
 log = logging.getLogger("supabase_push.subscribe")
 
-TokenSource = str | Callable[[], str | Awaitable[str | None] | None]
-"""A user JWT, or a function (sync or async) that returns a fresh one (None: nobody is signed in,
-the key stands for itself until the next connection asks again)."""
 CHANGE_EVENTS = {"INSERT", "UPDATE", "DELETE", "TRUNCATE"}
 
 

@@ -29,11 +29,9 @@ from ..events import DEFAULT_ROUTES, START, ChangeEvent, Cursor, Source
 from ..stamper import Backlog, Stamper
 from .cursor_store import CursorStore, FileCursorStore
 from .filters import RowFilter
-from .listen import ListenTransport
-from .push import Hint, PushTransport
 from .readers import Reader, reader_for
-from .realtime import RealtimeTransport, TokenSource
 from .sequencer import Sequencer, Verdict
+from .transports import Hint, PushTransport, TokenSource, transport_from_settings
 
 __all__ = ["Subscriber", "SubscriberStats"]
 
@@ -227,22 +225,9 @@ class Subscriber:
         ``rest_token`` does the same for reads through PostgREST. With DATABASE_URL and ``stamp``, the
         subscriber runs a :class:`~supabase_push.stamper.Stamper` (one process per database leads).
         """
-        key = settings.api_key
         chosen_reader = reader_for(settings, reader, rest_url=rest_url, access_token=rest_token)
-        push: PushTransport | None = None
-        realtime_ready = bool(settings.supabase_url and key)
-        if transport == "realtime" or (transport == "auto" and realtime_ready):
-            if not (settings.supabase_url and key):
-                raise ConfigError("transport 'realtime' needs SUPABASE_URL and a key",
-                                  hint="set SUPABASE_SERVICE_ROLE_KEY (or SUPABASE_ANON_KEY with an RLS read policy)")
-            push = RealtimeTransport(settings.supabase_url, key, private=settings.private,
-                                     liveness_interval=liveness_interval, access_token=access_token)
-        elif transport == "listen" or (transport == "auto" and settings.database_url):
-            if not settings.database_url:
-                raise ConfigError("transport 'listen' needs DATABASE_URL")
-            push = ListenTransport(settings.database_url, liveness_interval=liveness_interval)
-        elif transport not in ("auto", "poll"):
-            raise ConfigError(f"unknown transport {transport!r}", hint="use auto, realtime, listen or poll")
+        push = transport_from_settings(settings, transport, liveness_interval=liveness_interval,
+                                       access_token=access_token)
         if push is None and transport == "auto":
             log.warning("no push transport: Realtime is not configured (SUPABASE_URL and a key) and there is no "
                         "DATABASE_URL to LISTEN on; polling the change log through %s every %.2g s",

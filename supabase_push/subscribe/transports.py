@@ -1,4 +1,5 @@
-"""What a push transport is, to the subscriber: the interface, and how a push payload becomes an event."""
+"""What a push transport is, to the subscriber: the interface, how a push payload becomes an event, and the
+factory that picks one from settings (importing only the one it builds: Realtime brings the official client)."""
 
 from __future__ import annotations
 
@@ -7,9 +8,15 @@ from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from .. import _json
+from ..config import Settings
+from ..errors import ConfigError
 from ..events import ChangeEvent
 
-__all__ = ["Emit", "Hint", "PushTransport", "Up", "parse_push"]
+__all__ = ["Emit", "Hint", "PushTransport", "TokenSource", "Up", "parse_push", "transport_from_settings"]
+
+TokenSource = str | Callable[[], str | Awaitable[str | None] | None]
+"""A user JWT, or a function (sync or async) that returns a fresh one (None: nobody is signed in,
+the key stands for itself until the next connection asks again)."""
 
 
 @dataclass(frozen=True)
@@ -73,3 +80,28 @@ def _holds_float(value: object) -> bool:
     if isinstance(value, list):
         return any(_holds_float(item) for item in value)
     return False
+
+
+def transport_from_settings(settings: Settings, transport: str = "auto", *, liveness_interval: float = 10.0,
+                            access_token: TokenSource | None = None) -> PushTransport | None:
+    """The push transport ``settings`` give (None: none, the subscriber polls). ``auto``: Realtime when
+    SUPABASE_URL and a key are set, else LISTEN when DATABASE_URL is; ``realtime``, ``listen`` force one,
+    ``poll`` asks for none."""
+    key = settings.api_key
+    if transport == "realtime" or (transport == "auto" and settings.supabase_url and key):
+        if not (settings.supabase_url and key):
+            raise ConfigError("transport 'realtime' needs SUPABASE_URL and a key",
+                              hint="set SUPABASE_SERVICE_ROLE_KEY (or SUPABASE_ANON_KEY with an RLS read policy)")
+        from .realtime import RealtimeTransport
+
+        return RealtimeTransport(settings.supabase_url, key, private=settings.private,
+                                 liveness_interval=liveness_interval, access_token=access_token)
+    if transport == "listen" or (transport == "auto" and settings.database_url):
+        if not settings.database_url:
+            raise ConfigError("transport 'listen' needs DATABASE_URL")
+        from .listen import ListenTransport
+
+        return ListenTransport(settings.database_url, liveness_interval=liveness_interval)
+    if transport not in ("auto", "poll"):
+        raise ConfigError(f"unknown transport {transport!r}", hint="use auto, realtime, listen or poll")
+    return None

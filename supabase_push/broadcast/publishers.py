@@ -31,7 +31,7 @@ from ..errors import (
     SchemaError,
     SupabasePushError,
 )
-from .backend import TransientError
+from .backends import TransientError
 from .message import encode_payload
 
 __all__ = ["MAX_EVENT_BYTES", "Publisher", "RestPublisher", "SqlPublisher", "apublish", "event_body", "publish",
