@@ -34,7 +34,7 @@ from broadcaster import Broadcast
 from realtime import AsyncRealtimeClient
 from realtime import RealtimePostgresChangesListenEvent as Event
 
-from supabase_push.changelog import ahead, aread_changes
+from supabase_push.changelog import aread_changes, aread_head
 from supabase_push.config import Settings
 from supabase_push.events import Cursor
 from supabase_push.local import tokens
@@ -73,7 +73,7 @@ async def floor_parts(dsn: str, samples: int) -> tuple[list[float], list[float]]
             started = time.perf_counter()
             await conn.execute("SELECT supabase_push.stamp_v2(true)")
             rounds.append((time.perf_counter() - started) * 1000)
-            head = await ahead(conn)
+            head = await aread_head(conn)
             started = time.perf_counter()
             await aread_changes(conn, Cursor(head.seq, head.id - 1), topics=["trade-updates"], source="listen",
                                 stamp_first=False)

@@ -15,8 +15,18 @@ from psycopg.rows import RowMaker
 from . import _json
 from .events import START, ChangeEvent, Cursor, Operation, Source
 
-__all__ = ["SnapshotStart", "ahead", "aread_changes", "aread_snapshot", "astamp", "fetch_change", "head",
-           "read_changes", "row_to_event", "stamp"]
+__all__ = [
+    "SnapshotStart",
+    "aread_changes",
+    "aread_head",
+    "aread_snapshot",
+    "astamp",
+    "fetch_change",
+    "read_changes",
+    "read_head",
+    "row_to_event",
+    "stamp",
+]
 
 # The rows come as text and are parsed here with exact numbers: psycopg's jsonb loader would turn a
 # numeric too long for int(str) into an error, and one too large for a double into inf.
@@ -99,15 +109,15 @@ async def aread_changes(
 _HEAD = "SELECT seq, id FROM public.supabase_push_head()"
 
 
-def head(conn: psycopg.Connection[Any]) -> Cursor:
+def read_head(conn: psycopg.Connection[Any]) -> Cursor:
     """The cursor of the newest change: start after it to get only what comes next."""
     stamp(conn)
     row = conn.execute(_HEAD).fetchone()
     return Cursor(int(row[0]), int(row[1])) if row else START
 
 
-async def ahead(conn: psycopg.AsyncConnection[Any]) -> Cursor:
-    """:func:`head` for asyncio."""
+async def aread_head(conn: psycopg.AsyncConnection[Any]) -> Cursor:
+    """:func:`read_head` for asyncio."""
     await astamp(conn)
     row = await (await conn.execute(_HEAD)).fetchone()
     return Cursor(int(row[0]), int(row[1])) if row else START

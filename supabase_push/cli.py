@@ -356,7 +356,7 @@ def stamp(
     import asyncio
     import signal
 
-    from .changelog import head
+    from .changelog import read_head
     from .changelog import stamp as stamp_once
     from .db import connect
     from .stamper import Stamper
@@ -368,7 +368,7 @@ def stamp(
                 if stamped is None:
                     raise SchemaError("this database has no stamper (not installed, or an older schema)",
                                       hint="run `supabase-push apply`")
-                last = str(head(conn))
+                last = str(read_head(conn))
             if as_json:
                 _print_json({"ok": True, "stamped": stamped, "last_cursor": last})
             else:

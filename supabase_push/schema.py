@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import random
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -21,6 +20,7 @@ from psycopg import errors, sql
 from psycopg.rows import dict_row
 
 from . import _sql
+from ._backoff import Backoff
 from .db import map_error
 from .errors import ConfigError, SchemaError, SupabasePushError
 from .events import DEFAULT_ROUTES
@@ -293,19 +293,20 @@ def _rollback(conn: Conn) -> None:
 
 def _retry_on_lock_timeout(fn: Callable[[], T]) -> T:
     deadline = time.monotonic() + LOCK_RETRY_SECONDS
-    delay = 0.05
+    backoff, failures = Backoff(0.05, 2.0), 0
     while True:
         try:
             return fn()
         except errors.LockNotAvailable:
+            failures += 1
             if time.monotonic() > deadline:
                 raise SupabasePushError(
                     f"could not get the table locks within {LOCK_RETRY_SECONDS:.0f} s",
                     hint="a long transaction holds a lock on a routed table; retry when it ends",
                 ) from None
+            delay = backoff.delay(failures)
             logger.info("a table is busy; retrying in %.2f s", delay)
-            time.sleep(delay * (0.5 + random.random()))  # noqa: S311 - jitter, not crypto
-            delay = min(delay * 2, 2.0)
+            time.sleep(delay)
         except psycopg.Error as exc:
             raise map_error(exc) from None
 

@@ -28,6 +28,7 @@ from typing import Any, Literal
 
 import psycopg
 
+from ._backoff import Backoff
 from .db import aconnect, describe_dsn, map_error
 from .errors import SupabasePushError
 
@@ -111,11 +112,12 @@ class Stamper:
 
     async def run(self) -> None:
         """Lead or stand by, until cancelled. Failures are logged and retried with backoff."""
-        backoff = self._settings.retry
+        backoff = Backoff(self._settings.retry, self._settings.max_backoff)
+        failures = 0
         while True:
             try:
                 await self._lead_or_wait()
-                backoff = self._settings.retry
+                failures = 0
             except psycopg.errors.UndefinedFunction:
                 # Not installed yet, or schema version 1 (which stamps at commit): look again soon.
                 if self.state != "failing":
@@ -133,8 +135,8 @@ class Stamper:
                 if isinstance(exc, psycopg.errors.InsufficientPrivilege):  # the connection is fine: say what waits
                     await self._read_backlog()
                 await self._disconnect()
-                await asyncio.sleep(backoff * (0.5 + random.random()))  # noqa: S311 - jitter
-                backoff = min(backoff * 2, self._settings.max_backoff)
+                failures += 1
+                await asyncio.sleep(backoff.delay(failures))
 
     async def _lead_or_wait(self) -> None:
         if self._conn is None or self._conn.closed:

@@ -15,7 +15,7 @@ import psycopg
 import pytest
 from realtime import AsyncRealtimeClient
 
-from supabase_push.changelog import head, stamp
+from supabase_push.changelog import read_head, stamp
 from tests.test_local_python import subscribe
 
 from .processes import cpu_seconds
@@ -134,7 +134,7 @@ def listen_hears_a_trade(url: str) -> bool:
         writer.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('HEAR', 'buy', 1, 1)")
         stamp(writer)  # what any supabase-push process (or pg_cron) does: the round pushes
         notes = list(listener.notifies(timeout=3, stop_after=1))
-        cursor = str(head(writer))
+        cursor = str(read_head(writer))
     return any(json.loads(note.payload)["cursor"] == cursor for note in notes)
 
 

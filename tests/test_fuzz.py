@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from supabase_push.errors import ConfigError
 from supabase_push.events import START, Cursor
 from supabase_push.local import LocalRealtime, frames
-from supabase_push.local import filters as server_filters
+from supabase_push.local import change_filters as server_filters
 from supabase_push.schema import parse_route
 from supabase_push.subscribe import RowFilter, Sequencer
 from supabase_push.subscribe.transports import Hint, parse_push

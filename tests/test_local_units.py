@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from supabase_push.local import filters, frames, tokens
+from supabase_push.local import change_filters, frames, tokens
 from supabase_push.local.channels import Binding
 from supabase_push.local.pgoutput import TypeInfo, parse_array, to_json
 
@@ -16,14 +16,14 @@ SECRET = "a-test-secret-that-is-at-least-32-characters"
 
 def test_frames_round_trip_both_versions() -> None:
     v1 = frames.decode_text("1.0.0", '{"topic":"realtime:a","event":"phx_join","payload":{},"ref":"1","join_ref":"1"}')
-    assert v1 == frames.Message("realtime:a", "phx_join", {}, "1", "1")
+    assert v1 == frames.Frame("realtime:a", "phx_join", {}, "1", "1")
     v2 = frames.decode_text("2.0.0", '["1","2","realtime:a","broadcast",{"x":1}]')
-    assert v2 == frames.Message("realtime:a", "broadcast", {"x": 1}, "2", "1")
-    out = frames.Message("realtime:a", "phx_reply", {"status": "ok"}, "2", "1")
+    assert v2 == frames.Frame("realtime:a", "broadcast", {"x": 1}, "2", "1")
+    out = frames.Frame("realtime:a", "phx_reply", {"status": "ok"}, "2", "1")
     assert json.loads(frames.encode("1.0.0", out)) == {"topic": "realtime:a", "event": "phx_reply",
                                                        "payload": {"status": "ok"}, "ref": "2"}
     assert json.loads(frames.encode("2.0.0", out)) == ["1", "2", "realtime:a", "phx_reply", {"status": "ok"}]
-    raw = frames.Message("t", "e", frames.RawJSON('{"pre":"encoded"}'))
+    raw = frames.Frame("t", "e", frames.RawJSON('{"pre":"encoded"}'))
     assert json.loads(frames.encode("1.0.0", raw))["payload"] == {"pre": "encoded"}
 
 
@@ -41,7 +41,7 @@ def test_binary_user_broadcast_push() -> None:
     body = b'{"id":2}'
     frame = bytes([3, 1, 1, 10, 6, 0, 1]) + b"12realtime:aupdate" + body
     msg = frames.decode_binary(frame)
-    assert msg == frames.Message("realtime:a", "broadcast", {"type": "broadcast", "event": "update",
+    assert msg == frames.Frame("realtime:a", "broadcast", {"type": "broadcast", "event": "update",
                                                              "payload": {"id": 2}}, "2", "1")
     raw = frames.decode_binary(bytes([3, 0, 0, 1, 1, 0, 0]) + b"te\x00\xff")
     assert raw.payload["payload"] == b"\x00\xff"
@@ -78,17 +78,17 @@ def test_tokens() -> None:
 
 
 def test_filters() -> None:
-    assert filters.parse(None) is None and filters.parse("  ") is None
-    qty = filters.parse("qty=gte.10")
+    assert change_filters.parse(None) is None and change_filters.parse("  ") is None
+    qty = change_filters.parse("qty=gte.10")
     assert qty is not None and qty.matches("10.0", "N") and qty.matches("11", "N") and not qty.matches("9.5", "N")
     assert not qty.matches(None, "N")
-    text = filters.parse("status=in.(open,closed)")
+    text = change_filters.parse("status=in.(open,closed)")
     assert text is not None and text.matches("open", "S") and not text.matches("pending", "S")
-    flag = filters.parse("active=eq.true")
+    flag = change_filters.parse("active=eq.true")
     assert flag is not None and flag.matches("t", "B") and not flag.matches("f", "B")
     for bad in ("qty", "qty=between.1", "qty=in.1,2", "qty=in.(" + ",".join(map(str, range(101))) + ")"):
-        with pytest.raises(filters.FilterError):
-            filters.parse(bad)
+        with pytest.raises(change_filters.FilterError):
+            change_filters.parse(bad)
 
 
 def test_binding_ids_are_stable_and_int() -> None:

@@ -102,10 +102,10 @@ def test_head_is_the_newest_change_then_the_retention_horizon(
 
     from supabase_push import changelog, schema
 
-    assert changelog.head(installed) == START  # an empty log
+    assert changelog.read_head(installed) == START  # an empty log
     insert_trades(installed, 3)
     newest = read_changes(installed)[-1].position
-    assert changelog.head(installed) == newest
+    assert changelog.read_head(installed) == newest
     pruned = schema.prune(installed, timedelta(0))
     assert pruned.deleted == 3 and read_changes(installed, START)[0].op == "GAP"
-    assert changelog.head(installed) == newest == Cursor.parse(str(pruned.pruned_through))  # from the horizon
+    assert changelog.read_head(installed) == newest == Cursor.parse(str(pruned.pruned_through))  # from the horizon

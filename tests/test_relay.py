@@ -244,7 +244,7 @@ async def test_browsers_dropping_and_reconnecting_under_8_writers_miss_nothing(i
             await asyncio.sleep(rng.uniform(0, 0.2))
 
     with psycopg.connect(installed_url) as conn:
-        start = str(changelog.head(conn))
+        start = str(changelog.read_head(conn))
     servers: list[str] = []
     async with relay(installed_url, ring_size=50) as first:
         servers.append(first.url)

@@ -110,7 +110,7 @@ async def test_head_and_start_now_through_postgrest(postgrest: PostgREST, realti
     try:
         with psycopg.connect(realtime_db, autocommit=True) as conn:
             conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('HEAD', 'buy', 1, 1)")
-            assert await reader.head() == changelog.head(conn) > START
+            assert await reader.head() == changelog.read_head(conn) > START
             subscriber = Subscriber(reader=RestReader(postgrest.url, SERVICE_KEY), topics=TOPICS, start="now",
                                     poll_interval=0.05)
             async with subscriber:

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 import supabase_push
 from supabase_push import schema
+from supabase_push._backoff import Backoff
 from supabase_push._http import retry_after
 from supabase_push._sql import INSTALL, SCHEMA_VERSION, read_sql
 from supabase_push.db import describe_dsn, redact_dsn
@@ -144,3 +145,13 @@ def test_a_row_of_the_wrong_shape_is_refused_as_before(column: str, value: str) 
         values = (7, 42, "t", "public", "trades", row["op"], record, None, datetime(2026, 12, 3, 17, tzinfo=UTC))
         with pytest.raises(ValidationError):
             _events("catch-up")(None)(values)
+
+
+def test_every_retry_loop_waits_by_one_rule_growing_to_its_cap_with_jitter() -> None:
+    backoff = Backoff(0.1, 1.0)
+    assert [backoff.ceiling(n) for n in (0, 1, 2, 3, 4, 5, 100_000)] == [0.1, 0.1, 0.2, 0.4, 0.8, 1.0, 1.0]
+    for failures in range(1, 12):
+        waits = {backoff.delay(failures) for _ in range(200)}
+        ceiling = backoff.ceiling(failures)
+        assert all(ceiling / 2 <= wait <= ceiling for wait in waits)
+        assert len(waits) > 100  # jittered: clients that failed together do not come back together

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import BaseModel
 
 from .. import models
+from .._backoff import Backoff
 from ..config import Settings
 from ..errors import (
     BroadcasterClosedError,
@@ -50,8 +50,7 @@ class RetryPolicy:
     max_delay: float = 5.0
 
     def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        ceiling = min(self.max_delay, self.base_delay * 2 ** (attempt - 1))
-        backoff = random.uniform(ceiling / 2, ceiling)  # noqa: S311 (jitter, not a secret)
+        backoff = Backoff(self.base_delay, self.max_delay).delay(attempt)
         return max(backoff, min(retry_after, 60.0)) if retry_after is not None else backoff
 
 

@@ -22,7 +22,7 @@ from rich.live import Live
 from .. import schema
 from .._sql import read_sql
 from ..broadcast import Broadcaster
-from ..changelog import ahead, aread_changes
+from ..changelog import aread_changes, aread_head
 from ..config import Settings
 from ..db import aconnect, connect
 from ..embedded import LocalPostgres
@@ -185,7 +185,7 @@ def _status(dsn: str) -> schema.Status:
 
 async def _head(dsn: str) -> Cursor:
     async with await aconnect(dsn) as conn:
-        return await ahead(conn)
+        return await aread_head(conn)
 
 
 async def _logged(dsn: str, after: Cursor) -> list[tuple[str, str]]:

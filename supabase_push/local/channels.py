@@ -1,6 +1,6 @@
 """Joined channels, who receives what, and presence: in memory, without I/O.
 
-A :class:`Hub` indexes channels by stream (a private and a public channel of the same name
+A :class:`ChannelRegistry` indexes channels by stream (a private and a public channel of the same name
 are separate streams, as on Supabase) and by the tables their postgres_changes bindings
 name, so each message is encoded once per protocol version and queued to each receiver.
 """
@@ -14,8 +14,8 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from . import filters
-from .frames import VERSIONS, Message, encode
+from . import change_filters
+from .frames import VERSIONS, Frame, encode
 
 Stream = tuple[bool, str]  # (private, sub-topic)
 CHANGE_EVENTS = ("*", "INSERT", "UPDATE", "DELETE")
@@ -44,7 +44,7 @@ class Binding:
     event: str
     schema: str
     table: str
-    filter: filters.Filter | None
+    filter: change_filters.Filter | None
     params: dict[str, Any]  # as the client sent it, echoed in the join reply
 
     @classmethod
@@ -55,8 +55,8 @@ class Binding:
             raise ValueError(f"event must be one of {', '.join(CHANGE_EVENTS)}, not {event!r}")
         schema = params.get("schema") or "public"
         table = params.get("table") or "*"
-        return cls(binding_id(params), event.upper(), str(schema), str(table), filters.parse(params.get("filter")),
-                   params)
+        return cls(binding_id(params), event.upper(), str(schema), str(table),
+                   change_filters.parse(params.get("filter")), params)
 
     def covers(self, schema: str, table: str) -> bool:
         return self.schema in ("*", schema) and self.table in ("*", table)
@@ -87,7 +87,7 @@ class Channel:
         return (self.private, self.sub_topic)
 
 
-class Hub:
+class ChannelRegistry:
     def __init__(self) -> None:
         self._streams: dict[Stream, set[Channel]] = defaultdict(set)
         self._listeners: set[Channel] = set()  # channels with postgres_changes bindings
@@ -115,7 +115,7 @@ class Hub:
     def broadcast(self, stream: Stream, payload: Any, *, exclude: Channel | None = None) -> int:
         """Queue a broadcast to every channel of a stream; returns how many got it."""
         topic = "realtime:" + stream[1]
-        frames = Frames(Message(topic, "broadcast", payload))
+        frames = Frames(Frame(topic, "broadcast", payload))
         count = 0
         for channel in self.members(stream):
             if channel is not exclude and channel.can_read_broadcast:
@@ -170,7 +170,7 @@ class Hub:
             self._presence_diff(channel.stream, {}, {channel.presence_key: {"metas": [previous]}})
 
     def _presence_diff(self, stream: Stream, joins: dict[str, Any], leaves: dict[str, Any]) -> None:
-        frames = Frames(Message("realtime:" + stream[1], "presence_diff", {"joins": joins, "leaves": leaves}))
+        frames = Frames(Frame("realtime:" + stream[1], "presence_diff", {"joins": joins, "leaves": leaves}))
         for member in self.members(stream):
             if member.presence_enabled:
                 member.receiver.deliver(frames.get(member.receiver.vsn))
@@ -181,7 +181,7 @@ class Frames:
 
     __slots__ = ("_encoded", "_message")
 
-    def __init__(self, message: Message) -> None:
+    def __init__(self, message: Frame) -> None:
         self._message = message
         self._encoded: dict[str, str] = {}
 

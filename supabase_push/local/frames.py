@@ -28,7 +28,7 @@ class FrameError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
-class Message:
+class Frame:
     topic: str
     event: str
     payload: Any
@@ -46,7 +46,7 @@ def dumps(value: Any) -> str:
     return value if isinstance(value, RawJSON) else json.dumps(value, separators=(",", ":"))
 
 
-def decode_text(vsn: str, text: str | bytes) -> Message:
+def decode_text(vsn: str, text: str | bytes) -> Frame:
     try:
         data = _json.loads(text)
     except ValueError as exc:
@@ -64,10 +64,10 @@ def decode_text(vsn: str, text: str | bytes) -> Message:
         raise FrameError("topic and event must be strings")
     if not all(r is None or isinstance(r, str) for r in (join_ref, ref)):
         raise FrameError("ref and join_ref must be strings or null")
-    return Message(topic, event, payload, ref, join_ref)
+    return Frame(topic, event, payload, ref, join_ref)
 
 
-def decode_binary(data: bytes) -> Message:
+def decode_binary(data: bytes) -> Frame:
     """A kind-3 user broadcast push: becomes event ``broadcast`` with a ``{type, event, payload}``
     payload; a JSON-encoded body is parsed, a raw one stays ``bytes``."""
     if len(data) < 7 or data[0] != USER_BROADCAST_PUSH:
@@ -94,11 +94,11 @@ def decode_binary(data: bytes) -> Message:
             raise FrameError("binary frame says JSON but its payload is not") from None
     elif encoding != ENCODING_BINARY:
         raise FrameError(f"unknown payload encoding {encoding}")
-    return Message(topic, "broadcast", {"type": "broadcast", "event": user_event, "payload": payload},
+    return Frame(topic, "broadcast", {"type": "broadcast", "event": user_event, "payload": payload},
                    ref or None, join_ref or None)
 
 
-def encode(vsn: str, msg: Message) -> str:
+def encode(vsn: str, msg: Frame) -> str:
     """A server frame. vsn 1 leaves ``join_ref`` out, as Phoenix's V1 serializer does."""
     topic, event, payload = json.dumps(msg.topic), json.dumps(msg.event), dumps(msg.payload)
     ref = json.dumps(msg.ref)
@@ -116,5 +116,5 @@ def encode_user_broadcast(topic: str, event: str, payload: bytes, meta: dict[str
     return header + b"".join(parts) + payload
 
 
-def reply(msg: Message, status: str, response: Any) -> Message:
-    return Message(msg.topic, "phx_reply", {"status": status, "response": response}, msg.ref, msg.join_ref)
+def reply(msg: Frame, status: str, response: Any) -> Frame:
+    return Frame(msg.topic, "phx_reply", {"status": status, "response": response}, msg.ref, msg.join_ref)

@@ -22,12 +22,13 @@ import httpx
 from aiohttp import WSMsgType, web
 
 from .. import _json
+from .._backoff import Backoff
 from ..stamper import Stamper
-from . import filters, tokens
+from . import change_filters, tokens
 from .auth import Auth
-from .channels import Hub
+from .channels import ChannelRegistry
 from .database import MESSAGES_PUBLICATION, PUBLICATION, Database
-from .frames import VERSIONS, Message, RawJSON, encode, encode_user_broadcast
+from .frames import VERSIONS, Frame, RawJSON, encode, encode_user_broadcast
 from .pgoutput import UNCHANGED_TOAST, Change, Column, Relation, Transaction, record_json
 from .replication import ReplicationStream
 from .rest import PostgREST, credentials, find_postgrest, gateway
@@ -73,7 +74,7 @@ class LocalRealtime:
     def __init__(self, database_url: str, config: ServerConfig | None = None) -> None:
         self.config = config or ServerConfig()
         self.db = Database(database_url, install=self.config.install)
-        self.hub = Hub()
+        self.hub = ChannelRegistry()
         self.sessions: set[Session] = set()
         self.anon_key = tokens.mint("anon", self.config.jwt_secret)
         self.service_role_key = tokens.mint("service_role", self.config.jwt_secret)
@@ -165,22 +166,22 @@ class LocalRealtime:
     async def _supervise_stream(self) -> None:
         """Restart the decoding stream when its connection drops (a new temporary slot: what
         committed in between is not streamed, as on Supabase; the change log has it)."""
-        delay = 0.5
+        backoff, failures = Backoff(0.5, 10.0), 0
         while True:
             assert self._stream is not None
             await self._stream.wait_closed()
             log.warning("logical decoding stream lost (%s); reconnecting", self._stream.error)
             while True:
-                await asyncio.sleep(delay)
+                failures += 1
+                await asyncio.sleep(backoff.delay(failures))
                 try:
                     await self._start_stream()
                 except Exception as exc:
                     log.warning("could not restart logical decoding: %s", exc)
-                    delay = min(delay * 2, 10)
                     continue
                 log.warning("logical decoding stream restarted")
                 self.stream_restarts += 1
-                delay = 0.5
+                failures = 0
                 break
 
     async def stop(self) -> None:
@@ -454,7 +455,7 @@ class LocalRealtime:
             if ids:
                 payload = RawJSON(f'{{"ids":{json.dumps(ids)},"data":{data}}}')
                 channel.receiver.deliver(encode(channel.receiver.vsn,
-                                                Message(channel.topic, "postgres_changes", payload)))
+                                                Frame(channel.topic, "postgres_changes", payload)))
                 self.delivered += 1
 
     async def _rls_key(self, change: Change) -> dict[str, Any] | None:
@@ -472,7 +473,7 @@ class LocalRealtime:
         values = dict(zip((c.name for c in change.relation.columns), change.new, strict=False))
         return {column: values.get(column) for column in key_columns}
 
-    def _passes(self, row_filter: filters.Filter, cell: tuple[object, Column] | None) -> bool:
+    def _passes(self, row_filter: change_filters.Filter, cell: tuple[object, Column] | None) -> bool:
         if cell is None or cell[0] is None or cell[0] is UNCHANGED_TOAST:
             return row_filter.matches(None, "S")
         value, column = cell

@@ -15,9 +15,9 @@ import uuid
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any
 
-from . import filters, tokens
+from . import change_filters, tokens
 from .channels import Binding, Channel, binding_id
-from .frames import FrameError, Message, decode_binary, decode_text, encode, encode_user_broadcast, reply
+from .frames import Frame, FrameError, decode_binary, decode_text, encode, encode_user_broadcast, reply
 
 if TYPE_CHECKING:
     from .server import LocalRealtime
@@ -80,17 +80,17 @@ class Session:
         self.closed = True
         await self._close(code, reason)
 
-    def push(self, msg: Message) -> None:
+    def push(self, msg: Frame) -> None:
         self.deliver(encode(self.vsn, msg))
 
     def system(self, channel: Channel, extension: str, status: str, message: str) -> None:
-        self.push(Message(channel.topic, "system",
+        self.push(Frame(channel.topic, "system",
                           {"extension": extension, "status": status, "message": message,
                            "channel": channel.sub_topic}, None, channel.join_ref))
 
     def close_channel(self, channel: Channel) -> None:
         """phx_close to the client, then forget the channel."""
-        self.push(Message(channel.topic, "phx_close", {}, channel.join_ref, channel.join_ref))
+        self.push(Frame(channel.topic, "phx_close", {}, channel.join_ref, channel.join_ref))
         self.drop(channel)
 
     def drop(self, channel: Channel) -> None:
@@ -130,7 +130,7 @@ class Session:
             return
         await self.handle(msg)
 
-    async def handle(self, msg: Message) -> None:
+    async def handle(self, msg: Frame) -> None:
         if msg.topic == "phoenix":
             if msg.event == "heartbeat":
                 self.push(reply(msg, "ok", {}))
@@ -154,10 +154,10 @@ class Session:
             # As when a Phoenix channel process crashes: phx_error, the channel is gone, the
             # socket and its other channels carry on (clients rejoin).
             log.exception("channel %s failed on %r", channel.topic, msg.event)
-            self.push(Message(channel.topic, "phx_error", {}, channel.join_ref, channel.join_ref))
+            self.push(Frame(channel.topic, "phx_error", {}, channel.join_ref, channel.join_ref))
             self.drop(channel)
 
-    async def _handle_in(self, channel: Channel, msg: Message) -> None:
+    async def _handle_in(self, channel: Channel, msg: Frame) -> None:
         payload = _object(msg.payload)
         if msg.event == "broadcast":
             await self._broadcast(channel, msg, payload)
@@ -171,12 +171,12 @@ class Session:
         else:
             log.info("unexpected message from client of type %r", msg.event)
 
-    async def _join_error(self, msg: Message, reason: str) -> None:
+    async def _join_error(self, msg: Frame, reason: str) -> None:
         if self.server.config.channel_error_backoff:
             await asyncio.sleep(self.server.config.channel_error_backoff)
         self.push(reply(msg, "error", {"reason": reason}))
 
-    async def _join(self, msg: Message) -> None:
+    async def _join(self, msg: Frame) -> None:
         sub_topic = msg.topic.removeprefix("realtime:")
         if not msg.topic.startswith("realtime:") or not sub_topic:
             await self._join_error(msg, "TopicNameRequired: You must provide a topic name starting with realtime:")
@@ -225,7 +225,7 @@ class Session:
             if not problems:
                 self.system(channel, "postgres_changes", "ok", "Subscribed to PostgreSQL")
         if channel.presence_enabled:
-            self.push(Message(msg.topic, "presence_state", self.server.hub.presence_state(channel.stream),
+            self.push(Frame(msg.topic, "presence_state", self.server.hub.presence_state(channel.stream),
                               None, channel.join_ref))
         self._watch_expiry(channel)
 
@@ -241,7 +241,7 @@ class Session:
                 continue  # null entries are removed, as Realtime does
             try:
                 binding = Binding.from_params(params)
-            except (ValueError, filters.FilterError) as exc:
+            except (ValueError, change_filters.FilterError) as exc:
                 problems.append(str(exc))
                 echoed.append({**params, "id": binding_id(params)})
                 continue
@@ -259,7 +259,7 @@ class Session:
             channel.bindings.append(binding)
         return echoed, problems
 
-    async def _broadcast(self, channel: Channel, msg: Message, payload: dict[str, Any]) -> None:
+    async def _broadcast(self, channel: Channel, msg: Frame, payload: dict[str, Any]) -> None:
         event = payload.get("event")
         body = payload.get("payload")
         if not isinstance(event, str):
@@ -284,7 +284,7 @@ class Session:
         if channel.broadcast_ack:
             self.push(reply(msg, "ok", {}))
 
-    async def _presence(self, channel: Channel, msg: Message, payload: dict[str, Any]) -> None:
+    async def _presence(self, channel: Channel, msg: Frame, payload: dict[str, Any]) -> None:
         event = payload.get("event")
         if event == "track":
             meta = payload.get("payload")
@@ -296,7 +296,7 @@ class Session:
                 return
             if not channel.presence_enabled:  # joined without presence: the first track turns it on
                 channel.presence_enabled = True
-                self.push(Message(msg.topic, "presence_state", self.server.hub.presence_state(channel.stream),
+                self.push(Frame(msg.topic, "presence_state", self.server.hub.presence_state(channel.stream),
                                   None, channel.join_ref))
             self.server.hub.track(channel, meta)
         elif event == "untrack":

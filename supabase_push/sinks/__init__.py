@@ -7,7 +7,7 @@ goes to a dead-letter file (``--replay-dead-letters`` sends it again).
 
 from __future__ import annotations
 
-from .config import ForwardConfig, load_config
+from .config_file import ForwardConfig, load_config
 from .delivery import DeadLetters, RateLimit, SinkWorker
 from .expr import Expression
 from .forwarder import Forwarder, dry_run, replay_dead_letters

@@ -9,7 +9,6 @@ import itertools
 import json
 import logging
 import os
-import random
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from .._backoff import Backoff
 from ..errors import ConfigError
 from ..events import ChangeEvent
 from .rules import Alert, Priority
@@ -204,8 +204,7 @@ class SinkWorker:
         return self._dead(alert, error, self.attempts)
 
     def _delay(self, attempt: int) -> float:
-        ceiling = min(self.max_backoff, self.backoff * 2.0 ** (attempt - 1))
-        return ceiling / 2 + random.uniform(0, ceiling / 2)  # noqa: S311 (jitter, not secrets)
+        return Backoff(self.backoff, self.max_backoff).delay(attempt)
 
     def _dead(self, alert: Alert, error: str, attempts: int) -> str:
         self.dead_letters.add(self.sink.name, alert, error, attempts)

@@ -18,7 +18,7 @@ from typing import Any
 from ..errors import SupabasePushError
 from ..events import DEFAULT_ROUTES, ChangeEvent, Cursor
 from ..subscribe import FileCursorStore, Reader, Subscriber
-from .config import ForwardConfig
+from .config_file import ForwardConfig
 from .delivery import DeadLetters
 from .rules import Alert, Priority
 

@@ -15,17 +15,17 @@ from .._lazy import exports
 
 if TYPE_CHECKING:
     from .cursor_store import CursorStore, FileCursorStore
-    from .filters import RowFilter
     from .listen import ListenTransport
     from .readers import Reader, RestReader, SqlReader, reader_for
     from .realtime import RealtimeTransport
+    from .row_filter import RowFilter
     from .sequencer import Sequencer, Verdict
     from .subscriber import Subscriber, SubscriberStats
     from .transports import PushTransport, TokenSource, transport_from_settings
 
 __getattr__, __dir__ = exports(__name__, {
     ".cursor_store": ["CursorStore", "FileCursorStore"],
-    ".filters": ["RowFilter"],
+    ".row_filter": ["RowFilter"],
     ".listen": ["ListenTransport"],
     ".readers": ["Reader", "RestReader", "SqlReader", "reader_for"],
     ".realtime": ["RealtimeTransport"],

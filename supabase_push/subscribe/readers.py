@@ -12,7 +12,7 @@ import httpx
 import psycopg
 
 from .. import _json
-from ..changelog import SnapshotStart, ahead, aread_changes, aread_snapshot, row_to_event
+from ..changelog import SnapshotStart, aread_changes, aread_head, aread_snapshot, row_to_event
 from ..config import Settings, api_key_headers, scrub
 from ..db import aconnect, describe_dsn, map_error
 from ..errors import (
@@ -85,7 +85,7 @@ class SqlReader:
 
     async def head(self) -> Cursor:
         async with self._connection() as conn:
-            return await ahead(conn)
+            return await aread_head(conn)
 
     async def snapshot(self, topics: Sequence[str],
                        page_size: int) -> AsyncGenerator[SnapshotStart | list[ChangeEvent], None]:

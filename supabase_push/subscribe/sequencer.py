@@ -22,8 +22,12 @@ __all__ = ["Sequencer", "Verdict"]
 
 class Verdict(enum.Enum):
     DELIVER = "deliver"
+    """The push continues the stream: deliver it as it came."""
     DUPLICATE = "duplicate"
-    GAP = "gap"
+    """At or before the cursor: accounted for already."""
+    READ = "read"
+    """Something before it has not been seen here: read the log by cursor (a missed push, not a pruned
+    range; that is a change with op ``GAP``)."""
 
 
 class Sequencer:
@@ -36,12 +40,12 @@ class Sequencer:
         if pushed.position <= self.cursor:
             return Verdict.DUPLICATE
         if pushed.topic not in self.topics or pushed.prev is None:
-            return Verdict.GAP
+            return Verdict.READ
         try:
             before = max((Cursor.parse(pushed.prev[t]) for t in self.topics if t in pushed.prev), default=START)
         except ValueError:
-            return Verdict.GAP
-        return Verdict.DELIVER if before == self.cursor else Verdict.GAP
+            return Verdict.READ
+        return Verdict.DELIVER if before == self.cursor else Verdict.READ
 
     def fresh(self, read: Iterable[ChangeEvent]) -> list[ChangeEvent]:
         """The events of a read that come after the cursor (a read may overlap pushes already delivered)."""

@@ -14,7 +14,6 @@ import contextlib
 import inspect
 import logging
 import os
-import random
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,14 +21,15 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, cast
 
+from .._backoff import Backoff
 from ..changelog import SnapshotStart
 from ..config import Settings
 from ..errors import AccessRefusedError, ConfigError, SupabasePushError, TransportError
 from ..events import DEFAULT_ROUTES, START, ChangeEvent, Cursor, Source
 from ..stamper import Backlog, Stamper
 from .cursor_store import CursorStore, FileCursorStore
-from .filters import RowFilter
 from .readers import Reader, reader_for
+from .row_filter import RowFilter
 from .sequencer import Sequencer, Verdict
 from .transports import Hint, PushTransport, TokenSource, transport_from_settings
 
@@ -503,7 +503,7 @@ class Subscriber:
             log.debug("reading the change log failed again (%d in a row): %s", self._read_failures_in_a_row, exc)
 
     def _read_backoff(self) -> float:
-        return _jittered(min(self.max_backoff, 0.1 * 2 ** min(self._read_failures_in_a_row, 10)))
+        return Backoff(0.1, self.max_backoff).delay(self._read_failures_in_a_row + 1)
 
     async def _deliver(self, event: ChangeEvent) -> None:
         if event.op != "SNAPSHOT":
@@ -590,10 +590,8 @@ class Subscriber:
             self._ready.set()
             failures = 1 if time.monotonic() - started > 30 else failures + 1
             await self._inbox.put(_Down(reason, refused))
-            delay = _jittered(min(self.max_backoff, 0.2 * 2 ** min(failures - 1, 10)))
+            delay = Backoff(0.2, self.max_backoff).delay(failures)
             log.info("reconnecting %s in %.2f s", push.describe(), delay)
             await asyncio.sleep(delay)
 
 
-def _jittered(ceiling: float) -> float:
-    return random.uniform(ceiling / 2, ceiling)  # noqa: S311 (jitter, not a secret)
