@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from supabase_push.errors import ConfigError, SupabasePushError
-from supabase_push.events import ChangeEvent, Cursor
+from supabase_push.events import START, ChangeEvent, Cursor
 from supabase_push.local import tokens
-from supabase_push.subscribe import FileCursorStore, RowFilter, Sequencer, Verdict
+from supabase_push.subscribe import FileCursorStore, RowFilter, Sequencer, Verdict, read_pages
 from supabase_push.subscribe.realtime import seconds_left
 from supabase_push.subscribe.transports import Hint, parse_push
 
@@ -160,3 +160,34 @@ async def test_a_token_that_is_never_renewed_ends_the_refresh_loop() -> None:
     await asyncio.wait_for(refresh, 5)  # before the fix it never returned
     assert failures == ["the access token expired and its source gave no fresh one"]
     assert Client.calls <= 1  # handed over once more if it had not quite expired at the first refresh
+
+
+class ListReader:
+    """A log held in a list: the paging rule alone (the readers themselves are tested against Postgres)."""
+
+    def __init__(self, cursors: list[str]) -> None:
+        self.log = [push(c) for c in cursors]
+        self.reads: list[Cursor] = []
+
+    async def read(self, after: Cursor, limit: int, topics: Any, source: Any) -> list[ChangeEvent]:
+        self.reads.append(after)
+        return [e for e in self.log if e.position > after][:limit]
+
+
+@pytest.mark.parametrize(("until", "pages", "reads"), [
+    (None, [["1:1", "1:2"], ["2:3", "3:4"], ["3:5"]], ["0:0", "1:2", "3:4"]),
+    (Cursor(3, 4), [["1:1", "1:2"], ["2:3", "3:4"], []], ["0:0", "1:2", "3:4"]),
+    (Cursor(2, 3), [["1:1", "1:2"], ["2:3"]], ["0:0", "1:2"]),
+    (Cursor(0, 9), [[]], ["0:0"]),
+])
+async def test_a_range_of_the_log_is_read_page_by_page_from_each_page_end(
+        until: Cursor | None, pages: list[list[str]], reads: list[str]) -> None:
+    reader = ListReader(["1:1", "1:2", "2:3", "3:4", "3:5"])
+    got = [[e.cursor for e in page] async for page in read_pages(reader, START, ["trade-updates"],  # type: ignore[arg-type]
+                                                                 page_size=2, until=until)]
+    assert got == pages and reader.reads == [Cursor.parse(r) for r in reads]
+
+
+async def test_an_empty_log_is_one_empty_page() -> None:
+    reader = ListReader([])
+    assert [page async for page in read_pages(reader, START, ["t"], page_size=2)] == [[]]  # type: ignore[arg-type]

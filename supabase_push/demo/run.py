@@ -22,13 +22,14 @@ from rich.live import Live
 from .. import schema
 from .._sql import read_sql
 from ..broadcast import Broadcaster
-from ..changelog import aread_changes, aread_head
+from ..changelog import aread_head
 from ..config import Settings
 from ..db import aconnect, connect
 from ..embedded import LocalPostgres
 from ..errors import ConfigError, SchemaError
 from ..events import DEFAULT_ROUTES, Cursor
-from ..subscribe import Subscriber
+from ..subscribe import SqlReader, Subscriber
+from ..subscribe.readers import read_pages
 from .dashboard import render
 from .market import ACCOUNT, Market
 from .watch import Book, Tally, Watch
@@ -190,12 +191,12 @@ async def _head(dsn: str) -> Cursor:
 
 async def _logged(dsn: str, after: Cursor) -> list[tuple[str, str]]:
     """(cursor, table) of every change after ``after``, from the log: the truth the subscribers must match."""
-    changes: list[tuple[str, str]] = []
-    async with await aconnect(dsn) as conn:
-        while page := await aread_changes(conn, after, limit=5000, topics=TOPICS):
-            changes += [(e.cursor, e.table) for e in page if e.op != "GAP"]
-            after = page[-1].position
-    return changes
+    reader = SqlReader(dsn)
+    try:
+        return [(e.cursor, e.table) async for page in read_pages(reader, after, TOPICS, page_size=5000)
+                for e in page if e.op != "GAP"]
+    finally:
+        await reader.close()
 
 
 async def _clean_up(dsn: str) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 from ..changelog import SnapshotStart
 from ..errors import TransportError
 from ..events import ChangeEvent, Cursor
-from ..subscribe.readers import Reader
+from ..subscribe.readers import Reader, read_pages
 from . import sse
 from .auth import Principal, Refused
 from .policy import Policy
@@ -287,22 +287,16 @@ class Hub:
     async def _backlog(self, conn: Connection) -> AsyncIterator[Item]:
         """The log after the stream's cursor, up to where the ring begins."""
         assert conn.after is not None and conn.backlog_until is not None
-        cursor = conn.after
-        while True:
-            try:
-                page = await self.reader.read(cursor, self.page_size, sorted(conn.topics), "catch-up")
-            except TransportError as exc:
-                log.warning("relay: cannot read the change log for stream %d (%s); closing it, it will retry",
-                            conn.id, exc)
-                raise
-            for event in page:
-                if event.position > conn.backlog_until:
-                    return
-                cursor = event.position
-                if (view := self._view(conn, event)) is not None:
-                    yield Item.of(view)
-            if len(page) < self.page_size:
-                return
+        try:
+            async for page in read_pages(self.reader, conn.after, sorted(conn.topics), page_size=self.page_size,
+                                         until=conn.backlog_until):
+                for event in page:
+                    if (view := self._view(conn, event)) is not None:
+                        yield Item.of(view)
+        except TransportError as exc:
+            log.warning("relay: cannot read the change log for stream %d (%s); closing it, it will retry",
+                        conn.id, exc)
+            raise
 
     def _view(self, conn: Connection, event: ChangeEvent) -> ChangeEvent | None:
         """The event as this stream may see it, or None."""

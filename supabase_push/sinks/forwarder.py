@@ -18,6 +18,7 @@ from typing import Any
 from ..errors import SupabasePushError
 from ..events import DEFAULT_ROUTES, ChangeEvent, Cursor
 from ..subscribe import FileCursorStore, Reader, Subscriber
+from ..subscribe.readers import read_pages
 from .config_file import ForwardConfig
 from .delivery import DeadLetters
 from .rules import Alert, Priority
@@ -202,17 +203,12 @@ async def dry_run(config: ForwardConfig, reader: Reader, start: Cursor,
     """The alerts the rules would raise over the change log from ``start`` to its newest change, each
     with the sinks it would go to. Sends nothing and saves no cursor: for trying rules on real history."""
     end = await reader.head()
+    if start >= end:
+        return
     topics = config.topics or list(DEFAULT_ROUTES.values())
-    cursor = start
-    while cursor < end:
-        page = await reader.read(cursor, page_size, topics, "catch-up")
+    async for page in read_pages(reader, start, topics, page_size=page_size, until=end):
         for event in page:
-            if event.position > end:
-                return
-            cursor = event.position
             for rule in config.rules:
                 alert = rule.alert(event)
                 if alert is not None:
                     yield alert, [w.sink.name for w in config.workers if w.accepts(alert)]
-        if len(page) < page_size:
-            return

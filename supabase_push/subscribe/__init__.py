@@ -16,7 +16,7 @@ from .._lazy import exports
 if TYPE_CHECKING:
     from .cursor_store import CursorStore, FileCursorStore
     from .listen import ListenTransport
-    from .readers import Reader, RestReader, SqlReader, reader_for
+    from .readers import Reader, RestReader, SqlReader, read_pages, reader_for
     from .realtime import RealtimeTransport
     from .row_filter import RowFilter
     from .sequencer import Sequencer, Verdict
@@ -27,7 +27,7 @@ __getattr__, __dir__ = exports(__name__, {
     ".cursor_store": ["CursorStore", "FileCursorStore"],
     ".row_filter": ["RowFilter"],
     ".listen": ["ListenTransport"],
-    ".readers": ["Reader", "RestReader", "SqlReader", "reader_for"],
+    ".readers": ["Reader", "RestReader", "SqlReader", "read_pages", "reader_for"],
     ".realtime": ["RealtimeTransport"],
     ".sequencer": ["Sequencer", "Verdict"],
     ".subscriber": ["Subscriber", "SubscriberStats"],
@@ -49,6 +49,7 @@ __all__ = [
     "SubscriberStats",
     "TokenSource",
     "Verdict",
+    "read_pages",
     "reader_for",
     "transport_from_settings",
 ]

@@ -25,7 +25,7 @@ from ..errors import (
 )
 from ..events import START, ChangeEvent, Cursor, Source
 
-__all__ = ["Reader", "RestReader", "SqlReader", "reader_for"]
+__all__ = ["Reader", "RestReader", "SqlReader", "read_pages", "reader_for"]
 
 
 class Reader(Protocol):
@@ -230,6 +230,22 @@ class RestReader:
 
     async def close(self) -> None:
         await self._http.aclose()
+
+
+async def read_pages(reader: Reader, after: Cursor, topics: Sequence[str], *, page_size: int = 500,
+                     source: Source = "catch-up", until: Cursor | None = None) -> AsyncIterator[list[ChangeEvent]]:
+    """The change log after ``after``, page by page, each read from the last one's end: until a page comes
+    back short (the log has nothing more), or one passes ``until`` (its changes after ``until`` are left
+    out, and it is the last). A page may be empty. A reader's TransportError passes through."""
+    while True:
+        page = await reader.read(after, page_size, topics, source)
+        if until is not None and page and page[-1].position > until:
+            yield [event for event in page if event.position <= until]
+            return
+        yield page
+        if len(page) < page_size:
+            return
+        after = page[-1].position
 
 
 def reader_for(settings: Settings, reader: str = "auto", *, rest_url: str | None = None,

@@ -28,7 +28,7 @@ from ..errors import AccessRefusedError, ConfigError, SupabasePushError, Transpo
 from ..events import DEFAULT_ROUTES, START, ChangeEvent, Cursor, Source
 from ..stamper import Backlog, Stamper
 from .cursor_store import CursorStore, FileCursorStore
-from .readers import Reader, reader_for
+from .readers import Reader, read_pages, reader_for
 from .row_filter import RowFilter
 from .sequencer import Sequencer, Verdict
 from .transports import Hint, PushTransport, TokenSource, transport_from_settings
@@ -463,8 +463,8 @@ class Subscriber:
     async def _catch_up(self, source: Source) -> None:
         """Read from the cursor until the log has nothing more."""
         try:
-            while True:
-                page = await self.reader.read(self._sequencer.cursor, self.page_size, self.topics, source)
+            async for page in read_pages(self.reader, self._sequencer.cursor, self.topics, page_size=self.page_size,
+                                         source=source):
                 self.stats.connected = True
                 fresh = self._sequencer.fresh(page)
                 self.stats.duplicates += len(page) - len(fresh)
@@ -472,8 +472,6 @@ class Subscriber:
                     self.stats.catch_ups += 1
                 for event in fresh:
                     await self._deliver(event)
-                if len(page) < self.page_size:
-                    break
         except TransportError as exc:
             self._read_failed(exc)
             return
