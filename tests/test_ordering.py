@@ -19,12 +19,12 @@ import psycopg
 import pytest
 
 from supabase_push import schema
-from supabase_push._sql import read_sql
 from supabase_push.changelog import read_changes
 from supabase_push.config import Settings
 from supabase_push.embedded import LocalPostgres
 from supabase_push.errors import SupabasePushError
 from supabase_push.events import START, ChangeEvent
+from supabase_push.local.stack import prepare
 from supabase_push.stamper import Stamper, stamping
 from supabase_push.subscribe import SqlReader, Subscriber
 
@@ -474,8 +474,7 @@ def test_a_round_pushes_by_index_once_the_log_holds_many_commits(make_db: Databa
     statistics."""
     url = make_db("tables")
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(read_sql("local_realtime.sql").encode())
-        schema.apply(conn, broadcast_mode="both")
+        prepare(conn, tables=False, broadcast_mode="both")
         for _ in range(40):  # a few big transactions (a batch job), then the ticks: 20,000 commits
             conn.execute("INSERT INTO trades (symbol, side, quantity, price) "
                          "SELECT 'BIG', 'buy', 1, 1 FROM generate_series(1, 1000)")

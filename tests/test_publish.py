@@ -32,11 +32,12 @@ from supabase_push.config import Settings
 from supabase_push.errors import DeliveryError
 from supabase_push.events import START, ChangeEvent
 from supabase_push.local import LocalRealtime, ServerConfig, tokens
+from supabase_push.local.stack import prepare
 from supabase_push.relay.policy import Policy
 from supabase_push.subscribe import Subscriber
 from supabase_push.sync import SyncBroadcaster
 
-from .conftest import DatabaseFactory, set_up_as_supabase
+from .conftest import DatabaseFactory
 from .postgrest import PostgREST
 from .relay_helpers import SseStream, data, relay, token
 from .sink_servers import HttpSinkServer
@@ -200,7 +201,7 @@ async def test_over_postgrest_and_realtime_as_on_hosted_supabase(make_db: Databa
     Realtime push (the event's own name as the broadcast event) and reads by cursor through PostgREST."""
     url = make_db("empty")
     with psycopg.connect(url, autocommit=True) as conn:
-        set_up_as_supabase(conn)
+        prepare(conn)
     service_key = tokens.mint("service_role", tokens.DEV_SECRET)
     with PostgREST(url, tokens.DEV_SECRET) as api:
         async with LocalRealtime(url, ServerConfig(port=0)) as server:

@@ -149,7 +149,10 @@ def test_cli_relay_serves_and_stops_cleanly(installed_url: str) -> None:
     try:
         assert proc.stdout is not None
         info = json.loads(proc.stdout.readline())
-        health = httpx.get(f"{info['url']}/healthz")
+        deadline = time.monotonic() + 10  # the relay serves at once; its LISTEN connects alongside
+        while (health := httpx.get(f"{info['url']}/healthz")).json()["subscriber"] == "starting" \
+                and time.monotonic() < deadline:
+            time.sleep(0.02)
         preflight = httpx.options(f"{info['url']}/events", headers={
             "Origin": "http://page.test", "Access-Control-Request-Method": "GET",
             "Access-Control-Request-Headers": "authorization,last-event-id"})

