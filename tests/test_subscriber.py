@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from supabase_push.events import ChangeEvent
-from supabase_push.subscribe import Subscriber
+from supabase_push.subscribe import SqlReader, Subscriber
+from supabase_push.subscribe import subscriber as subscriber_module
 from supabase_push.sync import SyncSubscriber
 
 from .subscriber_helpers import (
@@ -199,3 +200,48 @@ async def test_changes_after_an_early_commit_stamp_are_not_skipped(installed_url
             await db.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('D', 'buy', 1, 1)")
         got = await collect(subscriber, 4, timeout=10)
     assert [e.record["symbol"] for e in got if e.record] == ["A", "B", "C", "D"]  # C was logged, never pushed
+
+
+class _DeafTransport:
+    """A push transport like a client library that swallows its cancellation and waits on (here, until the
+    test releases it)."""
+
+    name = "listen"
+
+    def __init__(self) -> None:
+        self.release = asyncio.Event()
+
+    def describe(self) -> str:
+        return "a transport that ignores cancellation"
+
+    async def run(self, topics: object, emit: object, up: object) -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            await self.release.wait()
+            raise
+
+
+async def test_close_does_not_hang_on_a_transport_that_ignores_cancellation(
+        installed_url: str, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """close() gives its tasks STOP_GRACE seconds, then says which one did not stop and where it waits, and
+    closes the rest (the reader, the stamper) instead of waiting for ever."""
+    monkeypatch.setattr(subscriber_module, "STOP_GRACE", 0.5)
+    deaf = _DeafTransport()
+    subscriber = Subscriber(reader=SqlReader(installed_url), push=deaf,  # type: ignore[arg-type]
+                            topics=["trade-updates"], poll_interval=0.05)
+    stuck = []
+    try:
+        await subscriber.start()
+        await asyncio.sleep(0.2)
+        started = asyncio.get_running_loop().time()
+        with caplog.at_level(logging.ERROR, logger="supabase_push"):
+            await asyncio.wait_for(subscriber.close(), 5)
+        assert asyncio.get_running_loop().time() - started < 2
+        assert subscriber.stats.state == "stopped"
+        assert "supabase-push-transport did not stop within 0.5 s" in caplog.text and "in run" in caplog.text
+        stuck = [t for t in asyncio.all_tasks() if t.get_name() == "supabase-push-transport"]
+        assert len(stuck) == 1 and not stuck[0].done()
+    finally:
+        deaf.release.set()  # the test's own clean-up: the task ends before the loop does
+        await asyncio.gather(*stuck, return_exceptions=True)

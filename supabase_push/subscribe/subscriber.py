@@ -15,6 +15,7 @@ import inspect
 import logging
 import os
 import time
+import traceback
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,9 @@ from .sequencer import Sequencer, Verdict
 from .transports import Hint, PushTransport, TokenSource, transport_from_settings
 
 __all__ = ["Subscriber", "SubscriberStats"]
+
+STOP_GRACE = 5.0
+"""Seconds :meth:`Subscriber.close` waits for its tasks to end once cancelled."""
 
 log = logging.getLogger("supabase_push.subscribe")
 
@@ -335,9 +339,14 @@ class Subscriber:
         """Stop. ``finished``: the event your loop holds now counts as done (its cursor is saved)."""
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):  # an engine failure was logged already
-                await task
+        if self._tasks:
+            done, stuck = await asyncio.wait(self._tasks, timeout=STOP_GRACE)
+            for task in done:  # an engine failure was logged already
+                if not task.cancelled():
+                    task.exception()
+            for task in stuck:  # a client library that swallowed the cancellation: say where, and go on
+                log.error("%s did not stop within %g s of being cancelled; closing without it. It waits at:\n%s",
+                          task.get_name(), STOP_GRACE, _where(task))
         self._tasks = []
         if self.stamper is not None:
             await self.stamper.close()
@@ -593,3 +602,16 @@ class Subscriber:
             await asyncio.sleep(delay)
 
 
+def _where(task: asyncio.Task[Any]) -> str:
+    """Where a suspended task waits, as a traceback's lines: its coroutine and each one it awaits."""
+    frames: list[Any] = []
+    awaiting: Any = task.get_coro()
+    while awaiting is not None and len(frames) < 50:
+        frame = getattr(awaiting, "cr_frame", None) or getattr(awaiting, "gi_frame", None) \
+            or getattr(awaiting, "ag_frame", None)
+        if frame is None:
+            break
+        frames.append(frame)
+        awaiting = getattr(awaiting, "cr_await", None) or getattr(awaiting, "gi_yieldfrom", None) \
+            or getattr(awaiting, "ag_await", None)
+    return "".join(traceback.StackSummary.extract((f, f.f_lineno) for f in frames).format()) or "?"
