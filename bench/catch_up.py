@@ -45,7 +45,7 @@ async def read_all(reader: Reader) -> int:
     cursor, count = START, 0
     while page := await reader.read(cursor, PAGE, TOPICS, "catch-up"):
         count += len(page)
-        cursor = page[-1].position
+        cursor = page[-1].cursor
     await reader.close()
     return count
 
@@ -108,7 +108,7 @@ async def ingest_raw(dsn: str, changes: int) -> int:
         while count < changes and (page := await aread_changes(conn, cursor, limit=PAGE, topics=TOPICS)):
             for _ in page:
                 count += 1
-            cursor = page[-1].position
+            cursor = page[-1].cursor
     return count
 
 

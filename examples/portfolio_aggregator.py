@@ -47,7 +47,7 @@ async def main(until_quiet: float | None) -> None:
             except TimeoutError:
                 break  # quiet for a while: print the state and stop (for scripts and tests)
             portfolio.apply(event)
-            print(json.dumps({"cursor": event.cursor, "totals": portfolio.totals()}), flush=True)
+            print(json.dumps({"cursor": str(event.cursor), "totals": portfolio.totals()}), flush=True)
     print(json.dumps({"final": portfolio.totals()}), flush=True)
 
 

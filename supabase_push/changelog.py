@@ -158,7 +158,7 @@ def _event(seq: int, change_id: int, topic: str, schema_name: str, table_name: s
                             source)
     published = op == "EVENT"
     return ChangeEvent.model_validate({
-        "id": change_id, "cursor": f"{seq}:{change_id}", "topic": topic, "schema_name": schema_name,
+        "id": change_id, "cursor": Cursor(seq, change_id), "topic": topic, "schema_name": schema_name,
         "table": "" if published else table_name, "event": table_name if published else None, "op": op,
         "record": record, "old_record": old_record, "commit_ts": committed_at, "source": source})
 
@@ -173,7 +173,7 @@ def _typed_event(seq: int, change_id: int, topic: str, schema_name: str, table_n
                  source: Source) -> ChangeEvent:
     published = op == "EVENT"
     return ChangeEvent.of_typed_values({
-        "id": change_id, "cursor": f"{seq}:{change_id}", "topic": topic, "schema_name": schema_name,
+        "id": change_id, "cursor": Cursor(seq, change_id), "topic": topic, "schema_name": schema_name,
         "table": "" if published else table_name, "op": op, "record": record, "old_record": old_record,
         "commit_ts": committed_at, "source": source, "truncated": False, "prev": None,
         "event": table_name if published else None}, set(_GIVEN))
@@ -209,7 +209,7 @@ def _row(value: Any) -> Any:
 def fetch_change(conn: psycopg.Connection[Any], cursor: Cursor) -> ChangeEvent | None:
     """The one change at ``cursor``, e.g. for an event that arrived ``truncated``."""
     page = read_changes(conn, Cursor(cursor.seq, cursor.id - 1), limit=1, source="catch-up")
-    return page[0] if page and page[0].position == cursor else None
+    return page[0] if page and page[0].cursor == cursor else None
 
 
 @dataclass(frozen=True)
@@ -223,7 +223,7 @@ class SnapshotStart:
 
     def event(self, topic: str, schema: str, table: str, record: dict[str, Any] | None) -> ChangeEvent:
         """A row of this snapshot as an event (``record`` None: the snapshot starts again)."""
-        return ChangeEvent(id=self.cursor.id, cursor=str(self.cursor), topic=topic, schema=schema, table=table,
+        return ChangeEvent(id=self.cursor.id, cursor=self.cursor, topic=topic, schema=schema, table=table,
                            op="SNAPSHOT", record=record, commit_ts=self.taken_at, source="snapshot")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator
 
 __all__ = ["DEFAULT_ROUTES", "START", "ChangeEvent", "Cursor", "Operation", "Source"]
 
@@ -49,6 +49,9 @@ class Cursor(NamedTuple):
     def __str__(self) -> str:
         return f"{self.seq}:{self.id}"
 
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
 
 START = Cursor(0, 0)
 """The cursor before the first change."""
@@ -60,7 +63,9 @@ class ChangeEvent(BaseModel):
     model_config = ConfigDict(frozen=True, populate_by_name=True)
 
     id: int
-    cursor: str
+    cursor: Cursor
+    """Where the change stands in the log; its text (``str(cursor)``, ``"seq:id"``) is what JSON and SSE carry and
+    what a subscriber saves."""
     topic: str
     schema_name: str = Field(alias="schema")
     table: str
@@ -75,6 +80,15 @@ class ChangeEvent(BaseModel):
     """On a push: for each topic, the cursor of its last change before this one."""
     event: str | None = None
     """An event's name (op EVENT); None for a row change."""
+
+    @field_validator("cursor", mode="before")
+    @classmethod
+    def _parse_cursor(cls, value: Any) -> Any:
+        return Cursor.parse(value) if isinstance(value, str) else value
+
+    @field_serializer("cursor")
+    def _cursor_text(self, cursor: Cursor) -> str:
+        return str(cursor)
 
     @classmethod
     def of_typed_values(cls, values: dict[str, Any], fields_set: set[str]) -> ChangeEvent:
@@ -92,7 +106,8 @@ class ChangeEvent(BaseModel):
 
     @property
     def position(self) -> Cursor:
-        return Cursor.parse(self.cursor)
+        """The cursor (what ``cursor`` was before it was typed)."""
+        return self.cursor
 
     @property
     def payload(self) -> dict[str, Any] | None:

@@ -134,7 +134,7 @@ def cursors_of(dsn: str, owner: str | None = None, topics: list[str] = TOPICS, a
 
     with psycopg.connect(dsn, autocommit=True) as conn:
         events = read_changes(conn, Cursor.parse(after), limit=1_000_000, topics=topics)
-    return [e.cursor for e in events
+    return [str(e.cursor) for e in events
             if owner is None or ((e.old_record if e.op == "DELETE" else e.record) or {}).get("user_id") == owner]
 
 

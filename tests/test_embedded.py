@@ -80,4 +80,4 @@ def test_embedded_wheel_runs_the_triggers() -> None:
         conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('W', 'buy', 1, 1)")
         assert stamp(conn) == 1  # the stamper's round pushes it
         (note,) = list(conn.notifies(timeout=5, stop_after=1))
-        assert read_changes(conn)[0].cursor in note.payload
+        assert str(read_changes(conn)[0].cursor) in note.payload

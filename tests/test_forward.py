@@ -24,11 +24,10 @@ import pytest
 
 from supabase_push.config import Settings
 from supabase_push.errors import ConfigError
-from supabase_push.events import ChangeEvent
-from supabase_push.sinks import Forwarder, load_config
+from supabase_push.events import ChangeEvent, Cursor
+from supabase_push.sinks import Forwarder, load_config, subscriber_for
 from supabase_push.sinks.delivery import DeadLetters
 from supabase_push.sinks.rules import Alert, Priority
-from supabase_push.subscribe import Subscriber
 
 from .sink_servers import HttpSinkServer, SmtpServer, fail_first
 
@@ -75,8 +74,7 @@ def webhook_config(tmp_path: Path, url: str) -> Path:
 @contextlib.asynccontextmanager
 async def forwarding(dsn: str, config_file: Path, env: dict[str, str] | None = None) -> AsyncIterator[Forwarder]:
     config = load_config(config_file, env or {})
-    subscriber = Subscriber.from_settings(Settings(database_url=dsn), topics=config.topics, transport="listen",
-                                          start=Forwarder.start_cursor(config) or "now")
+    subscriber = subscriber_for(config, Settings(database_url=dsn), transport="listen")
     forwarder = Forwarder(config, subscriber)
     task = asyncio.create_task(forwarder.run())
     await asyncio.wait_for(subscriber.wait_ready(), 10)
@@ -515,8 +513,8 @@ def test_a_bad_dead_letter_line_is_kept_aside_and_the_replay_finishes(installed_
     config = webhook_config(tmp_path, hook.url)
     dead = tmp_path / "alerts.dead.jsonl"
     try:
-        event = ChangeEvent(id=1, cursor="1:1", topic="trade-updates", schema="public", table="trades", op="INSERT",
-                            record={"symbol": "OK"}, commit_ts=datetime.now(UTC))
+        event = ChangeEvent(id=1, cursor=Cursor(1, 1), topic="trade-updates", schema="public", table="trades",
+                            op="INSERT", record={"symbol": "OK"}, commit_ts=datetime.now(UTC))
         DeadLetters(dead).add("audit", Alert("large trade", Priority.HIGH, "replayed", event, ()), "was down", 5)
         with dead.open("a") as f:
             f.write('{"sink": "audit", "alert": {"cut sho\n')

@@ -33,18 +33,18 @@ def test_prune_reports_a_gap_to_readers_behind_it(installed: psycopg.Connection[
     result = runner.invoke(app, ["prune", "--older-than", "0s", "--json", "--db-url", installed_url])
     assert result.exit_code == 0, result.output
     pruned = json.loads(result.output)
-    assert pruned == {"ok": True, "deleted": 5, "pruned_through": before[-1].cursor}
+    assert pruned == {"ok": True, "deleted": 5, "pruned_through": str(before[-1].cursor)}
 
     insert_trades(installed, 2)
     behind = read_changes(installed, before[1].position)
     assert [e.op for e in behind] == ["GAP", "INSERT", "INSERT"]
     gap = behind[0]
     assert gap.cursor == before[-1].cursor and gap.topic == "*"
-    assert gap.record == {"after": before[1].cursor, "pruned_through": before[-1].cursor}
+    assert gap.record == {"after": str(before[1].cursor), "pruned_through": str(before[-1].cursor)}
     assert [e.op for e in read_changes(installed, before[-1].position)] == ["INSERT", "INSERT"]  # at the horizon
 
     status = json.loads(runner.invoke(app, ["status", "--json", "--db-url", installed_url]).output)
-    assert status["pruned_through"] == before[-1].cursor and status["changes"] == 2
+    assert status["pruned_through"] == str(before[-1].cursor) and status["changes"] == 2
 
 
 def test_prune_keeps_what_is_younger(installed: psycopg.Connection[tuple[object, ...]], installed_url: str) -> None:
@@ -72,7 +72,7 @@ async def test_a_subscriber_behind_the_horizon_gets_a_gap_event(installed_url: s
     with psycopg.connect(installed_url, autocommit=True) as conn:
         insert_trades(conn, 3)
         first = read_changes(conn, START)[0]
-        cursor_file.write_text(first.cursor)  # a subscriber that stopped after the first change
+        cursor_file.write_text(str(first.cursor))  # a subscriber that stopped after the first change
         insert_trades(conn, 3)
         assert runner.invoke(app, ["prune", "--older-than", "0s", "--db-url", installed_url]).exit_code == 0
         insert_trades(conn, 2, symbol="AFTER")
@@ -90,7 +90,7 @@ async def test_a_subscriber_behind_the_horizon_gets_a_gap_event(installed_url: s
             await asyncio.sleep(0.1)
     assert [e.op for e in got] == ["GAP", "INSERT", "INSERT"]
     assert [e.record["symbol"] for e in got[1:] if e.record] == ["AFTER", "AFTER"]
-    assert got[0].record == {"after": first.cursor, "pruned_through": got[0].cursor}
+    assert got[0].record == {"after": str(first.cursor), "pruned_through": str(got[0].cursor)}
     assert seen == ["GAP"]
     assert subscriber.stats.gaps == 1 and "pruned from the change log" in caplog.text
     assert Cursor.parse(cursor_file.read_text()) == got[-1].position

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from supabase_push.events import ChangeEvent
+from supabase_push.events import ChangeEvent, Cursor
 from supabase_push.relay import Policy, Principal, Refused, SseParser, sse
 from supabase_push.relay.hub import Rate
 
@@ -62,8 +62,8 @@ def test_rows_by_owner_shared_topics_and_the_admin() -> None:
 
 def test_an_owner_change_is_a_removal_to_one_and_an_arrival_to_the_other() -> None:
     """Regression: B received the UPDATE with A's old row; A received nothing and kept showing the row."""
-    moved = ChangeEvent(id=2, cursor="2:2", topic="trade-updates", schema="public", table="positions", op="UPDATE",
-                        record={"id": 7, "user_id": "bob", "symbol": "NEW"},
+    moved = ChangeEvent(id=2, cursor=Cursor(2, 2), topic="trade-updates", schema="public", table="positions",
+                        op="UPDATE", record={"id": 7, "user_id": "bob", "symbol": "NEW"},
                         old_record={"id": 7, "user_id": "alice", "symbol": "OLD"}, commit_ts=datetime.now(UTC))
     to_alice, to_bob = POLICY.view(ALICE, moved), POLICY.view(PRO, moved)
     assert to_alice is not None and to_alice.op == "DELETE" and to_alice.record is None

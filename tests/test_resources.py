@@ -100,7 +100,7 @@ async def test_a_consumer_that_stops_reading_stays_bounded(realtime: LocalRealti
         got = []
         async with asyncio.timeout(60):
             async for event in subscriber:
-                got.append(event.cursor)
+                got.append(str(event.cursor))
                 if len(got) >= 12_000:
                     break
     assert got == logged(realtime_db)[len(before_log):]

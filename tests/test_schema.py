@@ -320,7 +320,7 @@ def test_status(installed: psycopg.Connection[Any]) -> None:
     assert stamp(installed) == 1
     info = schema.status(installed)
     assert (info.changes, info.transactions, info.pending_changes) == (2, 1, 0)
-    assert info.last_cursor == read_changes(installed)[-1].cursor
+    assert info.last_cursor == str(read_changes(installed)[-1].cursor)
     assert info.broadcast_path == ["notify"]
     assert {r["topic"] for r in info.routes} == {"position-updates", "trade-updates",
                                                  "portfolio-updates"}

@@ -153,7 +153,7 @@ async def rebuild_books(url: str, make_reader: Any) -> tuple[list[Book], list[Su
             stamp(conn)
             head = str(conn.execute("SELECT seq || ':' || id FROM supabase_push_head()").fetchone()[0])  # type: ignore[index]
         async with asyncio.timeout(30):
-            while any(s.stats.cursor != head for s in subscribers):
+            while any(str(s.stats.cursor) != head for s in subscribers):
                 await asyncio.sleep(0.05)
     finally:
         for subscriber in started.values():

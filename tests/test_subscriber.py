@@ -9,7 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from supabase_push.events import ChangeEvent
+from supabase_push.events import ChangeEvent, Cursor
 from supabase_push.subscribe import SqlReader, Subscriber
 from supabase_push.subscribe import subscriber as subscriber_module
 from supabase_push.sync import SyncSubscriber
@@ -70,7 +70,7 @@ async def test_restart_with_a_persisted_cursor(installed_url: str, tmp_path: Pat
     first = Subscriber.from_settings(settings(database_url=installed_url), topics=TOPICS, cursor_store=cursor_file)
     async with first:
         got = await collect(first, baseline + CHANGES // 2)
-    assert cursor_file.read_text() == got[-1].cursor
+    assert cursor_file.read_text() == str(got[-1].cursor)
     second = Subscriber.from_settings(settings(database_url=installed_url), topics=TOPICS, cursor_store=cursor_file)
     async with second:
         got += await collect(second, CHANGES - CHANGES // 2)
@@ -84,13 +84,13 @@ async def test_a_callback_that_raises_does_not_stop_delivery(installed_url: str,
     async_seen: list[str] = []
 
     def flaky(event: ChangeEvent) -> None:
-        seen.append(event.cursor)
+        seen.append(str(event.cursor))
         if len(seen) % 3 == 0:
             raise RuntimeError("user bug")
 
     async def also_async(event: ChangeEvent) -> None:
         await asyncio.sleep(0)
-        async_seen.append(event.cursor)
+        async_seen.append(str(event.cursor))
 
     subscriber = Subscriber.from_settings(settings(database_url=installed_url), topics=["trade-updates"])
     subscriber.on("trade-updates", flaky).on(None, also_async)
@@ -245,3 +245,30 @@ async def test_close_does_not_hang_on_a_transport_that_ignores_cancellation(
     finally:
         deaf.release.set()  # the test's own clean-up: the task ends before the loop does
         await asyncio.gather(*stuck, return_exceptions=True)
+
+
+async def test_with_auto_ack_off_only_ack_moves_the_saved_cursor(installed_url: str, tmp_path: Path) -> None:
+    """Delivered is not done: the cursor file holds what was acknowledged, and the next run resumes after it."""
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        for n in range(3):
+            conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES (%s, 'buy', 1, 1)", (f"A{n}",))
+    cursor_file = tmp_path / "acks.cursor"
+    first = Subscriber.from_settings(settings(database_url=installed_url), topics=["trade-updates"],
+                                     cursor_store=cursor_file, auto_ack=False)
+    async with first:
+        got = await collect(first, 3)
+        assert first.cursor == got[-1].cursor and first.acknowledged < got[0].cursor
+        assert not cursor_file.exists()
+        first.ack(got[1].cursor)
+        assert cursor_file.read_text() == str(got[1].cursor) and first.acknowledged == got[1].cursor
+        first.ack(got[0].cursor)  # behind what is acknowledged: nothing moves back
+        assert cursor_file.read_text() == str(got[1].cursor)
+        with pytest.raises(ValueError, match="cannot acknowledge"):
+            first.ack(Cursor(got[-1].cursor.seq + 1, got[-1].cursor.id + 1))
+    assert cursor_file.read_text() == str(got[1].cursor), "closing acknowledges nothing by itself"
+    second = Subscriber.from_settings(settings(database_url=installed_url), topics=["trade-updates"],
+                                      cursor_store=cursor_file)
+    async with second:
+        again = await collect(second, 1)
+    assert [e.cursor for e in again] == [got[2].cursor], "the unacknowledged change comes again"
+    assert cursor_file.read_text() == str(got[2].cursor)

@@ -18,8 +18,8 @@ from supabase_push.subscribe.transports import Hint, parse_push
 
 
 def push(cursor: str, topic: str = "trade-updates", prev: dict[str, str] | None = None, **row: Any) -> ChangeEvent:
-    return ChangeEvent(id=int(cursor.split(":")[1]), cursor=cursor, topic=topic, schema="public", table="trades",
-                       op="INSERT", record=row or {"id": 1}, commit_ts=datetime.now(UTC), prev=prev)
+    return ChangeEvent(id=int(cursor.split(":")[1]), cursor=Cursor.parse(cursor), topic=topic, schema="public",
+                       table="trades", op="INSERT", record=row or {"id": 1}, commit_ts=datetime.now(UTC), prev=prev)
 
 
 def test_a_push_that_follows_the_cursor_is_delivered() -> None:
@@ -55,7 +55,7 @@ def test_a_push_parsed_by_a_client_with_floats_is_only_a_hint() -> None:
                 "op": "INSERT", "commit_ts": "2026-12-01T00:00:00Z", "prev": {}}
     with_float = {**envelope, "record": {"id": 1, "price": 1.0}}
     hint = parse_push(with_float)
-    assert isinstance(hint, Hint) and hint.event.cursor == "6:11"
+    assert isinstance(hint, Hint) and hint.event.cursor == Cursor(6, 11)
     assert isinstance(parse_push({**envelope, "old_record": {"q": [float("inf")]}}), Hint)
     assert isinstance(parse_push({**envelope, "record": {"id": 1, "price": "1.5", "n": 10**30}}), ChangeEvent)
     exact = parse_push(json.dumps(envelope)[:-1] + ', "record": {"price": 1.000000000000000001}}')
@@ -68,7 +68,7 @@ def test_the_cursor_never_moves_back() -> None:
     seq.advance(push("6:11"))
     with pytest.raises(ValueError, match="move back"):
         seq.advance(push("6:11"))
-    assert [e.cursor for e in seq.fresh([push("5:9"), push("6:11"), push("7:1")])] == ["7:1"]
+    assert [e.cursor for e in seq.fresh([push("5:9"), push("6:11"), push("7:1")])] == [Cursor(7, 1)]
 
 
 @pytest.mark.parametrize(("text", "row", "passes"), [
@@ -183,7 +183,7 @@ class ListReader:
 async def test_a_range_of_the_log_is_read_page_by_page_from_each_page_end(
         until: Cursor | None, pages: list[list[str]], reads: list[str]) -> None:
     reader = ListReader(["1:1", "1:2", "2:3", "3:4", "3:5"])
-    got = [[e.cursor for e in page] async for page in read_pages(reader, START, ["trade-updates"],  # type: ignore[arg-type]
+    got = [[str(e.cursor) for e in page] async for page in read_pages(reader, START, ["trade-updates"],  # type: ignore[arg-type]
                                                                  page_size=2, until=until)]
     assert got == pages and reader.reads == [Cursor.parse(r) for r in reads]
 

@@ -201,8 +201,8 @@ def forward(
 
     from .._signals import stop_on_signals
     from ..events import Cursor
-    from ..sinks import Alert, Forwarder, load_config, replay_dead_letters
-    from ..subscribe import Subscriber, reader_for
+    from ..sinks import Alert, Forwarder, load_config, replay_dead_letters, subscriber_for
+    from ..subscribe import reader_for
 
     def report(sink: str, alert: Alert, outcome: str) -> None:
         if as_json:
@@ -235,8 +235,8 @@ def forward(
                           f"dead-lettered again ({config.dead_letters.path})")
             raise typer.Exit(1 if counts["dead-lettered"] else 0)
         resume = Forwarder.start_cursor(config)
-        subscriber = Subscriber.from_settings(settings_with(db_url), topics=config.topics, transport=transport,
-                                              reader=reader, rest_url=rest_url, start=resume or start or "now")
+        subscriber = subscriber_for(config, settings_with(db_url), start=start, transport=transport, reader=reader,
+                                    rest_url=rest_url)
         forwarder = Forwarder(config, subscriber, on_outcome=report)
 
         async def run() -> None:

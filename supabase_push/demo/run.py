@@ -190,7 +190,7 @@ async def _head(dsn: str) -> Cursor:
         return await aread_head(conn)
 
 
-async def _logged(dsn: str, after: Cursor) -> list[tuple[str, str]]:
+async def _logged(dsn: str, after: Cursor) -> list[tuple[Cursor, str]]:
     """(cursor, table) of every change after ``after``, from the log: the truth the subscribers must match."""
     reader = SqlReader(dsn)
     try:

@@ -9,15 +9,10 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..events import ChangeEvent
+from ..events import ChangeEvent, Cursor
 from ..subscribe import Subscriber
 
 __all__ = ["Book", "Tally", "Watch"]
-
-
-def _key(cursor: str) -> tuple[int, int]:
-    seq, _, change = cursor.partition(":")
-    return int(seq), int(change)
 
 
 @dataclass
@@ -25,15 +20,15 @@ class Tally:
     """Every change any of the watches delivered, in cursor order: the live reference for "lost"
     (the change log is the one the final summary checks against)."""
 
-    keys: list[tuple[int, int]] = field(default_factory=list)
-    _seen: set[tuple[int, int]] = field(default_factory=set)
+    keys: list[Cursor] = field(default_factory=list)
+    _seen: set[Cursor] = field(default_factory=set)
 
-    def add(self, key: tuple[int, int]) -> None:
+    def add(self, key: Cursor) -> None:
         if key not in self._seen:
             self._seen.add(key)
             bisect.insort(self.keys, key)
 
-    def up_to(self, key: tuple[int, int]) -> int:
+    def up_to(self, key: Cursor) -> int:
         return bisect.bisect_right(self.keys, key)
 
 
@@ -44,16 +39,15 @@ class Watch:
     name: str
     subscriber: Subscriber
     tally: Tally = field(default_factory=Tally)
-    cursors: list[str] = field(default_factory=list)
+    cursors: list[Cursor] = field(default_factory=list)
     latencies_ms: list[float] = field(default_factory=list)
-    _distinct: set[tuple[int, int]] = field(default_factory=set)
+    _distinct: set[Cursor] = field(default_factory=set)
     _arrivals: deque[float] = field(default_factory=lambda: deque(maxlen=10_000))
 
     def __call__(self, event: ChangeEvent) -> None:
         now = time.time()
-        key = _key(event.cursor)
-        self._distinct.add(key)
-        self.tally.add(key)
+        self._distinct.add(event.cursor)
+        self.tally.add(event.cursor)
         self.cursors.append(event.cursor)
         self.latencies_ms.append(max(0.0, (now - event.commit_ts.timestamp()) * 1000))
         self._arrivals.append(time.monotonic())
@@ -71,7 +65,7 @@ class Watch:
         """Changes another watch delivered, older than this one's latest, that this one has not."""
         if not self.cursors:
             return 0
-        return self.tally.up_to(_key(self.cursors[-1])) - len(self._distinct)
+        return self.tally.up_to(self.cursors[-1]) - len(self._distinct)
 
     def percentile(self, q: float, recent: int | None = None) -> float | None:
         values = sorted(self.latencies_ms[-recent:] if recent else self.latencies_ms)
@@ -79,14 +73,14 @@ class Watch:
             return None
         return values[min(len(values) - 1, int(q * len(values)))]
 
-    def summary(self, logged: list[str]) -> dict[str, Any]:
+    def summary(self, logged: list[Cursor]) -> dict[str, Any]:
         seen = set(self.cursors)
         stats = self.subscriber.stats
         return {
             "delivered": len(self.cursors),
             "lost": len(set(logged) - seen),
             "duplicates": len(self.cursors) - len(seen),
-            "in_order": self.cursors == sorted(self.cursors, key=_key),
+            "in_order": self.cursors == sorted(self.cursors),
             "latency_ms": {"p50": _round(statistics.median(self.latencies_ms) if self.latencies_ms else None),
                            "p99": _round(self.percentile(0.99))},
             "by_source": dict(stats.delivered),

@@ -46,7 +46,7 @@ class Item:
 
     @classmethod
     def of(cls, event: ChangeEvent) -> Item:
-        return cls(event, event.position, _encode(event))
+        return cls(event, event.cursor, _encode(event))
 
     def seen_as(self, view: ChangeEvent) -> Item:
         """This item as one viewer sees its event (itself, or a removal or arrival made once)."""
@@ -61,7 +61,7 @@ class Item:
 def _encode(event: ChangeEvent, *, with_id: bool = True) -> bytes:
     data = event.model_dump_json(by_alias=True, exclude={"prev"})  # prev would tell of other topics' traffic
     kind = "gap" if event.op == "GAP" else "snapshot" if event.op == "SNAPSHOT" else None
-    return sse.frame(data, id=event.cursor if with_id and event.op != "SNAPSHOT" else None, event=kind)
+    return sse.frame(data, id=str(event.cursor) if with_id and event.op != "SNAPSHOT" else None, event=kind)
 
 
 _HEARTBEAT = sse.comment("heartbeat")

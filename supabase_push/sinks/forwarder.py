@@ -1,9 +1,9 @@
 """The forwarder: a subscriber's events through the rules, to the sinks, at least once.
 
-Its cursor moves past a change only when every alert from it is settled (sent, or written
-to the dead-letter file), so a forwarder that is stopped or killed resumes where nothing
-is pending: an alert is never skipped; after a kill -9 one may be sent twice (sinks get a
-stable key to dedupe on).
+It acknowledges a change to its subscriber (which saves the cursor file) only when every alert
+from it is settled (sent, or written to the dead-letter file), so a forwarder that is stopped or
+killed resumes where nothing is pending: an alert is never skipped; after a kill -9 one may be
+sent twice (sinks get a stable key to dedupe on).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
-from ..errors import SupabasePushError
+from ..config import Settings
+from ..errors import ConfigError, SupabasePushError
 from ..events import DEFAULT_ROUTES, ChangeEvent, Cursor
 from ..subscribe import FileCursorStore, Reader, Subscriber
 from ..subscribe.readers import read_pages
@@ -23,7 +24,7 @@ from .config_file import ForwardConfig
 from .delivery import DeadLetters
 from .rules import Alert, Priority
 
-__all__ = ["Forwarder", "Outcome", "dry_run", "replay_dead_letters"]
+__all__ = ["Forwarder", "Outcome", "dry_run", "replay_dead_letters", "subscriber_for"]
 
 log = logging.getLogger("supabase_push.sinks")
 
@@ -34,21 +35,25 @@ Outcome = Callable[[str, Alert, str], None]
 
 
 class Forwarder:
+    """Runs ``subscriber`` (built with ``cursor_store=config.cursor_file``: it resumes from there, and
+    :func:`subscriber_for` builds one so) through the rules to the sinks, and acknowledges each
+    change to it once the change's alerts have settled."""
+
     def __init__(self, config: ForwardConfig, subscriber: Subscriber, *, on_outcome: Outcome | None = None,
-                 max_pending: int = 10_000, save_every: float = 0.2) -> None:
+                 max_pending: int = 10_000) -> None:
+        if subscriber.cursor_store is None:
+            raise ConfigError("the forwarder's subscriber has no cursor store: a restart would skip or repeat alerts",
+                              hint="build it with cursor_store=config.cursor_file (subscriber_for does)")
         self.config = config
         self.subscriber = subscriber
-        self.store = FileCursorStore(config.cursor_file)
+        subscriber.auto_ack = False  # a change is done when its alerts have settled, not when it is handed out
         self.on_outcome = on_outcome
         self.max_pending = max_pending
-        self.save_every = save_every
         self.events = 0
         self.alerts = 0
         self._pending: deque[tuple[Cursor, list[asyncio.Future[str]]]] = deque()
         """Each change not yet settled, in order, with the futures of its alerts."""
         self._unsettled = 0
-        self._settled: Cursor | None = None
-        self._saved: Cursor | None = self.store.load()
         self._room = asyncio.Event()
 
     @staticmethod
@@ -58,12 +63,11 @@ class Forwarder:
 
     async def run(self) -> None:
         """Until cancelled; on the way out, what is queued is given ``grace`` by :meth:`drain`."""
-        self.store.claim()  # a second forwarder on the same cursor file is refused before it sends anything
-        workers = [asyncio.create_task(w.run(), name=f"supabase-push-sink-{w.sink.name}")
-                   for w in self.config.workers]
-        saver = asyncio.create_task(self._save_periodically())
-        try:
-            async with self.subscriber:
+        # Its start claims the cursor file: a second forwarder on it is refused before it sends anything.
+        async with self.subscriber:
+            workers = [asyncio.create_task(w.run(), name=f"supabase-push-sink-{w.sink.name}")
+                       for w in self.config.workers]
+            try:
                 async for event in self.subscriber:
                     self.events += 1
                     futures = []
@@ -72,14 +76,13 @@ class Forwarder:
                         for worker in self.config.workers:
                             if worker.accepts(alert):
                                 futures.append(self._watch(worker.sink.name, alert, worker.submit(alert)))
-                    self._pending.append((event.position, futures))
+                    self._pending.append((event.cursor, futures))
                     self._settle()
                     while self._unsettled > self.max_pending:
                         self._room.clear()
                         await self._room.wait()  # sinks are behind: hold the subscriber (it reads on later)
-        finally:
-            saver.cancel()
-            await self._stop_workers(workers)
+            finally:
+                await self._stop_workers(workers)  # while the subscriber is open: its last acknowledgement saves
 
     def _alerts(self, event: ChangeEvent) -> list[Alert]:
         if event.op == "GAP":  # alerts may have been missed: that is an alert of its own, to every sink
@@ -128,19 +131,12 @@ class Forwarder:
         return future
 
     def _settle(self) -> None:
+        settled = None
         while self._pending and all(f.done() for f in self._pending[0][1]):
-            self._settled = self._pending.popleft()[0]
+            settled = self._pending.popleft()[0]
+        if settled is not None:
+            self.subscriber.ack(settled)
         self._room.set()
-
-    async def _save_periodically(self) -> None:
-        while True:
-            await asyncio.sleep(self.save_every)
-            self._save()
-
-    def _save(self) -> None:
-        if self._settled is not None and (self._saved is None or self._settled > self._saved):
-            self.store.save(self._settled)
-            self._saved = self._settled
 
     async def _stop_workers(self, workers: list[asyncio.Task[None]]) -> None:
         for task in workers:
@@ -149,15 +145,21 @@ class Forwarder:
         for worker in self.config.workers:
             worker.abandon("the forwarder stopped before this alert was sent")
         self._settle()
-        self._save()
-        self.store.close()
         for worker in self.config.workers:
             await worker.sink.close()
 
     def stats(self) -> dict[str, Any]:
-        return {"events": self.events, "alerts": self.alerts, "cursor": str(self._saved) if self._saved else None,
+        return {"events": self.events, "alerts": self.alerts, "cursor": str(self.subscriber.acknowledged),
                 "sinks": {w.sink.name: vars(w.stats) for w in self.config.workers},
                 "dead_letter_file": str(self.config.dead_letters.path)}
+
+
+def subscriber_for(config: ForwardConfig, settings: Settings, *, start: Cursor | str | None = None,
+                   **options: Any) -> Subscriber:
+    """The subscriber a forwarder of ``config`` runs: on the config's topics, resuming from its cursor file,
+    else from ``start`` (default: the newest change); ``options`` as :meth:`Subscriber.from_settings`."""
+    return Subscriber.from_settings(settings, topics=config.topics, start=start or "now",
+                                    cursor_store=config.cursor_file, **options)
 
 
 async def replay_dead_letters(config: ForwardConfig, on_outcome: Outcome | None = None) -> dict[str, int]:

@@ -239,13 +239,13 @@ async def read_pages(reader: Reader, after: Cursor, topics: Sequence[str], *, pa
     out, and it is the last). A page may be empty. A reader's TransportError passes through."""
     while True:
         page = await reader.read(after, page_size, topics, source)
-        if until is not None and page and page[-1].position > until:
-            yield [event for event in page if event.position <= until]
+        if until is not None and page and page[-1].cursor > until:
+            yield [event for event in page if event.cursor <= until]
             return
         yield page
         if len(page) < page_size:
             return
-        after = page[-1].position
+        after = page[-1].cursor
 
 
 def reader_for(settings: Settings, reader: str = "auto", *, rest_url: str | None = None,

@@ -37,7 +37,7 @@ class Sequencer:
         """The last change delivered (or skipped by a filter)."""
 
     def judge(self, pushed: ChangeEvent) -> Verdict:
-        if pushed.position <= self.cursor:
+        if pushed.cursor <= self.cursor:
             return Verdict.DUPLICATE
         if pushed.topic not in self.topics or pushed.prev is None:
             return Verdict.READ
@@ -49,10 +49,10 @@ class Sequencer:
 
     def fresh(self, read: Iterable[ChangeEvent]) -> list[ChangeEvent]:
         """The events of a read that come after the cursor (a read may overlap pushes already delivered)."""
-        return [event for event in read if event.position > self.cursor]
+        return [event for event in read if event.cursor > self.cursor]
 
     def advance(self, event: ChangeEvent) -> None:
-        position = event.position
+        position = event.cursor
         if position <= self.cursor:
             raise ValueError(f"cursor {self.cursor} would move back to {event.cursor}")
         self.cursor = position

@@ -62,8 +62,6 @@ class SubscriberStats:
     filtered: int = 0
     lag_ms: float | None = None
     """Commit to delivery, of the last event delivered."""
-    cursor: str = str(START)
-    """The last change accounted for (delivered or filtered out)."""
     connected: bool = False
     """A read of the change log has succeeded, or the push transport has come up, at least once."""
     last_error: str | None = None
@@ -83,13 +81,19 @@ class SubscriberStats:
     """Rows the snapshot gave (``start="snapshot"``), filtered ones included."""
     snapshot_skipped: int = 0
     """Changes read after the snapshot that its rows already held (not delivered)."""
+    _delivered: Callable[[], Cursor] = field(default=lambda: START, repr=False, compare=False)
+
+    @property
+    def cursor(self) -> Cursor:
+        """The last change accounted for (delivered or filtered out): the subscriber's own, read when asked."""
+        return self._delivered()
 
     def as_dict(self) -> dict[str, Any]:
         return {"state": self.state, "delivered": dict(self.delivered), "duplicates": self.duplicates,
                 "catch_ups": self.catch_ups, "gaps": self.gaps, "switches": self.switches,
                 "read_failures": self.read_failures, "push_failures": self.push_failures,
                 "callback_errors": self.callback_errors, "filtered": self.filtered,
-                "lag_ms": None if self.lag_ms is None else round(self.lag_ms, 3), "cursor": self.cursor,
+                "lag_ms": None if self.lag_ms is None else round(self.lag_ms, 3), "cursor": str(self.cursor),
                 "connected": self.connected, "last_error": self.last_error, "refused": self.refused,
                 "stamper": self.stamper, "waiting_changes": self.waiting_changes,
                 "waiting_seconds": None if self.waiting_seconds is None else round(self.waiting_seconds, 3),
@@ -127,7 +131,8 @@ class Subscriber:
     rows (see docs/subscriber.md). With ``cursor_store`` (a path, or your own :class:`CursorStore`), the
     cursor of the last event you finished with is saved, and the next run starts after it. An event counts as
     finished when your loop asks for the next one, when the ``async with`` block exits
-    without an exception, or, for ``on()`` callbacks, when they have returned.
+    without an exception, or, for ``on()`` callbacks, when they have returned; with ``auto_ack=False``,
+    only when you say so with :meth:`ack`.
 
     A failed read is retried with backoff, for ever. With ``stop_on_refusal``, a reader that is
     refused (a wrong password or key, a role without the right to read) ends the iteration with
@@ -141,7 +146,7 @@ class Subscriber:
                  start: Cursor | str | None = None, cursor_store: CursorStore | str | os.PathLike[str] | None = None,
                  filters: Sequence[str] = (), poll_interval: float = 1.0, verify_interval: float = 10.0,
                  page_size: int = 500, queue_size: int = 1000, max_backoff: float = 30.0,
-                 stop_on_refusal: bool = False, stamper: Stamper | None = None) -> None:
+                 stop_on_refusal: bool = False, stamper: Stamper | None = None, auto_ack: bool = True) -> None:
         self.topics = list(topics) if topics is not None else list(DEFAULT_ROUTES.values())
         if not self.topics:
             raise ConfigError("no topics to subscribe to")
@@ -154,6 +159,7 @@ class Subscriber:
         self.page_size = page_size
         self.max_backoff = max_backoff
         self.stop_on_refusal = stop_on_refusal
+        self.auto_ack = auto_ack
         self.cursor_store: CursorStore | None = (
             FileCursorStore(cursor_store) if isinstance(cursor_store, (str, os.PathLike)) else cursor_store)
         self.stats = SubscriberStats()
@@ -177,8 +183,8 @@ class Subscriber:
             raise ConfigError(str(exc), hint="a cursor is seq:id, as events carry it; 0:0 is the beginning, "
                               "'now' the newest change, 'snapshot' the current rows then what follows") from None
         self._sequencer = Sequencer(self.topics, first)
-        self._saved = self._sequencer.cursor
-        self.stats.cursor = str(self._sequencer.cursor)
+        self.stats._delivered = lambda: self._sequencer.cursor
+        self._acked = first
         self._inbox: asyncio.Queue[_Push | _Up | _Down] = asyncio.Queue(queue_size)
         self._out: asyncio.Queue[tuple[ChangeEvent, bool] | BaseException | object] = asyncio.Queue(queue_size)
         self._callbacks: list[tuple[str | None, Callback]] = []
@@ -298,8 +304,7 @@ class Subscriber:
             claim()
         try:
             if self._start_now:
-                self._sequencer.cursor = self._saved = await self.reader.head()
-                self.stats.cursor = str(self._saved)
+                self._sequencer.cursor = self._acked = await self.reader.head()
                 self._start_now = False
             elif self._sequencer.cursor > START:
                 await self._check_not_ahead()
@@ -456,7 +461,7 @@ class Subscriber:
                 async for item in items:
                     if isinstance(item, SnapshotStart):
                         self._sequencer.cursor = item.cursor
-                        self.stats.cursor, self.stats.connected = str(item.cursor), True
+                        self.stats.connected = True
                         self._skip = set(item.skip)
                         self._restarted = item.event("*", "", "", None)
                         continue
@@ -515,7 +520,6 @@ class Subscriber:
     async def _deliver(self, event: ChangeEvent) -> None:
         if event.op != "SNAPSHOT":
             self._sequencer.advance(event)
-            self.stats.cursor = event.cursor
             if self._skip and event.id in self._skip:  # the snapshot's rows hold it already
                 self._skip.discard(event.id)
                 self.stats.snapshot_skipped += 1
@@ -549,14 +553,34 @@ class Subscriber:
             self.stats.callback_errors += 1
             log.exception("a callback raised on %s %s (delivery goes on)", event.topic, event.cursor)
 
+    def ack(self, cursor: Cursor | str) -> None:
+        """Your code is done with every change up to ``cursor``: the cursor store saves it, and a run that
+        resumes from the store starts after it. With ``auto_ack`` (the default) the subscriber acknowledges
+        each event itself, when your loop asks for the next one or its callbacks have returned; without it,
+        only this does (e.g. once the work an event started has finished elsewhere). A cursor not delivered
+        yet is refused (ValueError); one at or before the last acknowledged changes nothing."""
+        position = Cursor.parse(cursor) if isinstance(cursor, str) else cursor
+        if position > self._sequencer.cursor:
+            raise ValueError(f"cannot acknowledge {position}: the subscriber has delivered up to "
+                             f"{self._sequencer.cursor}")
+        self._acknowledge(position)
+
+    @property
+    def acknowledged(self) -> Cursor:
+        """The last change acknowledged (what the cursor store holds, when there is one)."""
+        return self._acked
+
     def _finished(self, event: ChangeEvent) -> None:
+        if self.auto_ack and event.op != "SNAPSHOT":
+            self._acknowledge(event.cursor)
+
+    def _acknowledge(self, position: Cursor) -> None:
         # Not before every change the snapshot holds has gone by: a run resumed from there would deliver them.
-        if self.cursor_store is None or event.op == "SNAPSHOT" or self._skip:
+        if position <= self._acked or self._skip:
             return
-        position = event.position
-        if position > self._saved:
+        if self.cursor_store is not None:
             self.cursor_store.save(position)
-            self._saved = position
+        self._acked = position
 
     def _stamper_state(self, state: str) -> None:
         self.stats.stamper = state

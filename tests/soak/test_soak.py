@@ -154,7 +154,7 @@ async def soak(changes: int, seconds_between_faults: float = 0.5, seed: int = 5)
         for name, counts in report.items():
             print(f"  {name}: {counts}")
         for w in watched:
-            cursors = [e.cursor for e in w.got]
+            cursors = [str(e.cursor) for e in w.got]
             assert len(set(cursors)) == len(cursors), f"{w.name} delivered a change twice"
             assert cursors == logged, f"{w.name}: {len(cursors)} delivered of {len(logged)} logged"
         assert sum(faults.values()) >= 3
@@ -166,7 +166,7 @@ async def _log(dsn: str) -> list[str]:
     after = START
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
         while page := await aread_changes(conn, after, limit=5000, topics=TOPICS):
-            cursors += [e.cursor for e in page]
+            cursors += [str(e.cursor) for e in page]
             after = page[-1].position
     return cursors
 
