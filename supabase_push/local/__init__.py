@@ -9,20 +9,16 @@ work against it. Not for production: see docs/local-server.md for what it leaves
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._lazy import exports
+from .server_config import DEFAULT_PORT, ServerConfig
 from .tokens import DEV_SECRET, mint
 
 if TYPE_CHECKING:
-    from .server import DEFAULT_PORT, LocalRealtime, ServerConfig
+    from .server import LocalRealtime
+
+# The server needs aiohttp (the ``server`` extra); its settings, ``footprint`` and ``tokens`` do not.
+__getattr__, __dir__ = exports(__name__, {".server": ["LocalRealtime"]})
 
 __all__ = ["DEFAULT_PORT", "DEV_SECRET", "LocalRealtime", "ServerConfig", "mint"]
-
-
-def __getattr__(name: str) -> Any:
-    """The server needs aiohttp (the ``server`` extra); ``footprint`` and ``tokens`` do not."""
-    if name in ("DEFAULT_PORT", "LocalRealtime", "ServerConfig"):
-        from . import server
-
-        return getattr(server, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

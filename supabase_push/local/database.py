@@ -63,6 +63,15 @@ class Database:
         async with self._lock:
             await self.conn.execute("SELECT realtime.maintain_message_partitions()")
 
+    async def keep_partitions(self, every: float = 3600) -> None:
+        """Until cancelled: realtime.messages' daily partitions made ahead and dropped behind, every ``every`` s."""
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.maintain_partitions()
+            except Exception as exc:
+                log.warning("could not maintain realtime.messages partitions: %s", exc)
+
     async def published_columns(self) -> dict[tuple[str, str], set[str]]:
         """The tables of publication supabase_realtime, each with its column names."""
         async with self._lock:

@@ -13,14 +13,16 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from . import change_filters, tokens
 from .channels import Binding, Channel, binding_id
 from .frames import Frame, FrameError, decode_binary, decode_text, encode, encode_user_broadcast, reply
 
 if TYPE_CHECKING:
-    from .server import LocalRealtime
+    from .channels import ChannelRegistry
+    from .database import Database
+    from .server_config import ServerConfig
 
 log = logging.getLogger("supabase_push.local")
 
@@ -41,10 +43,23 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+class SessionContext(Protocol):
+    """What a session needs of the server: its settings, its database, the channels of every session, and
+    how a token is checked (the server is one; a test may give its own)."""
+
+    config: ServerConfig
+    db: Database
+    registry: ChannelRegistry
+
+    def verify(self, token: str | None) -> dict[str, Any]: ...
+
+
 class Session:
-    def __init__(self, server: LocalRealtime, vsn: str, claims: dict[str, Any],
+    """The Phoenix protocol rules for one websocket: joins, leaves, broadcast, presence, access tokens."""
+
+    def __init__(self, context: SessionContext, vsn: str, claims: dict[str, Any],
                  close: Callable[[int, str], Coroutine[Any, Any, None]]) -> None:
-        self.server = server
+        self.context = context
         self.vsn = vsn
         self.claims = claims
         self.channels: dict[str, Channel] = {}
@@ -59,7 +74,7 @@ class Session:
     def deliver(self, frame: str | bytes) -> None:
         if self.closed:
             return
-        config = self.server.config
+        config = self.context.config
         if self.outbox.qsize() >= config.outbox_limit or self._queued_bytes + len(frame) > config.outbox_limit_bytes:
             log.warning("closing a client that is %d frames (%d bytes) behind", self.outbox.qsize(),
                         self._queued_bytes)
@@ -96,7 +111,7 @@ class Session:
     def drop(self, channel: Channel) -> None:
         if self.channels.get(channel.topic) is channel:
             del self.channels[channel.topic]
-        self.server.hub.remove(channel)
+        self.context.registry.remove(channel)
         timer = self._expiry.pop(channel.topic, None)
         if timer is not None:
             timer.cancel()
@@ -172,8 +187,8 @@ class Session:
             log.info("unexpected message from client of type %r", msg.event)
 
     async def _join_error(self, msg: Frame, reason: str) -> None:
-        if self.server.config.channel_error_backoff:
-            await asyncio.sleep(self.server.config.channel_error_backoff)
+        if self.context.config.channel_error_backoff:
+            await asyncio.sleep(self.context.config.channel_error_backoff)
         self.push(reply(msg, "error", {"reason": reason}))
 
     async def _join(self, msg: Frame) -> None:
@@ -184,7 +199,7 @@ class Session:
         previous = self.channels.get(msg.topic)
         if previous is not None:
             self.close_channel(previous)  # a duplicate join replaces the channel
-        if len(self.channels) >= self.server.config.max_channels:
+        if len(self.channels) >= self.context.config.max_channels:
             await self._join_error(msg, "ChannelRateLimitReached: Too many channels")
             return
         payload = _object(msg.payload)
@@ -193,7 +208,7 @@ class Session:
         token = payload.get("access_token") or payload.get("user_token")
         if isinstance(token, str) and not token.startswith("sb_"):
             try:
-                claims = self.server.verify(token)
+                claims = self.context.verify(token)
             except tokens.TokenError as exc:
                 await self._join_error(msg, str(exc))
                 return
@@ -204,20 +219,20 @@ class Session:
             broadcast_self=cast_bool(broadcast.get("self")), broadcast_ack=cast_bool(broadcast.get("ack")),
             presence_key=str(presence.get("key") or "") or str(uuid.uuid4()),
             presence_enabled=cast_bool(presence.get("enabled")))
-        if self.server.config.private_only and not channel.private:
+        if self.context.config.private_only and not channel.private:
             await self._join_error(msg, "PrivateOnly: This project only allows private channels")
             return
         echoed, problems = await self._bindings(channel, config.get("postgres_changes"))
         if channel.private:
             wanted = ["broadcast", "presence"] if channel.presence_enabled else ["broadcast"]
-            readable = await self.server.db.can_read(claims, sub_topic, wanted)
+            readable = await self.context.db.can_read(claims, sub_topic, wanted)
             if not any(readable.values()):
                 await self._join_error(
                     msg, f"Unauthorized: You do not have permissions to read from this Channel topic: {sub_topic}")
                 return
             channel.can_read_broadcast = readable["broadcast"]  # joined for presence alone: no broadcasts
         self.channels[msg.topic] = channel
-        self.server.hub.add(channel)
+        self.context.registry.add(channel)
         self.push(reply(msg, "ok", {"postgres_changes": echoed}))
         if echoed:
             for problem in problems:
@@ -225,7 +240,7 @@ class Session:
             if not problems:
                 self.system(channel, "postgres_changes", "ok", "Subscribed to PostgreSQL")
         if channel.presence_enabled:
-            self.push(Frame(msg.topic, "presence_state", self.server.hub.presence_state(channel.stream),
+            self.push(Frame(msg.topic, "presence_state", self.context.registry.presence_state(channel.stream),
                               None, channel.join_ref))
         self._watch_expiry(channel)
 
@@ -247,7 +262,7 @@ class Session:
                 continue
             echoed.append({**params, "id": binding.id})
             if published is None:
-                published = await self.server.db.published_columns()
+                published = await self.context.db.published_columns()
             tables = [key for key in published if binding.covers(*key)]
             column = binding.filter.column if binding.filter else None
             if not tables or (column is not None and not any(column in published[t] for t in tables)):
@@ -266,21 +281,21 @@ class Session:
             return
         if channel.private:
             if channel.can_write is None:
-                channel.can_write = await self.server.db.can_write(channel.claims, channel.sub_topic)
+                channel.can_write = await self.context.db.can_write(channel.claims, channel.sub_topic)
             if not channel.can_write:
                 return  # as on Supabase: dropped without a reply, even with ack
         size = len(body) if isinstance(body, bytes) else len(json.dumps(body))
-        if size > self.server.config.max_payload_bytes:
+        if size > self.context.config.max_payload_bytes:
             if channel.broadcast_ack:
                 self.push(reply(msg, "error", {"error": "payload_size_exceeded"}))
             return
         exclude = None if channel.broadcast_self else channel
         if isinstance(body, bytes):
             frame = encode_user_broadcast(channel.topic, event, body)
-            self.server.hub.broadcast_binary(channel.stream, frame, exclude=exclude)
+            self.context.registry.broadcast_binary(channel.stream, frame, exclude=exclude)
         else:
             relayed = {**payload, "type": "broadcast"}
-            self.server.hub.broadcast(channel.stream, relayed, exclude=exclude)
+            self.context.registry.broadcast(channel.stream, relayed, exclude=exclude)
         if channel.broadcast_ack:
             self.push(reply(msg, "ok", {}))
 
@@ -291,16 +306,16 @@ class Session:
             if not isinstance(meta, dict):
                 self.push(reply(msg, "error", {"reason": "Presence track payload must be a map"}))
                 return
-            if channel.private and not await self.server.db.can_write(channel.claims, channel.sub_topic, "presence"):
+            if channel.private and not await self.context.db.can_write(channel.claims, channel.sub_topic, "presence"):
                 self.push(reply(msg, "error", {}))
                 return
             if not channel.presence_enabled:  # joined without presence: the first track turns it on
                 channel.presence_enabled = True
-                self.push(Frame(msg.topic, "presence_state", self.server.hub.presence_state(channel.stream),
+                self.push(Frame(msg.topic, "presence_state", self.context.registry.presence_state(channel.stream),
                                   None, channel.join_ref))
-            self.server.hub.track(channel, meta)
+            self.context.registry.track(channel, meta)
         elif event == "untrack":
-            self.server.hub.untrack(channel)
+            self.context.registry.untrack(channel)
         else:
             self.push(reply(msg, "error", {"reason": "presence event must be track or untrack"}))
             return
@@ -311,7 +326,7 @@ class Session:
         if not isinstance(token, str) or token.startswith("sb_"):
             return
         try:
-            claims = self.server.verify(token)
+            claims = self.context.verify(token)
         except tokens.TokenError as exc:
             self.shutdown_channel(channel, f"Received an invalid access token from client: {exc.message}")
             return
@@ -321,7 +336,7 @@ class Session:
         channel.can_write = None
         if channel.private:
             wanted = ["broadcast", "presence"] if channel.presence_enabled else ["broadcast"]
-            readable = await self.server.db.can_read(claims, channel.sub_topic, wanted)
+            readable = await self.context.db.can_read(claims, channel.sub_topic, wanted)
             if not any(readable.values()):
                 self.shutdown_channel(
                     channel, f"You no longer have permission to read from this Channel topic: {channel.sub_topic}")

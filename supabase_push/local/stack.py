@@ -14,9 +14,10 @@ from .._sql import REFERENCE_TABLES, read_sql
 from ..db import connect
 from ..embedded import LocalPostgres
 from . import footprint
+from .server_config import ServerConfig
 
 if TYPE_CHECKING:
-    from .server import LocalRealtime, ServerConfig
+    from .server import LocalRealtime
 
 __all__ = ["LocalStack", "StackSettings", "prepare"]
 
@@ -50,8 +51,6 @@ def prepare(conn: Any, *, tables: bool = True, realtime: bool = True, grants: bo
 
 
 def _default_server() -> ServerConfig:
-    from .server import ServerConfig
-
     return ServerConfig(port=0)
 
 
