@@ -85,7 +85,7 @@ class _Relay:
         head = await self.hub.reader.head()
         subscriber = Subscriber.from_settings(
             self.config.settings, topics=self.config.policy.topics, transport=self.config.transport,
-            reader=self.config.reader, rest_url=self.config.rest_url, start=head, **self.config.subscriber_options)
+            reader=self.hub.reader, start=head, **self.config.subscriber_options)  # one reader for the relay
         subscriber.on(None, self.hub.feed)
         self.hub.start_at(head)
         await subscriber.start()

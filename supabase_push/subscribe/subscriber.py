@@ -221,7 +221,7 @@ class Subscriber:
 
     @classmethod
     def from_settings(cls, settings: Settings, *, topics: Sequence[str] | None = None, transport: str = "auto",
-                      reader: str = "auto", rest_url: str | None = None, liveness_interval: float = 10.0,
+                      reader: str | Reader = "auto", rest_url: str | None = None, liveness_interval: float = 10.0,
                       access_token: TokenSource | None = None,
                       rest_token: Callable[[], Awaitable[str | None]] | None = None, stamp: bool = True,
                       **options: Any) -> Subscriber:
@@ -230,12 +230,14 @@ class Subscriber:
         (default ``<SUPABASE_URL>/rest/v1``).
 
         ``transport`` forces the push transport (``realtime``, ``listen``, or ``poll`` for none);
-        ``reader`` forces the reader (``sql`` or ``rest``). ``access_token`` gives Realtime a user
+        ``reader`` forces the reader (``sql`` or ``rest``), or is one (a :class:`Reader` shared with other
+        parts: the subscriber closes it when it closes). ``access_token`` gives Realtime a user
         JWT (a string, or a function returning a fresh one) that is refreshed before it expires;
         ``rest_token`` does the same for reads through PostgREST. With DATABASE_URL and ``stamp``, the
         subscriber runs a :class:`~supabase_push.stamper.Stamper` (one process per database leads).
         """
-        chosen_reader = reader_for(settings, reader, rest_url=rest_url, access_token=rest_token)
+        chosen_reader = reader if not isinstance(reader, str) else \
+            reader_for(settings, reader, rest_url=rest_url, access_token=rest_token)
         push = transport_from_settings(settings, transport, liveness_interval=liveness_interval,
                                        access_token=access_token)
         if push is None and transport == "auto":
