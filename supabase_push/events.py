@@ -110,6 +110,12 @@ class ChangeEvent(BaseModel):
         return self.cursor
 
     @property
+    def row(self) -> dict[str, Any] | None:
+        """The row the change is about: the deleted row for a DELETE, else the row as it stands after it
+        (an event's payload for op EVENT; None for TRUNCATE and for a DELETE whose old row was not kept)."""
+        return self.old_record if self.op == "DELETE" else self.record
+
+    @property
     def payload(self) -> dict[str, Any] | None:
         """An event's payload (op EVENT: its ``record``); None for a row change."""
         return self.record if self.op == "EVENT" else None

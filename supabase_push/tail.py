@@ -63,7 +63,7 @@ async def run_tail(subscriber: Subscriber, *, as_json: bool, count: int | None, 
             print(json.dumps(event_line(event), default=str), file=out, flush=True)
     else:
         def show(event: ChangeEvent) -> None:
-            row = event.record if event.record is not None else event.old_record
+            row = event.row
             style = OP_STYLE.get(event.op, "")
             console.print(f"{event.commit_ts:%H:%M:%S.%f}"[:-3]
                           + f"  [{style}]{event.op:<6}[/{style}] {escape(event.topic):<18} {event.cursor:>12}"

@@ -74,7 +74,7 @@ class Policy:
     def owner_of(self, event: ChangeEvent) -> str | None:
         """The owner of the change's row: the new one, or the old one for a DELETE (or an UPDATE whose new
         row has none)."""
-        row = event.old_record if event.op == "DELETE" else event.record
+        row = event.row
         return self._owner(row) if event.op != "UPDATE" else (self._owner(row) or self._owner(event.old_record))
 
     def _owner(self, row: Mapping[str, object] | None) -> str | None:

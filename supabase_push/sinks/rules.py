@@ -101,7 +101,7 @@ def _template_parts(text: str, rule: str) -> list[tuple[str, str | None, str | N
 
 def _render(rule: Rule, event: ChangeEvent) -> str:
     """The message: the row's columns, and op, table, topic, cursor, rule, priority; a missing one shows '?'."""
-    row: Mapping[str, Any] = (event.old_record if event.op == "DELETE" else event.record) or {}
+    row: Mapping[str, Any] = event.row or {}
     extra = {"op": event.op, "table": event.table, "event": event.event, "topic": event.topic,
              "cursor": str(event.cursor), "rule": rule.name, "priority": str(rule.priority)}
     out = []

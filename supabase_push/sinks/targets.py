@@ -148,7 +148,7 @@ class EmailSink:
         # One line: a CR or LF from a templated value would be a header injection (the email package refuses it).
         message["Subject"] = " ".join(f"[{alert.priority.name}] {alert.rule}: {alert.message}".split())[:200]
         message["X-Alert-Key"] = alert.key
-        row = event.old_record if event.op == "DELETE" else event.record
+        row = event.row
         message.set_content(f"{alert.message}\n\n{event.op} on {event.schema_name}.{event.table}, committed "
                             f"{event.commit_ts.isoformat()}, cursor {event.cursor}\n\n"
                             f"{json.dumps(row, indent=2, default=str)}\n")

@@ -41,7 +41,7 @@ class RowFilter:
 
     def matches(self, event: ChangeEvent) -> bool:
         """Whether the row (the new one, or the old one of a DELETE) passes."""
-        row = event.record if event.record is not None else event.old_record
+        row = event.row
         if not row or self.column not in row or row[self.column] is None:
             return False
         actual = row[self.column]
