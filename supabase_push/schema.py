@@ -35,6 +35,7 @@ __all__ = [
     "VerifyReport",
     "apply",
     "apply_sql",
+    "check_broadcast_mode",
     "parse_route",
     "prune",
     "status",
@@ -46,6 +47,14 @@ logger = logging.getLogger("supabase_push")
 
 BroadcastMode = Literal["auto", "realtime", "notify", "both", "none"]
 BROADCAST_MODES: tuple[BroadcastMode, ...] = ("auto", "realtime", "notify", "both", "none")
+
+
+def check_broadcast_mode(mode: str) -> BroadcastMode:
+    """``mode`` if it is a broadcast mode, else a ConfigError naming them."""
+    for known in BROADCAST_MODES:
+        if mode == known:
+            return known
+    raise ConfigError(f"unknown broadcast mode {mode!r}", hint=f"use one of {', '.join(BROADCAST_MODES)}")
 
 Conn = psycopg.Connection[Any]
 T = TypeVar("T")
@@ -119,9 +128,7 @@ def apply_sql(
 ) -> str:
     """The exact SQL ``apply`` runs, runnable by psql: settings, then the shipped files. ``event_topics``
     is the whole set of declared event topics (None: leave them as they are)."""
-    if broadcast_mode not in BROADCAST_MODES:
-        raise ConfigError(f"unknown broadcast mode {broadcast_mode!r}",
-                          hint=f"use one of {', '.join(BROADCAST_MODES)}")
+    check_broadcast_mode(broadcast_mode)
     settings = {
         "supabase_push.routes": json.dumps([r.as_json() for r in routes or DEFAULT_ROUTE_LIST]),
         "supabase_push.broadcast_mode": broadcast_mode,

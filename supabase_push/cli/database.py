@@ -68,11 +68,8 @@ def apply(
     from .. import schema
     from ..db import connect, describe_dsn
     with reporting_errors(as_json):
-        if broadcast not in schema.BROADCAST_MODES:
-            raise ConfigError(f"unknown --broadcast {broadcast!r}",
-                              hint=f"use one of {', '.join(schema.BROADCAST_MODES)}")
         options: dict[str, Any] = {
-            "broadcast_mode": broadcast,
+            "broadcast_mode": schema.check_broadcast_mode(broadcast),  # before connecting: a typo is said first
             "private_broadcast": not public,
             "create_tables": create_tables,
         }
