@@ -4,7 +4,7 @@
     python -m bench --quick         # a smoke run, under two minutes (CI runs it, asserts nothing)
     python -m bench --only latency,trigger_cost --runs 5 --out /tmp/bench
 
-Sections: latency, throughput, trigger_cost, fanout, relay, catch_up (with ingest). Each prints
+Sections: latency, throughput, trigger_cost, fanout, relay, catch_up (with ingest), startup. Each prints
 its figures and ratios as it finishes.
 """
 
@@ -24,6 +24,7 @@ import broadcast_throughput  # noqa: E402
 import catch_up  # noqa: E402
 import fanout  # noqa: E402
 import relay_fanout  # noqa: E402
+import startup  # noqa: E402
 import subscriber_latency  # noqa: E402
 import trigger_cost  # noqa: E402
 from _report import Section, markdown, plot, print_section  # noqa: E402
@@ -41,6 +42,7 @@ SECTIONS: dict[str, Callable[[Stack, bool, int], Awaitable[list[Section]]]] = {
     "fanout": lambda env, quick, runs: _one(fanout.section, env, quick, runs),
     "relay": lambda env, quick, runs: _one(relay_fanout.section, env, quick, runs),
     "catch_up": lambda env, quick, runs: catch_up.sections(env, quick=quick, runs=runs),
+    "startup": lambda env, quick, runs: _one(startup.section, env, quick, runs),
 }
 
 
