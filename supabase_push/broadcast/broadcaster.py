@@ -257,8 +257,9 @@ class Broadcaster:
         self._state = "closing"
         undelivered = 0
         if self._queue is not None and self._dispatcher is not None:
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._queue.join(), self.close_timeout)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.close_timeout):
+                    await self._queue.join()
             self._dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._dispatcher

@@ -66,9 +66,10 @@ class NotifyBackend:
             await self.connect()
             assert self._conn is not None
             # One statement, one transaction: the batch is delivered whole, in order, or not at all.
-            await asyncio.wait_for(self._conn.execute(
-                "SELECT pg_catalog.pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS t(c, p)",
-                (channels, payloads)), self.timeout)
+            async with asyncio.timeout(self.timeout):  # not wait_for: it can swallow a cancellation (3.11)
+                await self._conn.execute(
+                    "SELECT pg_catalog.pg_notify(c, p) FROM unnest(%s::text[], %s::text[]) AS t(c, p)",
+                    (channels, payloads))
         except TimeoutError:
             await self.close()
             raise TransientError(f"no answer from {self.describe()} within {self.timeout:g} s", timeout=True) from None

@@ -111,7 +111,8 @@ class PostgREST:
             return
         proc.terminate()
         try:
-            await asyncio.wait_for(proc.wait(), 5)
+            async with asyncio.timeout(5):
+                await proc.wait()
         except TimeoutError:
             proc.kill()
             await proc.wait()

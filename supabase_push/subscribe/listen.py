@@ -43,7 +43,9 @@ class ListenTransport:
                     async for note in notes:
                         await emit(parse_push(note.payload, carries_rows=False))
                 # Quiet for a while: make sure the server is still there (a half-open socket is silent).
-                await asyncio.wait_for(conn.execute("SELECT 1"), self.liveness_interval)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancellation.
+                async with asyncio.timeout(self.liveness_interval):
+                    await conn.execute("SELECT 1")
         except TimeoutError:
             raise TransportError(f"{self.describe()}: no answer within {self.liveness_interval:g} s") from None
         except psycopg.Error as exc:

@@ -121,7 +121,8 @@ class RealtimeTransport:
             if token is not None:
                 await client.set_auth(token)
             try:
-                await asyncio.wait_for(client.connect(), self.timeout + 1)
+                async with asyncio.timeout(self.timeout + 1):
+                    await client.connect()
             except Exception as exc:
                 status = getattr(getattr(exc, "response", None), "status_code", None)
                 kind = AccessRefusedError if status in (401, 403) else TransportError
@@ -161,8 +162,11 @@ class RealtimeTransport:
                         await task
             raise TransportError(f"{self.describe()}: {failed.result()}")
         finally:
+            # asyncio.timeout, not wait_for: 3.11's wait_for can swallow the cancellation that brought us here
+            # (Subscriber.close() then waited for ever on a transport that went on reconnecting).
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(client.close(), 2)
+                async with asyncio.timeout(2):
+                    await client.close()
 
     async def _refresh(self, client: rt.Client, token: str | None, fail: Callable[[str], None]) -> None:
         """Hand the server a new token before the current one expires (a minute before, or at 80 % of a short life)."""
@@ -219,7 +223,8 @@ class RealtimeTransport:
 
             try:
                 await rt.broadcast(probe, "ping", {}, client_timeout, ok=ok)
-                await asyncio.wait_for(acked, self.liveness_interval)
+                async with asyncio.timeout(self.liveness_interval):
+                    await acked
             except (TimeoutError, Exception) as exc:
                 fail(f"no reply from the server within {self.liveness_interval:g} s ({type(exc).__name__})")
                 return
