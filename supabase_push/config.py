@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from .errors import ConfigError
 
-__all__ = ["ENVIRONMENT", "Settings", "api_key_headers", "key_kind", "scrub"]
+__all__ = ["BACKENDS", "ENVIRONMENT", "Settings", "api_key_headers", "check_backend", "key_kind", "scrub"]
 
 # Every variable read here, with what it is for: the README's configuration table.
 ENVIRONMENT: dict[str, str] = {
@@ -37,6 +37,14 @@ DEFAULT_MAX_PAYLOAD_BYTES = 256_000  # the Free plan's broadcast limit, the lowe
 _TRUE, _FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off"}
 
 
+
+def check_backend(name: str, what: str = "the broadcast backend") -> str:
+    """``name`` (any case) as a backend name, or a ConfigError naming them; ``what`` says where it was set."""
+    backend = name.lower()
+    if backend not in BACKENDS:
+        raise ConfigError(f"{what}={name!r} is not a backend", hint="use one of " + ", ".join(BACKENDS))
+    return backend
+
 @dataclass(frozen=True)
 class Settings:
     supabase_url: str | None = None
@@ -55,10 +63,7 @@ class Settings:
             value = env.get(name, "").strip()
             return value or None
 
-        backend = (get("SUPABASE_PUSH_BROADCAST") or "auto").lower()
-        if backend not in BACKENDS:
-            raise ConfigError(f"SUPABASE_PUSH_BROADCAST={backend!r} is not a backend",
-                              hint="use one of " + ", ".join(BACKENDS))
+        backend = check_backend(get("SUPABASE_PUSH_BROADCAST") or "auto", "SUPABASE_PUSH_BROADCAST")
         url = get("SUPABASE_URL")
         if url and not url.startswith(("http://", "https://")):
             raise ConfigError(f"SUPABASE_URL must start with http:// or https://, got {url!r}",

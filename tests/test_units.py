@@ -155,3 +155,14 @@ def test_every_retry_loop_waits_by_one_rule_growing_to_its_cap_with_jitter() -> 
         ceiling = backoff.ceiling(failures)
         assert all(ceiling / 2 <= wait <= ceiling for wait in waits)
         assert len(waits) > 100  # jittered: clients that failed together do not come back together
+
+
+def test_a_backend_name_is_checked_in_one_place_for_the_environment_and_the_cli() -> None:
+    from supabase_push.config import check_backend
+
+    assert check_backend("REST") == "rest"
+    with pytest.raises(ConfigError, match="--backend='pigeon' is not a backend") as refused:
+        check_backend("pigeon", "--backend")
+    assert refused.value.hint is not None and "websocket" in refused.value.hint
+    with pytest.raises(ConfigError, match="SUPABASE_PUSH_BROADCAST='pigeon' is not a backend"):
+        supabase_push.Settings.from_env({"SUPABASE_PUSH_BROADCAST": "pigeon"})

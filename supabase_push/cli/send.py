@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from ..config import Settings
+from ..config import Settings, check_backend
 from ..errors import ConfigError
 from ._app import (
     JsonOut,
@@ -51,9 +51,10 @@ def broadcast_command(
         payload = _payload(data, example='{"symbol": "SPY"}')
         settings = Settings.from_env()
         if backend:
-            if backend.lower() not in ("auto", "rest", "websocket", "notify"):
-                raise ConfigError(f"--backend {backend!r} is not one of rest, websocket, notify")
-            settings = dataclasses.replace(settings, broadcast_backend=backend.lower())
+            chosen = check_backend(backend, "--backend")
+            if chosen in ("memory", "off"):
+                raise ConfigError(f"--backend {backend} sends nothing anywhere", hint="use rest, websocket or notify")
+            settings = dataclasses.replace(settings, broadcast_backend=chosen)
         broadcaster = Broadcaster.from_settings(settings, timeout=timeout, retry=RetryPolicy(attempts=3))
         started = time.perf_counter()
 
