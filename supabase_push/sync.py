@@ -30,7 +30,7 @@ from .broadcast.backends import Backend
 from .broadcast.broadcaster import Broadcaster, BroadcastStats
 from .broadcast.default import close_default_broadcaster, on_default_sync
 from .errors import BroadcastError
-from .events import ChangeEvent
+from .events import ChangeEvent, Cursor
 from .subscribe import Subscriber, SubscriberStats
 
 __all__ = [
@@ -162,6 +162,23 @@ class SyncSubscriber:
     @property
     def stats(self) -> SubscriberStats:
         return self.subscriber.stats
+
+    @property
+    def cursor(self) -> Cursor:
+        """The last change delivered (:attr:`Subscriber.cursor`)."""
+        return self.subscriber.cursor
+
+    @property
+    def acknowledged(self) -> Cursor:
+        """The last change acknowledged (:attr:`Subscriber.acknowledged`)."""
+        return self.subscriber.acknowledged
+
+    def ack(self, cursor: Cursor | str) -> None:
+        """:meth:`Subscriber.ack` (with ``auto_ack=False``), run on the subscriber's own thread."""
+        async def ack() -> None:
+            self.subscriber.ack(cursor)
+
+        self._portal.call(ack())
 
     def on(self, topic: str | None, callback: Callable[[ChangeEvent], Any]) -> SyncSubscriber:
         self.subscriber.on(topic, callback)

@@ -272,3 +272,17 @@ async def test_with_auto_ack_off_only_ack_moves_the_saved_cursor(installed_url: 
         again = await collect(second, 1)
     assert [e.cursor for e in again] == [got[2].cursor], "the unacknowledged change comes again"
     assert cursor_file.read_text() == str(got[2].cursor)
+
+
+def test_the_sync_twin_acknowledges_on_the_subscriber_thread(installed_url: str, tmp_path: Path) -> None:
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        for n in range(2):
+            conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES (%s, 'buy', 1, 1)", (f"S{n}",))
+    cursor_file = tmp_path / "sync.cursor"
+    with SyncSubscriber(Subscriber.from_settings(settings(database_url=installed_url), topics=["trade-updates"],
+                                                 cursor_store=cursor_file, auto_ack=False)) as sub:
+        first, second = sub.get(timeout=10), sub.get(timeout=10)
+        assert first is not None and second is not None and sub.cursor == second.cursor
+        sub.ack(first.cursor)
+        assert sub.acknowledged == first.cursor and cursor_file.read_text() == str(first.cursor)
+    assert cursor_file.read_text() == str(first.cursor)
