@@ -232,3 +232,13 @@ def test_console_script_runs_the_demo() -> None:
     assert summary["ok"] and summary["lost"] == 0 and summary["duplicates"] == 0
     assert all(summary["by_table"][t] > 0 for t in ("positions", "trades", "portfolio_snapshots"))
     assert set(summary["transports"]) == {"realtime", "listen", "poll"}
+
+
+def test_help_lists_the_commands_in_their_order() -> None:
+    """Setting up first, then running, then watching, then sending: the order --help has always shown
+    (the command modules register in it)."""
+    import typer
+
+    assert list(typer.main.get_command(app).commands) == [  # type: ignore[attr-defined]
+        "apply", "verify", "uninstall", "status", "prune", "stamp", "demo", "serve", "doctor", "tail", "relay",
+        "forward", "broadcast", "publish"]

@@ -7,8 +7,14 @@ credentials the server refused).
 
 from __future__ import annotations
 
-# Each module adds its commands to the app as it is imported, in the order --help lists them.
-from . import consumers, database, diagnose, sandbox, send  # noqa: F401
+# Each module adds its commands to the app as it is imported: this order is the order --help lists them in.
+# isort: off
+from . import database  # noqa: F401 (apply, verify, uninstall, status, prune, stamp)
+from . import sandbox  # noqa: F401 (demo, serve)
+from . import diagnose  # noqa: F401 (doctor)
+from . import consumers  # noqa: F401 (tail, relay, forward)
+from . import send  # noqa: F401 (broadcast, publish)
+# isort: on
 from ._app import app, main
 
 __all__ = ["app", "main"]
