@@ -99,10 +99,10 @@ class ChangeEvent(BaseModel):
         (not copied: the readers give every event the same set, which nothing changes; pydantic copies it
         before a ``model_copy(update=...)`` adds to it). Anything else goes through the constructor."""
         event = _new(cls)
-        _set(event, "__dict__", values)
-        _set(event, "__pydantic_fields_set__", fields_set)
-        _set(event, "__pydantic_extra__", None)
-        _set(event, "__pydantic_private__", None)
+        _set_dict(event, values)
+        _set_fields_set(event, fields_set)
+        _set_extra(event, None)
+        _set_private(event, None)
         return event
 
     @property
@@ -123,4 +123,8 @@ class ChangeEvent(BaseModel):
 
 
 _new = object.__new__
-_set = object.__setattr__
+# BaseModel's slots, set through their own descriptors (object.__setattr__ looks each up by name first).
+_set_dict = vars(BaseModel)["__dict__"].__set__
+_set_fields_set = vars(BaseModel)["__pydantic_fields_set__"].__set__
+_set_extra = vars(BaseModel)["__pydantic_extra__"].__set__
+_set_private = vars(BaseModel)["__pydantic_private__"].__set__

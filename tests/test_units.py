@@ -103,15 +103,15 @@ def test_an_event_read_from_the_log_is_the_event_pydantic_builds(op: str) -> Non
         "id": 42, "cursor": "7:42", "topic": "trade-updates", "schema": "public",
         "table": "" if op == "EVENT" else "trades", "event": "trades" if op == "EVENT" else None, "op": op,
         "record": {"id": 1, "price": 600.5}, "old_record": None, "commit_ts": at, "source": "catch-up"})
-    sql_row = _events("catch-up")(None)((7, 42, "trade-updates", "public", "trades", op, '{"id": 1, "price": 600.5}',
-                                         None, at))  # what a read by SQL builds for each row it fetches
+    sql_row, again = _events([  # what a read by SQL builds for the rows it fetches
+        (7, 42, "trade-updates", "public", "trades", op, '{"id": 1, "price": 600.5}', None, at),
+        (7, 43, "trade-updates", "public", "trades", op, "{}", None, at)], "catch-up")
     for built in (fast, sql_row):
         assert built == checked and repr(built) == repr(checked)
         assert built.model_dump_json(by_alias=True) == checked.model_dump_json(by_alias=True)
         assert built.model_fields_set == checked.model_fields_set
         assert built.model_copy(update={"source": "listen"}) == checked.model_copy(update={"source": "listen"})
     # Events of a read share one fields set: pydantic copies it before a model_copy(update=...) adds to it.
-    again = _events("catch-up")(None)((7, 43, "trade-updates", "public", "trades", op, "{}", None, at))
     given = set(sql_row.model_fields_set)
     changed = sql_row.model_copy(update={"truncated": True})
     assert "truncated" in changed.model_fields_set and "truncated" not in sql_row.model_fields_set
@@ -131,8 +131,8 @@ def test_a_read_by_sql_decodes_a_row_once() -> None:
     from supabase_push.changelog import _events
 
     with pytest.raises(ValidationError):
-        _events("catch-up")(None)((7, 42, "t", "public", "trades", "INSERT", json.dumps('{"a": 1}'), None,
-                                   datetime(2026, 12, 3, 17, tzinfo=UTC)))
+        _events([(7, 42, "t", "public", "trades", "INSERT", json.dumps('{"a": 1}'), None,
+                  datetime(2026, 12, 3, 17, tzinfo=UTC))], "catch-up")
 
 
 @pytest.mark.parametrize(("column", "value"), [("op", "MERGE"), ("record", "[1, 2]"), ("id", "x"),
@@ -149,7 +149,65 @@ def test_a_row_of_the_wrong_shape_is_refused_as_before(column: str, value: str) 
         record = None if row["record"] is None else json.dumps(row["record"])
         values = (7, 42, "t", "public", "trades", row["op"], record, None, datetime(2026, 12, 3, 17, tzinfo=UTC))
         with pytest.raises(ValidationError):
-            _events("catch-up")(None)(values)
+            _events([values], "catch-up")
+
+
+def test_a_page_of_rows_parses_at_once_and_keeps_every_number_exact() -> None:
+    """One parse for a page of rows where no number could be rounded; a page holding one that could (or any
+    text orjson refuses) is parsed row by row, each row as exact as alone."""
+    from decimal import Decimal
+
+    from supabase_push._json import loads_each
+
+    assert loads_each([]) == []
+    assert loads_each(['{"a": 1.5}', "null", '{"b": [1, "x"]}']) == [{"a": 1.5}, None, {"b": [1, "x"]}]
+    long = '{"q": 0.12345678901234567890, "n": 123456789012345678901234567890}'
+    assert loads_each(['{"a": 1}', long]) == [{"a": 1}, {"q": Decimal("0.12345678901234567890"),
+                                                          "n": 123456789012345678901234567890}]
+    with pytest.raises(ValueError, match="Extra data"):  # two values in one text do not shift the others
+        loads_each(['{"a": 1}, {"b": 2}', '{"c": 3}'])
+    with pytest.raises(ValueError):
+        loads_each(['{"a": NaN}'])
+
+
+@pytest.mark.parametrize("collector_on", [True, False])
+def test_building_a_page_leaves_the_garbage_collector_as_it_found_it(collector_on: bool) -> None:
+    import gc
+
+    from supabase_push.changelog import _events, rows_to_events
+
+    at = datetime(2026, 12, 3, 17, tzinfo=UTC)
+    good = (7, 42, "t", "public", "trades", "INSERT", "{}", None, at)
+    was = gc.isenabled()
+    try:
+        if not collector_on:
+            gc.disable()
+        assert len(_events([good, good], "catch-up")) == 2
+        assert gc.isenabled() is collector_on
+        with pytest.raises(ValidationError):
+            _events([good, (7, 43, "t", "public", "trades", "MERGE", "{}", None, at)], "catch-up")
+        assert gc.isenabled() is collector_on
+        with pytest.raises(ValidationError):
+            rows_to_events([{"seq": 7, "id": 42, "topic": "t", "schema_name": "public", "table_name": "trades",
+                             "op": "INSERT", "record": None, "old_record": None, "committed_at": "soon"}], "poll")
+        assert gc.isenabled() is collector_on
+    finally:
+        (gc.enable if was else gc.disable)()
+
+
+def test_a_page_from_postgrest_reads_each_commit_time_as_its_own() -> None:
+    from supabase_push.changelog import rows_to_events
+
+    def row(change_id: int, at: str) -> dict[str, object]:
+        return {"seq": change_id // 10, "id": change_id, "topic": "t", "schema_name": "public",
+                "table_name": "trades", "op": "INSERT", "record": {"id": change_id}, "old_record": None,
+                "committed_at": at}
+
+    first, second = "2026-12-03T17:00:00.5+00:00", "2026-12-03T17:00:01+01:00"
+    events = rows_to_events([row(10, first), row(11, first), row(20, second), row(30, first)], "catch-up")
+    assert [event.commit_ts for event in events] == [datetime.fromisoformat(at)
+                                                      for at in (first, first, second, first)]
+    assert [event.cursor for event in events] == [Cursor(1, 10), Cursor(1, 11), Cursor(2, 20), Cursor(3, 30)]
 
 
 def test_every_retry_loop_waits_by_one_rule_growing_to_its_cap_with_jitter() -> None:

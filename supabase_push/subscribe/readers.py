@@ -12,7 +12,7 @@ import httpx
 import psycopg
 
 from .. import _json
-from ..changelog import SnapshotStart, aread_changes, aread_head, aread_snapshot, row_to_event
+from ..changelog import SnapshotStart, aread_changes, aread_head, aread_snapshot, rows_to_events
 from ..config import Settings, api_key_headers, scrub
 from ..db import aconnect, describe_dsn, map_error
 from ..errors import (
@@ -157,7 +157,7 @@ class RestReader:
         if self._stamp_first.due(source):
             await self._stamp()
         params = {"after_seq": after.seq, "after_id": after.id, "max_rows": limit, "topics": list(topics)}
-        return [row_to_event(row, source) for row in await self._rpc("supabase_push_changes", params)]
+        return rows_to_events(await self._rpc("supabase_push_changes", params), source)
 
     async def head(self) -> Cursor:
         await self._stamp()
