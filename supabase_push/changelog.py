@@ -20,8 +20,10 @@ __all__ = [
     "SnapshotStart",
     "aread_changes",
     "aread_head",
+    "aread_rows",
     "aread_snapshot",
     "astamp",
+    "events_of_rows",
     "fetch_change",
     "read_changes",
     "read_head",
@@ -87,7 +89,7 @@ def read_changes(
     if stamp_first:
         stamp(conn)
     with conn.cursor(row_factory=tuple_row) as cur:  # whatever the connection's own row factory
-        return _events(cur.execute(_READ, _params(after, limit, topics)).fetchall(), source)
+        return events_of_rows(cur.execute(_READ, _params(after, limit, topics)).fetchall(), source)
 
 
 async def aread_changes(
@@ -102,9 +104,16 @@ async def aread_changes(
     """:func:`read_changes` for asyncio."""
     if stamp_first:
         await astamp(conn)
-    async with conn.cursor(row_factory=tuple_row) as cur:
+    return events_of_rows(await aread_rows(conn, after, limit=limit, topics=topics), source)
+
+
+async def aread_rows(conn: psycopg.AsyncConnection[Any], after: Cursor, *, limit: int,
+                     topics: Sequence[str] | None) -> list[tuple[Any, ...]]:
+    """The first half of :func:`aread_changes` (no stamping round): the rows as fetched, for
+    :func:`events_of_rows`. A reader asks for the next page of a catch-up between the two."""
+    async with conn.cursor(row_factory=tuple_row) as cur:  # whatever the connection's own row factory
         await cur.execute(_READ, _params(after, limit, topics))
-        return _events(await cur.fetchall(), source)
+        return await cur.fetchall()
 
 
 _HEAD = "SELECT seq, id FROM public.supabase_push_head()"
@@ -194,11 +203,12 @@ def _typed_event(seq: int, change_id: int, topic: str, schema_name: str, table_n
         "event": table_name if published else None}, _GIVEN)
 
 
-def _events(rows: list[tuple[Any, ...]], source: Source) -> list[ChangeEvent]:
-    """Rows of ``_READ`` as events. The rows' JSON is parsed for the whole page at once (one C call where no
-    number needs the exact parser), and the columns' SQL types (bigint, text, timestamptz) are the event's
-    Python types already, so only the op and the rows' JSON are checked (a fifth of a catch-up's time went to
-    checking the rest); a row that fails either goes through :func:`_event`, which validates it."""
+def events_of_rows(rows: list[tuple[Any, ...]], source: Source) -> list[ChangeEvent]:
+    """Rows of ``_READ`` (:func:`aread_rows`) as events. The rows' JSON is parsed for the whole page at once
+    (one C call where no number needs the exact parser), and the columns' SQL types (bigint, text,
+    timestamptz) are the event's Python types already, so only the op and the rows' JSON are checked (a
+    fifth of a catch-up's time went to checking the rest); a row that fails either goes through
+    :func:`_event`, which validates it."""
     values = iter(_json.loads_each([text for row in rows for text in row[6:8] if text is not None]))
     events: list[ChangeEvent] = []
     append = events.append

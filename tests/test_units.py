@@ -94,7 +94,7 @@ def test_retry_after_reads_seconds_and_http_dates(header: str | None, seconds: f
 def test_an_event_read_from_the_log_is_the_event_pydantic_builds(op: str) -> None:
     """The readers' fast construction (no validation) against the validating one: equal, and the same
     repr, dump and copy, whatever pydantic version is installed."""
-    from supabase_push.changelog import _event, _events, row_to_event
+    from supabase_push.changelog import _event, events_of_rows, row_to_event
 
     at = datetime(2026, 12, 3, 17, 0, 0, 123456, tzinfo=UTC)
     fast = _event(7, 42, "trade-updates", "public", "trades", op, '{"id": 1, "price": 600.5}',  # type: ignore[arg-type]
@@ -103,7 +103,7 @@ def test_an_event_read_from_the_log_is_the_event_pydantic_builds(op: str) -> Non
         "id": 42, "cursor": "7:42", "topic": "trade-updates", "schema": "public",
         "table": "" if op == "EVENT" else "trades", "event": "trades" if op == "EVENT" else None, "op": op,
         "record": {"id": 1, "price": 600.5}, "old_record": None, "commit_ts": at, "source": "catch-up"})
-    sql_row, again = _events([  # what a read by SQL builds for the rows it fetches
+    sql_row, again = events_of_rows([  # what a read by SQL builds for the rows it fetches
         (7, 42, "trade-updates", "public", "trades", op, '{"id": 1, "price": 600.5}', None, at),
         (7, 43, "trade-updates", "public", "trades", op, "{}", None, at)], "catch-up")
     for built in (fast, sql_row):
@@ -128,17 +128,17 @@ def test_an_event_read_from_the_log_is_the_event_pydantic_builds(op: str) -> Non
 
 def test_a_read_by_sql_decodes_a_row_once() -> None:
     """A record whose JSON is a string holding an object is refused, not decoded a second time into a row."""
-    from supabase_push.changelog import _events
+    from supabase_push.changelog import events_of_rows
 
     with pytest.raises(ValidationError):
-        _events([(7, 42, "t", "public", "trades", "INSERT", json.dumps('{"a": 1}'), None,
+        events_of_rows([(7, 42, "t", "public", "trades", "INSERT", json.dumps('{"a": 1}'), None,
                   datetime(2026, 12, 3, 17, tzinfo=UTC))], "catch-up")
 
 
 @pytest.mark.parametrize(("column", "value"), [("op", "MERGE"), ("record", "[1, 2]"), ("id", "x"),
                                                ("committed_at", "yesterday")])
 def test_a_row_of_the_wrong_shape_is_refused_as_before(column: str, value: str) -> None:
-    from supabase_push.changelog import _events, row_to_event
+    from supabase_push.changelog import events_of_rows, row_to_event
 
     row = {"seq": 7, "id": 42, "topic": "t", "schema_name": "public", "table_name": "trades", "op": "INSERT",
            "record": None, "old_record": None, "committed_at": "2026-12-03T17:00:00+00:00",
@@ -149,7 +149,7 @@ def test_a_row_of_the_wrong_shape_is_refused_as_before(column: str, value: str) 
         record = None if row["record"] is None else json.dumps(row["record"])
         values = (7, 42, "t", "public", "trades", row["op"], record, None, datetime(2026, 12, 3, 17, tzinfo=UTC))
         with pytest.raises(ValidationError):
-            _events([values], "catch-up")
+            events_of_rows([values], "catch-up")
 
 
 def test_a_page_of_rows_parses_at_once_and_keeps_every_number_exact() -> None:
@@ -174,7 +174,7 @@ def test_a_page_of_rows_parses_at_once_and_keeps_every_number_exact() -> None:
 def test_building_a_page_leaves_the_garbage_collector_as_it_found_it(collector_on: bool) -> None:
     import gc
 
-    from supabase_push.changelog import _events, rows_to_events
+    from supabase_push.changelog import events_of_rows, rows_to_events
 
     at = datetime(2026, 12, 3, 17, tzinfo=UTC)
     good = (7, 42, "t", "public", "trades", "INSERT", "{}", None, at)
@@ -182,10 +182,10 @@ def test_building_a_page_leaves_the_garbage_collector_as_it_found_it(collector_o
     try:
         if not collector_on:
             gc.disable()
-        assert len(_events([good, good], "catch-up")) == 2
+        assert len(events_of_rows([good, good], "catch-up")) == 2
         assert gc.isenabled() is collector_on
         with pytest.raises(ValidationError):
-            _events([good, (7, 43, "t", "public", "trades", "MERGE", "{}", None, at)], "catch-up")
+            events_of_rows([good, (7, 43, "t", "public", "trades", "MERGE", "{}", None, at)], "catch-up")
         assert gc.isenabled() is collector_on
         with pytest.raises(ValidationError):
             rows_to_events([{"seq": 7, "id": 42, "topic": "t", "schema_name": "public", "table_name": "trades",

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
 import psycopg
 
 from .. import _json
-from ..changelog import SnapshotStart, aread_changes, aread_head, aread_snapshot, rows_to_events
+from ..changelog import SnapshotStart, aread_head, aread_rows, aread_snapshot, astamp, events_of_rows, rows_to_events
 from ..config import Settings, api_key_headers, scrub
 from ..db import aconnect, describe_dsn, map_error
 from ..errors import (
@@ -67,6 +68,60 @@ class _StampFirst:
         return True
 
 
+_T = TypeVar("_T")
+
+
+class _ReadAhead(Generic[_T]):
+    """The next page of a catch-up, asked for before this one's events are built: the database (or
+    PostgREST) reads it meanwhile. A full page read at one moment is the page a later read from its end
+    would get: a cursor is given above every cursor already given, so what is stamped later comes after
+    it. A read from anywhere else leaves the page to finish alone, unused."""
+
+    def __init__(self) -> None:
+        self._after: tuple[Cursor, int, tuple[str, ...]] | None = None
+        self._task: asyncio.Task[_T] | None = None
+
+    def take(self, after: Cursor, limit: int, topics: Sequence[str]) -> asyncio.Task[_T] | None:
+        task, self._task = self._task, None
+        if task is not None and self._after != (after, limit, tuple(topics)):
+            task.add_done_callback(_forget)
+            return None
+        return task
+
+    async def start(self, after: Cursor, limit: int, topics: Sequence[str], read: Coroutine[Any, Any, _T],
+                    sent: asyncio.Event | None = None) -> None:
+        """Start ``read`` and return once it has sent its request (``sent`` set, or one step of it where
+        sending takes one, as psycopg's does), so this page's events are built while the next is read."""
+        if self._task is not None:
+            self._task.add_done_callback(_forget)
+        self._after, self._task = (after, limit, tuple(topics)), asyncio.ensure_future(read)
+        if sent is None:
+            await asyncio.sleep(0)
+            return
+        waiting = asyncio.ensure_future(sent.wait())
+        try:
+            await asyncio.wait((self._task, waiting), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+
+
+def _forget(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: the page was not wanted, nor is its error
+
+
+def _is_catch_up(source: Source, limit: int, fetched: int) -> bool:
+    """A page that a catch-up will follow with the next one."""
+    return source == "catch-up" and fetched == limit
+
+
 class SqlReader:
     name = "sql"
 
@@ -74,14 +129,24 @@ class SqlReader:
         self._dsn = database_url
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._stamp_first = _StampFirst()
+        self._ahead: _ReadAhead[list[tuple[Any, ...]]] = _ReadAhead()
 
     def describe(self) -> str:
         return f"SQL at {describe_dsn(self._dsn)}"
 
     async def read(self, after: Cursor, limit: int, topics: Sequence[str], source: Source) -> list[ChangeEvent]:
-        stamp = self._stamp_first.due(source)
+        ahead = self._ahead.take(after, limit, topics)
         async with self._connection() as conn:
-            return await aread_changes(conn, after, limit=limit, topics=topics, source=source, stamp_first=stamp)
+            if ahead is not None:
+                rows = await ahead
+            else:
+                if self._stamp_first.due(source):
+                    await astamp(conn)
+                rows = await aread_rows(conn, after, limit=limit, topics=topics)
+            if _is_catch_up(source, limit, len(rows)):
+                end = Cursor(rows[-1][0], rows[-1][1])
+                await self._ahead.start(end, limit, topics, aread_rows(conn, end, limit=limit, topics=topics))
+        return events_of_rows(rows, source)
 
     async def head(self) -> Cursor:
         async with self._connection() as conn:
@@ -123,6 +188,7 @@ class SqlReader:
                                    _hint(exc.sqlstate) or error.hint) from None
 
     async def close(self) -> None:
+        await self._ahead.close()
         conn, self._conn = self._conn, None
         if conn is not None:
             await conn.close()
@@ -149,15 +215,28 @@ class RestReader:
         self._http = httpx.AsyncClient(base_url=self.rest_url, headers=headers, timeout=timeout)
         self._stamps = True
         self._stamp_first = _StampFirst()
+        self._ahead: _ReadAhead[list[dict[str, Any]]] = _ReadAhead()
 
     def describe(self) -> str:
         return f"PostgREST at {self.rest_url}"
 
     async def read(self, after: Cursor, limit: int, topics: Sequence[str], source: Source) -> list[ChangeEvent]:
-        if self._stamp_first.due(source):
-            await self._stamp()
+        ahead = self._ahead.take(after, limit, topics)
+        if ahead is not None:
+            rows = await ahead
+        else:
+            if self._stamp_first.due(source):
+                await self._stamp()
+            rows = await self._read_rows(after, limit, topics)
+        if _is_catch_up(source, limit, len(rows)):
+            end, sent = Cursor(int(rows[-1]["seq"]), int(rows[-1]["id"])), asyncio.Event()
+            await self._ahead.start(end, limit, topics, self._read_rows(end, limit, topics, sent), sent)
+        return rows_to_events(rows, source)
+
+    async def _read_rows(self, after: Cursor, limit: int, topics: Sequence[str],
+                         sent: asyncio.Event | None = None) -> list[dict[str, Any]]:
         params = {"after_seq": after.seq, "after_id": after.id, "max_rows": limit, "topics": list(topics)}
-        return rows_to_events(await self._rpc("supabase_push_changes", params), source)
+        return await self._rpc("supabase_push_changes", params, sent)
 
     async def head(self) -> Cursor:
         await self._stamp()
@@ -198,20 +277,24 @@ class RestReader:
                 raise
             self._stamps = False  # an older schema, without the function
 
-    async def _rpc(self, function: str, params: dict[str, Any]) -> list[dict[str, Any]]:
+    async def _rpc(self, function: str, params: dict[str, Any],
+                   sent: asyncio.Event | None = None) -> list[dict[str, Any]]:
         """A function that returns rows."""
-        body, text = await self._post(function, params)
+        body, response = await self._post(function, params, sent)
         if not isinstance(body, list):
-            raise TransportError(f"{self.describe()} answered with something other than rows: {text[:100]!r}")
+            raise TransportError(f"{self.describe()} answered with something other than rows: "
+                                 f"{response.text[:100]!r}")
         return body
 
-    async def _post(self, function: str, params: dict[str, Any]) -> tuple[Any, str]:
-        """``POST /rpc/<function>``: its parsed JSON body and its text, or the error as a TransportError
-        (AccessRefusedError when refused)."""
+    async def _post(self, function: str, params: dict[str, Any],
+                    sent: asyncio.Event | None = None) -> tuple[Any, httpx.Response]:
+        """``POST /rpc/<function>``: its parsed JSON body and the response, or the error as a TransportError
+        (AccessRefusedError when refused). ``sent`` is set once the request is on its way."""
         token = await self._access_token() if self._access_token is not None else None
         headers = {"Authorization": f"Bearer {token}"} if token else None
+        extensions = None if sent is None else {"trace": _setting_when_sent(sent)}
         try:
-            response = await self._http.post(f"/rpc/{function}", json=params, headers=headers)
+            response = await self._http.post(f"/rpc/{function}", json=params, headers=headers, extensions=extensions)
         except httpx.HTTPError as exc:
             raise TransportError(f"cannot read from {self.describe()}: "
                                  f"{scrub(str(exc) or type(exc).__name__, [self._key])}") from None
@@ -226,10 +309,19 @@ class RestReader:
             refused = code in REFUSED_CODES or response.status_code in (401, 403) or "api key" in message.lower()
             raise (AccessRefusedError if refused else TransportError)(
                 f"{self.describe()} refused the read: {code} {scrub(message, [self._key])}", hint=_hint(code))
-        return body, response.text
+        return body, response
 
     async def close(self) -> None:
+        await self._ahead.close()
         await self._http.aclose()
+
+
+def _setting_when_sent(sent: asyncio.Event) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
+    """An httpcore trace that sets ``sent`` when the request's body has gone (HTTP/1.1 and 2 alike)."""
+    async def trace(event: str, info: dict[str, Any]) -> None:
+        if event.endswith("send_request_body.complete"):
+            sent.set()
+    return trace
 
 
 async def read_pages(reader: Reader, after: Cursor, topics: Sequence[str], *, page_size: int = 500,
