@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import gc
-from collections.abc import AsyncGenerator, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, get_args
@@ -14,6 +13,7 @@ from psycopg import sql
 from psycopg.rows import tuple_row
 
 from . import _json
+from ._gc import collector_paused
 from .events import START, ChangeEvent, Cursor, Operation, Source
 
 __all__ = [
@@ -149,7 +149,7 @@ def rows_to_events(rows: Sequence[Mapping[str, Any]], source: Source) -> list[Ch
     events: list[ChangeEvent] = []
     text: object = None
     committed_at: Any = None
-    with _collector_paused():
+    with collector_paused():
         for row in rows:
             if row["committed_at"] != text:
                 text = committed_at = row["committed_at"]
@@ -209,10 +209,10 @@ def events_of_rows(rows: list[tuple[Any, ...]], source: Source) -> list[ChangeEv
     timestamptz) are the event's Python types already, so only the op and the rows' JSON are checked (a
     fifth of a catch-up's time went to checking the rest); a row that fails either goes through
     :func:`_event`, which validates it."""
-    values = iter(_json.loads_each([text for row in rows for text in row[6:8] if text is not None]))
     events: list[ChangeEvent] = []
     append = events.append
-    with _collector_paused():
+    with collector_paused():
+        values = iter(_json.loads_each([text for row in rows for text in row[6:8] if text is not None]))
         for seq, change_id, topic, schema_name, table_name, op, record_text, old_record_text, committed_at in rows:
             record = None if record_text is None else next(values)
             old_record = None if old_record_text is None else next(values)
@@ -224,22 +224,6 @@ def events_of_rows(rows: list[tuple[Any, ...]], source: Source) -> list[ChangeEv
                 append(_event(seq, change_id, topic, schema_name, table_name, op, record_text, old_record_text,
                               committed_at, source=source))
     return events
-
-
-@contextlib.contextmanager
-def _collector_paused() -> Iterator[None]:
-    """The garbage collector off while a page of events is built (no await in between, and a page is bounded
-    by its ``limit``). Every object of the page outlives the loop, so the collections its allocations would
-    start, one per 700, only walk them and the page before it: a tenth of a catch-up's time, measured. Where
-    something else has turned the collector off, it is left off."""
-    if not gc.isenabled():
-        yield
-        return
-    gc.disable()
-    try:
-        yield
-    finally:
-        gc.enable()
 
 
 _new_tuple = tuple.__new__  # a Cursor of two ints, without NamedTuple's __new__ in Python

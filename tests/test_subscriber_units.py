@@ -191,3 +191,32 @@ async def test_a_range_of_the_log_is_read_page_by_page_from_each_page_end(
 async def test_an_empty_log_is_one_empty_page() -> None:
     reader = ListReader([])
     assert [page async for page in read_pages(reader, START, ["t"], page_size=2)] == [[]]  # type: ignore[arg-type]
+
+
+def test_a_full_page_from_postgrest_names_its_last_cursor_before_it_is_parsed() -> None:
+    """The cursor a catch-up reads ahead from, taken from Content-Range and the body's last row; None (parse
+    the page first) wherever either does not say so plainly. A wrong guess could only waste a read."""
+    import httpx
+
+    from supabase_push.subscribe.readers import _last_cursor
+
+    def row(seq: int, change_id: int, record: str = '{"id": 1}') -> str:
+        return (f'{{"seq":{seq},"id":{change_id},"topic":"t","schema_name":"public","table_name":"trades",'
+                f'"op":"INSERT","record":{record},"old_record":null,"committed_at":"2026-12-04T21:28:00+00:00"}}')
+
+    def page(rows: list[str], content_range: str | None = "0-{last}/*") -> httpx.Response:
+        headers = {} if content_range is None else {"content-range": content_range.format(last=len(rows) - 1)}
+        return httpx.Response(200, headers=headers, content=("[" + ", \n ".join(rows) + "]").encode())
+
+    full = [row(1, 5), row(1, 6), row(2, 9)]
+    assert _last_cursor(page(full), 3) == Cursor(2, 9)
+    assert _last_cursor(page(full[:1]), 1) == Cursor(1, 5)
+    assert _last_cursor(page(full), 4) is None  # a short page: the catch-up ends here
+    assert _last_cursor(page(full, None), 3) is None
+    assert _last_cursor(page(full, "*/0"), 3) is None
+    # A row's own text cannot pass for a row: a string escapes its quotes, jsonb writes ": " with a space.
+    tricky = [row(1, 5), row(2, 9, '{"note": "{\\"seq\\":7,\\"id\\":8}", "inner": {"seq": 3, "id": 4}}')]
+    assert _last_cursor(page(tricky), 2) == Cursor(2, 9)
+    assert _last_cursor(httpx.Response(200, headers={"content-range": "0-0/*"}, content=b'[{"seq":1,"id":'), 1) is None
+    assert _last_cursor(httpx.Response(200, headers={"content-range": "0-0/*"},
+                                       content=b'[{"seq":"1","id":2}]'), 1) is None

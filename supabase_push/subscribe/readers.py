@@ -10,9 +10,11 @@ from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
 
 import httpx
+import orjson
 import psycopg
 
 from .. import _json
+from .._gc import collector_paused
 from ..changelog import SnapshotStart, aread_head, aread_rows, aread_snapshot, astamp, events_of_rows, rows_to_events
 from ..config import Settings, api_key_headers, scrub
 from ..db import aconnect, describe_dsn, map_error
@@ -215,7 +217,7 @@ class RestReader:
         self._http = httpx.AsyncClient(base_url=self.rest_url, headers=headers, timeout=timeout)
         self._stamps = True
         self._stamp_first = _StampFirst()
-        self._ahead: _ReadAhead[list[dict[str, Any]]] = _ReadAhead()
+        self._ahead: _ReadAhead[httpx.Response] = _ReadAhead()
 
     def describe(self) -> str:
         return f"PostgREST at {self.rest_url}"
@@ -223,20 +225,27 @@ class RestReader:
     async def read(self, after: Cursor, limit: int, topics: Sequence[str], source: Source) -> list[ChangeEvent]:
         ahead = self._ahead.take(after, limit, topics)
         if ahead is not None:
-            rows = await ahead
+            response = await ahead
         else:
             if self._stamp_first.due(source):
                 await self._stamp()
-            rows = await self._read_rows(after, limit, topics)
-        if _is_catch_up(source, limit, len(rows)):
-            end, sent = Cursor(int(rows[-1]["seq"]), int(rows[-1]["id"])), asyncio.Event()
-            await self._ahead.start(end, limit, topics, self._read_rows(end, limit, topics, sent), sent)
-        return rows_to_events(rows, source)
+            response = await self._read_rows(after, limit, topics)
+        rows: list[dict[str, Any]] | None = None
+        if source == "catch-up":  # a full page: the next is read while this one is parsed and built
+            end = _last_cursor(response, limit)
+            if end is None:
+                rows = self._rows(response)
+                if len(rows) == limit:
+                    end = Cursor(int(rows[-1]["seq"]), int(rows[-1]["id"]))
+            if end is not None:
+                sent = asyncio.Event()
+                await self._ahead.start(end, limit, topics, self._read_rows(end, limit, topics, sent), sent)
+        return rows_to_events(self._rows(response) if rows is None else rows, source)
 
     async def _read_rows(self, after: Cursor, limit: int, topics: Sequence[str],
-                         sent: asyncio.Event | None = None) -> list[dict[str, Any]]:
+                         sent: asyncio.Event | None = None) -> httpx.Response:
         params = {"after_seq": after.seq, "after_id": after.id, "max_rows": limit, "topics": list(topics)}
-        return await self._rpc("supabase_push_changes", params, sent)
+        return await self._post("supabase_push_changes", params, sent)
 
     async def head(self) -> Cursor:
         await self._stamp()
@@ -277,19 +286,25 @@ class RestReader:
                 raise
             self._stamps = False  # an older schema, without the function
 
-    async def _rpc(self, function: str, params: dict[str, Any],
-                   sent: asyncio.Event | None = None) -> list[dict[str, Any]]:
+    async def _rpc(self, function: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         """A function that returns rows."""
-        body, response = await self._post(function, params, sent)
+        return self._rows(await self._post(function, params))
+
+    def _rows(self, response: httpx.Response) -> list[dict[str, Any]]:
+        try:
+            with collector_paused():
+                body = _json.loads(response.content, exact_numbers=True)
+        except ValueError:
+            body = None
         if not isinstance(body, list):
             raise TransportError(f"{self.describe()} answered with something other than rows: "
                                  f"{response.text[:100]!r}")
         return body
 
     async def _post(self, function: str, params: dict[str, Any],
-                    sent: asyncio.Event | None = None) -> tuple[Any, httpx.Response]:
-        """``POST /rpc/<function>``: its parsed JSON body and the response, or the error as a TransportError
-        (AccessRefusedError when refused). ``sent`` is set once the request is on its way."""
+                    sent: asyncio.Event | None = None) -> httpx.Response:
+        """``POST /rpc/<function>``: the response, or the error as a TransportError (AccessRefusedError when
+        refused). ``sent`` is set once the request is on its way."""
         token = await self._access_token() if self._access_token is not None else None
         headers = {"Authorization": f"Bearer {token}"} if token else None
         extensions = None if sent is None else {"trace": _setting_when_sent(sent)}
@@ -298,22 +313,42 @@ class RestReader:
         except httpx.HTTPError as exc:
             raise TransportError(f"cannot read from {self.describe()}: "
                                  f"{scrub(str(exc) or type(exc).__name__, [self._key])}") from None
-        try:
-            body = _json.loads(response.content, exact_numbers=True) if response.content else None
-        except ValueError:
-            body = None
         if not response.is_success:
+            try:
+                body = _json.loads(response.content) if response.content else None
+            except ValueError:
+                body = None
             error = body if isinstance(body, dict) else {}
             code = str(error.get("code") or response.status_code)
             message = str(error.get("message") or response.reason_phrase)
             refused = code in REFUSED_CODES or response.status_code in (401, 403) or "api key" in message.lower()
             raise (AccessRefusedError if refused else TransportError)(
                 f"{self.describe()} refused the read: {code} {scrub(message, [self._key])}", hint=_hint(code))
-        return body, response
+        return response
 
     async def close(self) -> None:
         await self._ahead.close()
         await self._http.aclose()
+
+
+def _last_cursor(response: httpx.Response, limit: int) -> Cursor | None:
+    """The cursor of a full page's last row, from PostgREST's ``Content-Range`` (``0-4999/*``: 5,000 rows) and
+    the tail of its body, without parsing the page; None where either says otherwise. PostgREST writes each
+    row as ``{"seq":1,"id":2,...}``, and nothing in a row can read so (a JSON string escapes its quotes,
+    and jsonb writes ``{"seq": 1`` with a space). A wrong guess costs a page read for nothing, never a change: the
+    page read ahead is used only for the cursor the parsed page ends at."""
+    first, _, last = response.headers.get("content-range", "").partition("/")[0].partition("-")
+    if not (first.isdigit() and last.isdigit() and int(last) - int(first) + 1 == limit):
+        return None
+    body, start = response.content, len(response.content)
+    while (start := body.rfind(b'{"seq":', 0, start)) >= 0 and not body[start + 7:start + 8].isdigit():
+        pass  # a nested {"seq": ...} of a row's own: jsonb writes it with a space
+    try:
+        row = orjson.loads(body[start:body.rindex(b"]")]) if start >= 0 else None
+    except (ValueError, orjson.JSONDecodeError):
+        return None
+    seq, change_id = (row.get("seq"), row.get("id")) if isinstance(row, dict) else (None, None)
+    return Cursor(seq, change_id) if type(seq) is int and type(change_id) is int else None
 
 
 def _setting_when_sent(sent: asyncio.Event) -> Callable[[str, dict[str, Any]], Awaitable[None]]:
