@@ -25,7 +25,7 @@ from _report import Ratio, Section, median
 from _stack import Stack, run_alone
 
 from supabase_push.changelog import aread_changes
-from supabase_push.events import START, Cursor
+from supabase_push.events import START, Cursor, Source
 from supabase_push.local import tokens
 from supabase_push.subscribe import Reader, RestReader, SqlReader, Subscriber
 
@@ -41,9 +41,11 @@ def fill(dsn: str, changes: int) -> None:
                          (min(1000, changes - start),))
 
 
-async def read_all(reader: Reader) -> int:
+async def read_all(reader: Reader, source: Source = "catch-up") -> int:
+    """Every change, page by page; a catch-up's reader asks for each next page while it builds the last
+    (a poll's does not)."""
     cursor, count = START, 0
-    while page := await reader.read(cursor, PAGE, TOPICS, "catch-up"):
+    while page := await reader.read(cursor, PAGE, TOPICS, source):
         count += len(page)
         cursor = page[-1].cursor
     await reader.close()
@@ -128,11 +130,14 @@ async def sections(env: Stack, *, quick: bool, runs: int) -> list[Section]:
     key = tokens.mint("service_role", tokens.DEV_SECRET)
     ways: dict[str, Callable[[], Awaitable[int]]] = {
         "ours: change log by SQL (SqlReader)": lambda: read_all(SqlReader(dsn)),
+        "ours: the same, nothing read ahead (as a poll reads)": lambda: read_all(SqlReader(dsn), "poll"),
         "peer: keyset over the table, SQL": lambda: keyset_sql(dsn),
         "ours: the log's rows alone, SQL (no events)": lambda: log_rows_sql(dsn),
     }
     if rest:
         ways["ours: change log by PostgREST (RestReader)"] = lambda: read_all(RestReader(rest, key, timeout=60))
+        ways["ours: the same by PostgREST, nothing read ahead"] = \
+            lambda: read_all(RestReader(rest, key, timeout=60), "poll")
         ways["peer: keyset over the table, PostgREST"] = lambda: keyset_rest(rest, key)
     ingest: dict[str, Callable[[], Awaitable[int]]] = {
         "ours: Subscriber, async for": lambda: ingest_subscriber(dsn, changes),
@@ -166,8 +171,12 @@ async def sections(env: Stack, *, quick: bool, runs: int) -> list[Section]:
                           "guarantee beyond its id. The row \"the log's rows alone\" is our query with no event built "
                           "(each change's row and old row as JSON text): the database's share. The rest is Python: "
                           "each change's rows parsed from JSON with exact numbers, and an event object built per "
-                          "change, where the peer's driver hands out typed columns. Over PostgREST, the server "
-                          "side and the parse of its JSON body alone take about as long as the whole peer.")
+                          "change, where the peer's driver hands out typed columns. A catch-up asks for the next "
+                          "page as soon as it knows where this one ends (by SQL, from the fetched rows; over "
+                          "PostgREST, from Content-Range and the body's last row) and builds this page's events "
+                          "while the database works on the next: the rows 'nothing read ahead' read one page "
+                          "after the other, as a poll does. A page is parsed and built with the garbage collector "
+                          "paused (every object of it outlives the page).")
 
     rate = Section("ingest", "Subscriber ingest: events/s one subscriber hands out",
                    f"A backlog of {changes:,} changes, read and handed to `async for` one by one.", "events/s",
