@@ -253,6 +253,23 @@ class SnapshotStart:
         return ChangeEvent(id=self.cursor.id, cursor=self.cursor, topic=topic, schema=schema, table=table,
                            op="SNAPSHOT", record=record, commit_ts=self.taken_at, source="snapshot")
 
+    def events(self, topic: str, schema: str, table: str, records: Sequence[Any]) -> list[ChangeEvent]:
+        """A page of one table's rows as events, built as the log's readers build theirs: a row (an object)
+        taken as it is, anything else through :meth:`event`, which validates it."""
+        if type(topic) is not str or type(schema) is not str or type(table) is not str \
+                or type(self.taken_at) is not datetime or self.taken_at.tzinfo is None:
+            return [self.event(topic, schema, table, record) for record in records]
+        with collector_paused():
+            return [ChangeEvent.of_typed_values({
+                "id": self.cursor.id, "cursor": self.cursor, "topic": topic, "schema_name": schema, "table": table,
+                "op": "SNAPSHOT", "record": record, "old_record": None, "commit_ts": self.taken_at,
+                "source": "snapshot", "truncated": False, "prev": None, "event": None}, _SNAPSHOT_GIVEN)
+                if type(record) is dict else self.event(topic, schema, table, record) for record in records]
+
+
+_SNAPSHOT_GIVEN = {"id", "cursor", "topic", "schema_name", "table", "op", "record", "commit_ts", "source"}
+"""The fields :meth:`SnapshotStart.event` gives, as pydantic records them (see ``_GIVEN``)."""
+
 
 _SNAPSHOT_START = "SELECT seq, id, skip, tables, taken_at FROM public.supabase_push_snapshot_start(%s)"
 
@@ -277,5 +294,6 @@ async def aread_snapshot(conn: psycopg.AsyncConnection[Any], topics: Sequence[st
             async with conn.cursor(name="supabase_push_snapshot") as rows:
                 await rows.execute(query)
                 while page := await rows.fetchmany(page_size):
-                    yield [start.event(table["topic"], table["schema"], table["table"], _row(record))
-                           for (record,) in page]
+                    with collector_paused():
+                        records = _json.loads_each([record for (record,) in page])
+                    yield start.events(table["topic"], table["schema"], table["table"], records)

@@ -229,3 +229,17 @@ def test_a_backend_name_is_checked_in_one_place_for_the_environment_and_the_cli(
     assert refused.value.hint is not None and "websocket" in refused.value.hint
     with pytest.raises(ConfigError, match="SUPABASE_PUSH_BROADCAST='pigeon' is not a backend"):
         supabase_push.Settings.from_env({"SUPABASE_PUSH_BROADCAST": "pigeon"})
+
+
+def test_a_page_of_snapshot_rows_is_the_events_pydantic_builds() -> None:
+    from supabase_push.changelog import SnapshotStart
+
+    start = SnapshotStart(Cursor(7, 42), frozenset(), datetime(2026, 12, 3, 17, tzinfo=UTC))
+    records = [{"id": 1, "price": 600.5}, None, {}]
+    page = start.events("trade-updates", "public", "trades", records)
+    checked = [start.event("trade-updates", "public", "trades", record) for record in records]
+    assert page == checked and [repr(e) for e in page] == [repr(e) for e in checked]
+    assert [e.model_fields_set for e in page] == [e.model_fields_set for e in checked]
+    assert [e.model_dump_json(by_alias=True) for e in page] == [e.model_dump_json(by_alias=True) for e in checked]
+    with pytest.raises(ValidationError):  # a row that is not an object is refused, as one at a time
+        start.events("trade-updates", "public", "trades", [{"id": 1}, [1, 2]])

@@ -267,7 +267,8 @@ class RestReader:
             while rows := await self._rpc("supabase_push_snapshot_page",
                                           {"snapshot_id": snapshot_id, "after_n": after, "max_rows": page_size}):
                 after = int(rows[-1]["n"])
-                yield [start.event(row["topic"], row["schema_name"], row["table_name"], row["record"]) for row in rows]
+                yield [event for (topic, schema, table), records in _by_table(rows)
+                       for event in start.events(topic, schema, table, records)]
                 if len(rows) < page_size:
                     break
         finally:
@@ -329,6 +330,17 @@ class RestReader:
     async def close(self) -> None:
         await self._ahead.close()
         await self._http.aclose()
+
+
+def _by_table(rows: list[dict[str, Any]]) -> list[tuple[tuple[str, str, str], list[Any]]]:
+    """A snapshot page's rows as runs of one table's (a page holds the tables one after the other)."""
+    runs: list[tuple[tuple[str, str, str], list[Any]]] = []
+    for row in rows:
+        table = (row["topic"], row["schema_name"], row["table_name"])
+        if not runs or runs[-1][0] != table:
+            runs.append((table, []))
+        runs[-1][1].append(row["record"])
+    return runs
 
 
 def _last_cursor(response: httpx.Response, limit: int) -> Cursor | None:
