@@ -119,11 +119,6 @@ def _forget(task: asyncio.Task[Any]) -> None:
         task.exception()  # retrieved: the page was not wanted, nor is its error
 
 
-def _is_catch_up(source: Source, limit: int, fetched: int) -> bool:
-    """A page that a catch-up will follow with the next one."""
-    return source == "catch-up" and fetched == limit
-
-
 class SqlReader:
     name = "sql"
 
@@ -145,7 +140,7 @@ class SqlReader:
                 if self._stamp_first.due(source):
                     await astamp(conn)
                 rows = await aread_rows(conn, after, limit=limit, topics=topics)
-            if _is_catch_up(source, limit, len(rows)):
+            if source == "catch-up" and len(rows) == limit:  # the next is read while this one is built
                 end = Cursor(rows[-1][0], rows[-1][1])
                 await self._ahead.start(end, limit, topics, aread_rows(conn, end, limit=limit, topics=topics))
         return events_of_rows(rows, source)
