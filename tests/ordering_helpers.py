@@ -19,6 +19,9 @@ V2_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v2.sql"
 """The same as schema version 2 shipped it (the stamper, before events)."""
 V3_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v3.sql"
 V4_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v4.sql"
+V5_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v5.sql"
+SHIPPED_INSTALLS = {1: V1_INSTALL, 2: V2_INSTALL, 3: V3_INSTALL, 4: V4_INSTALL, 5: V5_INSTALL}
+"""The install script as each schema version shipped it, by version."""
 """The same as schema version 3 shipped it (events and snapshots; rounds that could scan the log)."""
 
 

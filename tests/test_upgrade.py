@@ -23,7 +23,7 @@ from supabase_push.stamper import stamping
 from supabase_push.subscribe import Subscriber
 
 from .conftest import DatabaseFactory
-from .ordering_helpers import V1_INSTALL, V2_INSTALL, V3_INSTALL, V4_INSTALL, Writers, assert_ordered, whole_log
+from .ordering_helpers import SHIPPED_INSTALLS, Writers, assert_ordered, whole_log
 from .subscriber_helpers import settings
 
 
@@ -34,7 +34,7 @@ def install_v1(url: str) -> None:
 def install_shipped(url: str, version: int) -> None:
     """The install script as schema ``version`` shipped it (what users' databases hold)."""
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute({1: V1_INSTALL, 2: V2_INSTALL, 3: V3_INSTALL, 4: V4_INSTALL}[version].read_text().encode())
+        conn.execute(SHIPPED_INSTALLS[version].read_text().encode())
         assert conn.execute("SELECT schema_version FROM supabase_push.installation").fetchone() == (version,)
 
 
@@ -52,7 +52,7 @@ def test_verify_says_what_an_upgrade_would_change(make_db: DatabaseFactory) -> N
     assert status.installed and status.schema_version == 1 and status.routes
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5])
 async def test_apply_upgrades_in_place_while_writers_write_and_a_subscriber_reads(make_db: DatabaseFactory,
                                                                                   tmp_path: Path, version: int) -> None:
     """8 writers through the upgrade (from each schema that shipped); a subscriber started on the old schema (with its
