@@ -544,7 +544,7 @@ def test_a_round_looks_changes_up_by_index_whatever_the_log_holds(installed_url:
 
 
 @pytest.mark.parametrize("mode", ["notify", "realtime"])
-def test_a_round_plans_no_helper_at_each_call(make_db: DatabaseFactory, mode: str) -> None:
+def test_a_round_plans_no_helper_at_each_call(make_db: DatabaseFactory, mode: Any) -> None:
     """Each change's envelope and the push paths are inlined into the round's queries (schema 6): a
     helper with a SET clause was planned again at every call, 80 us of a 470 us round, and on the
     Supabase path at every change. Inlined SQL functions are not called, so track_functions counts none."""
@@ -556,6 +556,7 @@ def test_a_round_plans_no_helper_at_each_call(make_db: DatabaseFactory, mode: st
         assert conn.execute("SELECT supabase_push.stamp_v2(true)").fetchone() == (3,)
         conn.execute("SELECT pg_catalog.pg_stat_force_next_flush()")
         conn.execute("SELECT 1")  # the flush happens at the end of a statement
-        called = dict(conn.execute("SELECT funcname, calls FROM pg_catalog.pg_stat_user_functions").fetchall())
+        called: dict[Any, Any] = dict(conn.execute("SELECT funcname, calls FROM pg_catalog.pg_stat_user_functions")
+                                      .fetchall())
     assert called.get("stamp_v2") == 1 and called.get("publish_v2") == 1, called
     assert "envelope_v1" not in called and "broadcast_paths_v1" not in called, called
