@@ -186,7 +186,8 @@ async def sections(env: Stack, *, quick: bool, runs: int) -> list[Section]:
                           "PostgREST, from Content-Range and the body's last row) and builds this page's events "
                           "while the database works on the next: the rows 'nothing read ahead' read one page "
                           "after the other, as a poll does. A page is parsed and built with the garbage collector "
-                          "paused (every object of it outlives the page).")
+                          "paused (every object of it outlives the page). Before the first read the backlog is "
+                          "stamped and the tables vacuumed, as autovacuum leaves them after a load.")
 
     rate = Section("ingest", "Subscriber ingest: events/s one subscriber hands out",
                    f"A backlog of {changes:,} changes, read and handed to `async for` one by one.", "events/s",
