@@ -194,13 +194,13 @@ mostly in the garbage collector."""
 
 def _typed_event(seq: int, change_id: int, topic: str, schema_name: str, table_name: str, op: Operation,
                  record: dict[str, Any] | None, old_record: dict[str, Any] | None, committed_at: datetime,
-                 source: Source) -> ChangeEvent:
+                 source: Source, given: set[str] = _GIVEN) -> ChangeEvent:
     published = op == "EVENT"
     return ChangeEvent.of_typed_values({
         "id": change_id, "cursor": _new_tuple(Cursor, (seq, change_id)), "topic": topic, "schema_name": schema_name,
         "table": "" if published else table_name, "op": op, "record": record, "old_record": old_record,
         "commit_ts": committed_at, "source": source, "truncated": False, "prev": None,
-        "event": table_name if published else None}, _GIVEN)
+        "event": table_name if published else None}, given)
 
 
 def events_of_rows(rows: list[tuple[Any, ...]], source: Source) -> list[ChangeEvent]:
@@ -259,12 +259,11 @@ class SnapshotStart:
         if type(topic) is not str or type(schema) is not str or type(table) is not str \
                 or type(self.taken_at) is not datetime or self.taken_at.tzinfo is None:
             return [self.event(topic, schema, table, record) for record in records]
+        seq, change_id = self.cursor
         with collector_paused():
-            return [ChangeEvent.of_typed_values({
-                "id": self.cursor.id, "cursor": self.cursor, "topic": topic, "schema_name": schema, "table": table,
-                "op": "SNAPSHOT", "record": record, "old_record": None, "commit_ts": self.taken_at,
-                "source": "snapshot", "truncated": False, "prev": None, "event": None}, _SNAPSHOT_GIVEN)
-                if type(record) is dict else self.event(topic, schema, table, record) for record in records]
+            return [_typed_event(seq, change_id, topic, schema, table, "SNAPSHOT", record, None, self.taken_at,
+                                 "snapshot", _SNAPSHOT_GIVEN)
+                    if type(record) is dict else self.event(topic, schema, table, record) for record in records]
 
 
 _SNAPSHOT_GIVEN = {"id", "cursor", "topic", "schema_name", "table", "op", "record", "commit_ts", "source"}
