@@ -32,6 +32,19 @@ END $$;
 CREATE TRIGGER bench_plain_notify AFTER INSERT OR UPDATE ON trades FOR EACH ROW EXECUTE FUNCTION bench_plain_notify();
 """
 
+# Supabase's documented broadcast from the database ("Broadcast: subscribing to database changes"): a row
+# trigger calling realtime.broadcast_changes, which writes the change into realtime.messages through
+# realtime.send (a subtransaction per change), in the writer's transaction.
+BROADCAST_CHANGES_SQL = """
+CREATE FUNCTION bench_broadcast_changes() RETURNS trigger LANGUAGE plpgsql SECURITY DEFINER SET search_path = '' AS $$
+BEGIN
+    PERFORM realtime.broadcast_changes('trade-updates', TG_OP, TG_OP, TG_TABLE_NAME, TG_TABLE_SCHEMA, NEW, OLD);
+    RETURN NULL;
+END $$;
+CREATE TRIGGER bench_broadcast_changes AFTER INSERT OR UPDATE OR DELETE ON trades
+    FOR EACH ROW EXECUTE FUNCTION bench_broadcast_changes();
+"""
+
 
 @dataclass
 class Stack:
@@ -56,6 +69,14 @@ class Stack:
         dsn = self.database(broadcast=None)
         with psycopg.connect(dsn, autocommit=True) as conn:
             conn.execute(PLAIN_NOTIFY_SQL)
+        return dsn
+
+    def broadcast_changes_database(self) -> str:
+        """Supabase's own design, the peer of our Supabase path: the bare table with a row trigger calling
+        ``realtime.broadcast_changes`` (the local server's realtime schema, as on Supabase)."""
+        dsn = self.database(realtime=True, broadcast=None)
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(BROADCAST_CHANGES_SQL)
         return dsn
 
     def postgrest(self, dsn: str) -> str | None:

@@ -6,7 +6,8 @@ Single-row autocommit INSERTs from 8 connections, driven by pgbench (a C client,
 server's bin directory: 8 Python threads share one GIL and could not keep the server busy with
 fsync off), for a fixed time, on databases that differ only in what is installed: the bare table (the
 peer), the bare table with a plain `pg_notify` row trigger (the second peer: the design
-the seed systems used), the commit-ordered change log without pushes (broadcast mode
+the seed systems used), the bare table with Supabase's documented broadcast from the database (a
+`realtime.broadcast_changes` row trigger: the third peer, of our Supabase path), the commit-ordered change log without pushes (broadcast mode
 none), with the NOTIFY path, and with the Supabase path (realtime.send into the local
 server's realtime.messages). Twice, each time on a cluster of its own with nothing else on it:
 with fsync=off, and with durable commits (fsync=on, synchronous_commit=on: what users run).
@@ -35,6 +36,7 @@ WRITERS = 8
 JOBS = min(WRITERS, os.cpu_count() or 1)  # pgbench's threads
 BARE = "peer: bare table, no triggers"
 PLAIN_NOTIFY = "peer: bare table + plain pg_notify trigger"
+BROADCAST_CHANGES = "peer: bare table + realtime.broadcast_changes trigger (Supabase's)"
 PATHS = {
     "ours: change log only (mode none)": "change log only",
     "ours: change log + NOTIFY": "change log + NOTIFY",
@@ -74,6 +76,7 @@ def databases(env: Stack) -> dict[str, str]:
     return {
         BARE: env.database(broadcast=None),
         PLAIN_NOTIFY: env.plain_notify_database(),
+        BROADCAST_CHANGES: env.broadcast_changes_database(),
         "ours: change log only (mode none)": env.database(broadcast="none"),
         "ours: change log + NOTIFY": env.database(broadcast="notify"),
         "ours: change log + realtime.send (Supabase path)": env.database(realtime=True, broadcast="realtime"),
@@ -180,6 +183,8 @@ async def section(env: Stack, *, quick: bool, runs: int) -> Section:
     for column in COLUMNS:
         bare = out.value(BARE, column)
         out.ratios.append(Ratio(f"plain pg_notify trigger / bare ({column})", out.value(PLAIN_NOTIFY, column) / bare))
+        out.ratios.append(Ratio(f"Supabase's broadcast_changes trigger / bare ({column})",
+                                out.value(BROADCAST_CHANGES, column) / bare))
         out.ratios += [Ratio(f"{label} / bare ({column})", out.value(name, column) / bare, ">= 0.6x")
                        for name, label in PATHS.items()]
         out.ratios.append(Ratio(f"change log + NOTIFY, nobody stamping / bare ({column})",
