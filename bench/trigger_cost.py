@@ -7,10 +7,11 @@ server's bin directory: 8 Python threads share one GIL and could not keep the se
 fsync off), for a fixed time, on databases that differ only in what is installed: the bare table (the
 peer), the bare table with a plain `pg_notify` row trigger (the second peer: the design
 the seed systems used), the bare table with Supabase's documented broadcast from the database (a
-`realtime.broadcast_changes` row trigger: the third peer, of our Supabase path), the commit-ordered change log without pushes (broadcast mode
-none), with the NOTIFY path, and with the Supabase path (realtime.send into the local
-server's realtime.messages). Twice, each time on a cluster of its own with nothing else on it:
-with fsync=off, and with durable commits (fsync=on, synchronous_commit=on: what users run).
+`realtime.broadcast_changes` row trigger: the third peer, of our Supabase path), the
+commit-ordered change log without pushes (broadcast mode none), with the NOTIFY path, and with
+the Supabase path (realtime.send into the local server's realtime.messages). Twice, each time
+on a cluster of its own with nothing else on it: with fsync=off, and with durable commits
+(fsync=on, synchronous_commit=on: what users run).
 Modes are interleaved within each run; medians over runs.
 """
 
