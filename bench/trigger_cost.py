@@ -200,6 +200,12 @@ async def section(env: Stack, *, quick: bool, runs: int) -> Section:
         "PostgreSQL holds a cluster-wide lock from a notifying transaction's pre-commit until after its commit "
         "(`PreCommit_Notify` in async.c). These are one-row transactions, the worst case.")
     out.notes.append(
+        "The Supabase-path peer is what Supabase documents for broadcasting from the database: a row trigger "
+        "calling `realtime.broadcast_changes`, which writes each change into realtime.messages (partitioned, "
+        "two indexes) in the writer's transaction, through a subtransaction, with no order or cursor. Our "
+        "Supabase path writes each change twice (the change log in the writer's transaction, then "
+        "realtime.messages in the stamper's round) and still keeps at least that peer's rate, durable and not.")
+    out.notes.append(
         f"The stamping loop's own CPU (its backend, durable cluster, NOTIFY path): {busy:.1f} % of a core while "
         f"pgbench commits {RATE:,} single-row transactions a second, {idle:.1f} % with no writes. It skips a round "
         "while the cluster's snapshot has not moved, and under load pauses 1 ms per transaction the last round "
