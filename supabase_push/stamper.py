@@ -74,11 +74,12 @@ class Stamper:
 
     ``fast_ms`` is the pause between rounds while changes keep coming, ``idle_ms`` the pause it
     slows to after a quiet second (what an idle database costs: one cheap transaction per
-    ``idle_ms``). The loop runs in the server in chunks of ``chunk`` seconds; a process that dies
-    leaves its chunk running, so the work goes on until the next leader takes it. ``failure_level``: how
-    loudly to log that it cannot run (a subscriber's reader already reports an unreachable database)."""
+    ``idle_ms``; and the most the first change after a quiet second waits for a round). The loop
+    runs in the server in chunks of ``chunk`` seconds; a process that dies leaves its chunk running,
+    so the work goes on until the next leader takes it. ``failure_level``: how loudly to log that it
+    cannot run (a subscriber's reader already reports an unreachable database)."""
 
-    def __init__(self, database_url: str, *, fast_ms: float = 1.0, idle_ms: float = 50.0, chunk: float = 10.0,
+    def __init__(self, database_url: str, *, fast_ms: float = 1.0, idle_ms: float = 10.0, chunk: float = 10.0,
                  retry: float = 1.0, max_backoff: float = 30.0, failure_level: int = logging.WARNING) -> None:
         if fast_ms <= 0 or idle_ms < fast_ms or chunk <= 0 or retry <= 0:
             raise ValueError("need 0 < fast_ms <= idle_ms, chunk > 0 and retry > 0")
@@ -217,7 +218,7 @@ class Stamper:
 
 
 @contextlib.contextmanager
-def stamping(database_url: str, *, fast_ms: float = 1.0, idle_ms: float = 50.0, retry: float = 1.0) -> Iterator[None]:
+def stamping(database_url: str, *, fast_ms: float = 1.0, idle_ms: float = 10.0, retry: float = 1.0) -> Iterator[None]:
     """``with stamping(dsn):`` runs the stamping loop on a thread of its own while the block runs: for
     synchronous scripts, tests and benchmarks that write with no supabase-push process around. It
     leads when nobody else does (and looks again every ``retry`` seconds while another process leads);

@@ -266,7 +266,9 @@ def prune(
 def stamp(
     db_url: DbUrl = None,
     once: Annotated[bool, typer.Option("--once", help="Run one round and exit (what a script calls).")] = False,
-    idle_ms: Annotated[float, typer.Option("--idle-ms", help="Pause between rounds once the log is quiet.")] = 50.0,
+    idle_ms: Annotated[float, typer.Option(
+        "--idle-ms", help="Pause between rounds once the log is quiet: the most a change after a quiet second "
+                          "waits for a round.")] = 10.0,
     as_json: JsonOut = False,
 ) -> None:
     """Put new changes in commit order and push them: the stamper, on its own.
