@@ -54,7 +54,7 @@ COMMITS: dict[str, list[float]] = {}
 def write(dsn: str, changes: int, gap: float, jitter: float = 0.0) -> None:
     """``changes`` commits ``gap`` s apart, plus up to ``jitter`` s at random (so that they fall at every phase
     of a loop that wakes at fixed intervals)."""
-    took = COMMITS.setdefault(dsn, []) if not jitter else []
+    took = COMMITS.setdefault(dsn, []) if not jitter else []  # the 'commit alone' rows: commits 5 ms apart
     with psycopg.connect(dsn, autocommit=True) as conn:
         for _ in range(changes):
             started = time.time()
