@@ -38,6 +38,12 @@ log = logging.getLogger("supabase_push.stamper")
 
 StamperState = Literal["starting", "leading", "standby", "failing", "stopped"]
 
+_FAST_MS = 1.0
+"""The loop's pause between rounds while changes keep coming (``stamp_loop_v2``'s own default too)."""
+_IDLE_MS = 10.0
+"""The loop's pause once the log is quiet: the most a change after a quiet second waits for a round
+(``stamp_loop_v2``'s own default too, what pg_cron runs)."""
+
 _LOOP = "CALL supabase_push.stamp_loop_v2(%s, %s, %s, NULL)"
 _LED_AFTER = 0.25
 """Seconds after which a loop that has not returned is taken to be leading."""
@@ -79,7 +85,7 @@ class Stamper:
     so the work goes on until the next leader takes it. ``failure_level``: how loudly to log that it
     cannot run (a subscriber's reader already reports an unreachable database)."""
 
-    def __init__(self, database_url: str, *, fast_ms: float = 1.0, idle_ms: float = 10.0, chunk: float = 10.0,
+    def __init__(self, database_url: str, *, fast_ms: float = _FAST_MS, idle_ms: float = _IDLE_MS, chunk: float = 10.0,
                  retry: float = 1.0, max_backoff: float = 30.0, failure_level: int = logging.WARNING) -> None:
         if fast_ms <= 0 or idle_ms < fast_ms or chunk <= 0 or retry <= 0:
             raise ValueError("need 0 < fast_ms <= idle_ms, chunk > 0 and retry > 0")
@@ -218,7 +224,8 @@ class Stamper:
 
 
 @contextlib.contextmanager
-def stamping(database_url: str, *, fast_ms: float = 1.0, idle_ms: float = 10.0, retry: float = 1.0) -> Iterator[None]:
+def stamping(database_url: str, *, fast_ms: float = _FAST_MS, idle_ms: float = _IDLE_MS,
+             retry: float = 1.0) -> Iterator[None]:
     """``with stamping(dsn):`` runs the stamping loop on a thread of its own while the block runs: for
     synchronous scripts, tests and benchmarks that write with no supabase-push process around. It
     leads when nobody else does (and looks again every ``retry`` seconds while another process leads);

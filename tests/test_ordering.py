@@ -21,6 +21,7 @@ import pytest
 
 from supabase_push import schema
 from supabase_push.changelog import read_changes
+from supabase_push.cli import database as cli_database
 from supabase_push.config import Settings
 from supabase_push.embedded import LocalPostgres
 from supabase_push.errors import SupabasePushError
@@ -282,7 +283,8 @@ async def _until(condition: Any, timeout: float = 5) -> None:
 
 
 def test_the_loop_s_quiet_pace_is_the_one_stamper_and_cli_start_it_with(installed_url: str) -> None:
-    """pg_cron calls the procedure with its own defaults, supabase-push processes pass theirs: the same pace."""
+    """pg_cron calls the procedure with its own defaults, supabase-push processes (and `supabase-push stamp`)
+    pass theirs: the same pace."""
     with psycopg.connect(installed_url, autocommit=True) as conn:
         row = conn.execute("SELECT pg_catalog.pg_get_function_arguments('supabase_push.stamp_loop_v2'::regproc)"
                            ).fetchone()
@@ -293,6 +295,8 @@ def test_the_loop_s_quiet_pace_is_the_one_stamper_and_cli_start_it_with(installe
         parameters = inspect.signature(starter).parameters
         assert float(defaults["p_fast_ms"]) == parameters["fast_ms"].default == 1
         assert float(defaults["p_idle_ms"]) == parameters["idle_ms"].default == 10
+    # The CLI keeps its own literal (importing the stamper would slow `supabase-push --help`).
+    assert inspect.signature(cli_database.stamp).parameters["idle_ms"].default == float(defaults["p_idle_ms"])
 
 
 @pytest.mark.timing
