@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
@@ -68,8 +69,13 @@ def connect(dsn: str | None, *, autocommit: bool = True) -> psycopg.Connection[t
     """Open a connection, or raise a ConfigError/ConnectError/AuthenticationError."""
     dsn = _checked(dsn)
     try:
-        return psycopg.connect(dsn, autocommit=autocommit, connect_timeout=connect_timeout(),
+        conn = psycopg.connect(dsn, autocommit=autocommit, connect_timeout=connect_timeout(),
                                application_name="supabase-push")
+        if not _iso_dates(conn):
+            conn.execute(_ISO_DATES)
+            if not autocommit:
+                conn.commit()
+        return conn
     except psycopg.Error as exc:
         raise map_error(exc, dsn) from None
 
@@ -78,10 +84,25 @@ async def aconnect(dsn: str | None, *, autocommit: bool = True) -> psycopg.Async
     """:func:`connect` for asyncio."""
     dsn = _checked(dsn)
     try:
-        return await psycopg.AsyncConnection.connect(dsn, autocommit=autocommit, connect_timeout=connect_timeout(),
+        conn = await psycopg.AsyncConnection.connect(dsn, autocommit=autocommit, connect_timeout=connect_timeout(),
                                                      application_name="supabase-push")
+        if not _iso_dates(conn):
+            await conn.execute(_ISO_DATES)
+            if not autocommit:
+                await conn.commit()
+        return conn
     except psycopg.Error as exc:
         raise map_error(exc, dsn) from None
+
+
+# psycopg reads a date or time in text only as ISO writes it, and a database or role may be set to another
+# DateStyle (SQL, German, Postgres): our own sessions read ISO, whatever the user's keep. The day and month
+# order is left as it is set.
+_ISO_DATES = "SET DateStyle = ISO"
+
+
+def _iso_dates(conn: psycopg.Connection[Any] | psycopg.AsyncConnection[Any]) -> bool:
+    return (conn.info.parameter_status("DateStyle") or "ISO").startswith("ISO")
 
 
 def _checked(dsn: str | None) -> str:

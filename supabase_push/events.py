@@ -90,21 +90,6 @@ class ChangeEvent(BaseModel):
     def _cursor_text(self, cursor: Cursor) -> str:
         return str(cursor)
 
-    @classmethod
-    def of_typed_values(cls, values: dict[str, Any], fields_set: set[str]) -> ChangeEvent:
-        """An event from a value for every field, in the fields' order (which repr shows), each already of its
-        field's type, without validation and without a copy: what :meth:`model_construct` does, without its
-        loop over the fields in Python, for the readers of the change log, where validation was a quarter of
-        the time of a long catch-up. ``fields_set``: the fields given, as pydantic records them, kept as it is
-        (not copied: the readers give every event the same set, which nothing changes; pydantic copies it
-        before a ``model_copy(update=...)`` adds to it). Anything else goes through the constructor."""
-        event = _new(cls)
-        _set_dict(event, values)
-        _set_fields_set(event, fields_set)
-        _set_extra(event, None)
-        _set_private(event, None)
-        return event
-
     @property
     def position(self) -> Cursor:
         """The cursor (what ``cursor`` was before it was typed)."""
@@ -121,10 +106,3 @@ class ChangeEvent(BaseModel):
         """An event's payload (op EVENT: its ``record``); None for a row change."""
         return self.record if self.op == "EVENT" else None
 
-
-_new = object.__new__
-# BaseModel's slots, set through their own descriptors (object.__setattr__ looks each up by name first).
-_set_dict = vars(BaseModel)["__dict__"].__set__
-_set_fields_set = vars(BaseModel)["__pydantic_fields_set__"].__set__
-_set_extra = vars(BaseModel)["__pydantic_extra__"].__set__
-_set_private = vars(BaseModel)["__pydantic_private__"].__set__

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from ._signals import stop_on_signals
 from .errors import AccessRefusedError, TransportError
@@ -20,7 +20,7 @@ from .subscribe import Subscriber
 __all__ = ["event_line", "run_tail"]
 
 OP_STYLE = {"INSERT": "green", "UPDATE": "yellow", "DELETE": "red", "TRUNCATE": "bold red", "GAP": "bold magenta",
-            "EVENT": "bold cyan"}
+            "EVENT": "bold cyan", "SNAPSHOT": "blue"}
 
 
 def event_line(event: ChangeEvent) -> dict[str, Any]:
@@ -63,12 +63,12 @@ async def run_tail(subscriber: Subscriber, *, as_json: bool, count: int | None, 
             print(json.dumps(event_line(event), default=str), file=out, flush=True)
     else:
         def show(event: ChangeEvent) -> None:
-            row = event.row
-            style = OP_STYLE.get(event.op, "")
-            console.print(f"{event.commit_ts:%H:%M:%S.%f}"[:-3]
-                          + f"  [{style}]{event.op:<6}[/{style}] {escape(event.topic):<18} {event.cursor:>12}"
-                          f"  [dim]{event.source or '':<8}[/dim] "
-                          + escape(f"{event.event} " if event.event else "") + escape(_short(row)))
+            # Styled pieces, not markup: no text of an event (an op without a style, a row holding "[b]") can
+            # break the line.
+            console.print(Text.assemble(
+                f"{event.commit_ts:%H:%M:%S.%f}"[:-3] + "  ", (f"{event.op:<6}", OP_STYLE.get(event.op, "")),
+                f" {event.topic:<18} {event.cursor:>12}  ", (f"{event.source or '':<8}", "dim"),
+                " " + (f"{event.event} " if event.event else "") + _short(event.row)))
 
     seen = 0
 

@@ -206,3 +206,21 @@ def test_tail_process_restarted_with_a_cursor_file_loses_nothing(installed_url: 
     assert second.returncode == 0, err
     printed += [json.loads(line)["cursor"] for line in out.splitlines()]
     assert printed == logged(installed_url)
+
+
+def test_tail_prints_each_kind_of_event_on_a_line_of_its_own(installed_url: str) -> None:
+    """The human output: a snapshot's row, then each change, whatever their text holds (a row with brackets in
+    it is printed as it is, not read as markup)."""
+    insert(installed_url, "[bold]OLD[/]")
+    proc = tail("--db-url", installed_url, "--from", "snapshot", "--count", "4", "--timeout", "30",
+                "--topic", "trade-updates", "--stats-every", "0.2")
+    until_state(proc, "push:listen")
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES ('[/]NEW', 'buy', 1, 1)")
+        conn.execute("UPDATE trades SET price = 2 WHERE symbol = '[/]NEW'")
+        conn.execute("DELETE FROM trades WHERE symbol = '[/]NEW'")
+    out, err = proc.communicate(timeout=40)
+    assert proc.returncode == 0, err
+    lines = out.splitlines()
+    assert [line.split()[1] for line in lines] == ["SNAPSHOT", "INSERT", "UPDATE", "DELETE"], out
+    assert '"symbol":"[bold]OLD[/]"' in lines[0] and all('"symbol":"[/]NEW"' in line for line in lines[1:]), out

@@ -20,6 +20,7 @@ import httpx
 import psycopg
 import pytest
 
+from supabase_push.events import START
 from supabase_push.local import LocalRealtime, tokens
 from supabase_push.subscribe import Subscriber
 
@@ -130,3 +131,45 @@ async def test_a_browser_resuming_through_the_relay(hostile_log: tuple[str, dict
                 await asyncio.sleep(0.1)
     assert_exact([data(e)["record"] for e in events], truth)
     assert health.status_code == 200 and health.json()["subscriber"] == "push:listen"
+
+
+async def test_a_database_set_to_another_datestyle_reads_commit_times_exactly(installed_url: str) -> None:
+    """A database set to a DateStyle other than ISO (psycopg reads a date in text only as ISO writes it): a read
+    by SQL on the user's own connection, a snapshot, ``status`` and ``verify`` all work, and every commit time
+    is the one the log holds."""
+    from datetime import datetime
+
+    from typer.testing import CliRunner
+
+    from supabase_push.changelog import SnapshotStart, read_changes
+    from supabase_push.cli import app
+    from supabase_push.subscribe import SqlReader
+
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {conn.info.dbname} SET DateStyle = 'SQL, DMY'")
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        assert conn.info.parameter_status("DateStyle") == "SQL, DMY"
+        for symbol in ("ONE", "TWO"):
+            conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES (%s, 'buy', 1, 1)", (symbol,))
+        events = read_changes(conn, limit=10)
+        truth = {seq: datetime.fromisoformat(text) for seq, text in conn.execute(
+            "SELECT seq, pg_catalog.to_json(committed_at) #>> '{}' FROM supabase_push.commits").fetchall()}
+        assert conn.execute("SHOW DateStyle").fetchone() == ("SQL, DMY",)  # the user's session is left as it was
+    assert [e.record["symbol"] for e in events if e.record] == ["ONE", "TWO"]
+    assert [e.commit_ts for e in events] == [truth[e.cursor.seq] for e in events]
+
+    reader = SqlReader(installed_url)
+    try:
+        assert [e.commit_ts for e in await reader.read(START, 10, ["trade-updates"], "catch-up")] \
+            == [e.commit_ts for e in events]
+        start, *pages = [item async for item in reader.snapshot(["trade-updates"], 10)]
+    finally:
+        await reader.close()
+    assert isinstance(start, SnapshotStart) and start.taken_at.tzinfo is not None
+    assert sorted(e.record["symbol"] for page in pages if isinstance(page, list) for e in page if e.record) \
+        == ["ONE", "TWO"]
+
+    runner = CliRunner()
+    for command in (["status", "--json"], ["verify"]):
+        result = runner.invoke(app, [*command, "--db-url", installed_url])
+        assert result.exit_code == 0 and "Traceback" not in result.output, result.output
