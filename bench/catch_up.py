@@ -25,7 +25,7 @@ from _report import Ratio, Section, median
 from _stack import Stack, run_alone, stack
 
 from supabase_push import _json
-from supabase_push.changelog import aread_changes, aread_rows
+from supabase_push.changelog import aexecute_read, aread_changes
 from supabase_push.events import START, Cursor, Source
 from supabase_push.local import tokens
 from supabase_push.subscribe import Reader, RestReader, SqlReader, Subscriber
@@ -89,7 +89,7 @@ async def log_rows_sql(dsn: str) -> int:
     database's part of a read by cursor, with no event built."""
     cursor, count = START, 0
     async with await psycopg.AsyncConnection.connect(dsn, autocommit=True) as conn:
-        while rows := await aread_rows(conn, cursor, limit=PAGE, topics=TOPICS):
+        while rows := await (await aexecute_read(conn, cursor, limit=PAGE, topics=TOPICS)).fetchall():
             count += len(rows)
             cursor = Cursor(rows[-1][0], rows[-1][1])
     return count

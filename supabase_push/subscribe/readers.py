@@ -15,7 +15,16 @@ import psycopg
 
 from .. import _json
 from .._gc import collector_paused
-from ..changelog import SnapshotStart, aread_head, aread_rows, aread_snapshot, astamp, events_of_rows, rows_to_events
+from ..changelog import (
+    SnapshotStart,
+    aend_of,
+    aevents_of,
+    aexecute_read,
+    aread_head,
+    aread_snapshot,
+    astamp,
+    rows_to_events,
+)
 from ..config import Settings, api_key_headers, scrub
 from ..db import aconnect, describe_dsn, map_error
 from ..errors import (
@@ -126,7 +135,7 @@ class SqlReader:
         self._dsn = database_url
         self._conn: psycopg.AsyncConnection[Any] | None = None
         self._stamp_first = _StampFirst()
-        self._ahead: _ReadAhead[list[tuple[Any, ...]]] = _ReadAhead()
+        self._ahead: _ReadAhead[psycopg.AsyncCursor[tuple[Any, ...]]] = _ReadAhead()
 
     def describe(self) -> str:
         return f"SQL at {describe_dsn(self._dsn)}"
@@ -135,15 +144,15 @@ class SqlReader:
         ahead = self._ahead.take(after, limit, topics)
         async with self._connection() as conn:
             if ahead is not None:
-                rows = await ahead
+                read = await ahead
             else:
                 if self._stamp_first.due(source):
                     await astamp(conn)
-                rows = await aread_rows(conn, after, limit=limit, topics=topics)
-            if source == "catch-up" and len(rows) == limit:  # the next is read while this one is built
-                end = Cursor(rows[-1][0], rows[-1][1])
-                await self._ahead.start(end, limit, topics, aread_rows(conn, end, limit=limit, topics=topics))
-        return events_of_rows(rows, source)
+                read = await aexecute_read(conn, after, limit=limit, topics=topics)
+            if source == "catch-up" and read.rowcount == limit and (end := await aend_of(read)):
+                # the next page is read while this one is built
+                await self._ahead.start(end, limit, topics, aexecute_read(conn, end, limit=limit, topics=topics))
+            return await aevents_of(read, source)
 
     async def head(self) -> Cursor:
         async with self._connection() as conn:
