@@ -156,3 +156,22 @@ def test_the_cli_takes_injections_as_names(installed_url: str, route: str) -> No
     if result.exit_code != 0:
         assert result.exit_code in (1, 2) and "Traceback" not in result.output
         assert json.loads(result.stdout.splitlines()[0])["error"]
+
+
+async def test_a_token_whose_role_is_none_gets_none_of_the_server_s_rights(realtime_db: str) -> None:
+    """``none`` is what ``set_config('role', ...)`` reads as the session's own role (the local server's, a
+    superuser here): a signed token carrying it may write and read no private topic, as a role that does not
+    exist may not."""
+    from supabase_push.local.database import Database
+
+    db = Database(realtime_db, install=False)
+    await db.open()
+    try:
+        assert await db.can_write({"role": "service_role"}, "room-1")
+        assert await db.can_read({"role": "service_role"}, "room-1", ["broadcast"]) == {"broadcast": True}
+        for role in ("none", "no such role"):
+            assert not await db.can_write({"role": role}, "room-1")
+            assert await db.can_read({"role": role}, "room-1", ["broadcast", "presence"]) \
+                == {"broadcast": False, "presence": False}
+    finally:
+        await db.close()
