@@ -4,7 +4,7 @@
 -- `psql -v ON_ERROR_STOP=1 -f sql/realtime_triggers.sql`. It is idempotent and runs as
 -- one transaction: applying it twice changes nothing, a failure changes nothing.
 --
--- What it installs (schema version 7):
+-- What it installs (schema version 8):
 --   * publication supabase_realtime (created if absent) with every routed table;
 --   * one AFTER ROW trigger per routed table that appends the change to a change log, and
 --     nothing else: no lock, no NOTIFY, no deferred work, so writers never wait for each other;
@@ -37,7 +37,7 @@ BEGIN;
 SELECT pg_advisory_xact_lock(7218311412069051321);
 
 -- A database installed by a newer supabase-push (a later schema version) is left as it is:
--- this script would put version 7's functions over the newer ones. One with an older version
+-- this script would put version 8's functions over the newer ones. One with an older version
 -- needs its migrations first.
 DO $$
 DECLARE
@@ -45,12 +45,12 @@ DECLARE
 BEGIN
     IF pg_catalog.to_regclass('supabase_push.installation') IS NOT NULL THEN
         SELECT schema_version INTO v_version FROM supabase_push.installation;  -- planned only once it exists
-        IF v_version > 7 THEN
-            RAISE EXCEPTION 'supabase_push: this database has schema version %, newer than this script (version 7)',
+        IF v_version > 8 THEN
+            RAISE EXCEPTION 'supabase_push: this database has schema version %, newer than this script (version 8)',
                 v_version
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = 'Upgrade supabase-push (pip install -U supabase-push) and apply its SQL; a downgrade is not supported.';
-        ELSIF v_version < 7 THEN
+        ELSIF v_version < 8 THEN
             RAISE EXCEPTION 'supabase_push: this database has schema version %; run its migrations first', v_version
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = 'supabase-push apply runs them; with psql, run the sql/migrations/NNNN_pre_*.sql scripts '
@@ -539,6 +539,11 @@ $$;
 -- the writers the CPU (at 2,000 commits/s on 2 cores, about half the stamper's) for a few
 -- milliseconds more before a change is pushed. pg_sleep waits in whole milliseconds, and twice
 -- when asked for exactly one: each pause asks for a little less.
+-- Whatever the database or role sets (schema 8): its transactions are READ COMMITTED, which a round
+-- needs, where the default is REPEATABLE READ or SERIALIZABLE (the session's default changes; the
+-- transaction the CALL began in ends first, before any round), and it returns before a
+-- statement_timeout shorter than p_seconds would cancel it (at 80 % of it): a Stamper calls it
+-- again at once, pg_cron at its next minute.
 CREATE OR REPLACE PROCEDURE supabase_push.stamp_loop_v2(
     p_seconds double precision DEFAULT 55,
     p_fast_ms double precision DEFAULT 1,
@@ -547,13 +552,20 @@ CREATE OR REPLACE PROCEDURE supabase_push.stamp_loop_v2(
 LANGUAGE plpgsql
 AS $$
 DECLARE
-    v_deadline timestamptz := pg_catalog.clock_timestamp() + p_seconds * interval '1 second';
+    v_timeout_ms double precision := (SELECT s.setting::double precision FROM pg_catalog.pg_settings s
+                                      WHERE s.name = 'statement_timeout');
+    v_deadline timestamptz := pg_catalog.clock_timestamp() + interval '1 millisecond' *
+        CASE WHEN v_timeout_ms > 0 THEN LEAST(p_seconds * 1000, v_timeout_ms * 0.8) ELSE p_seconds * 1000 END;
     v_busy_at timestamptz := pg_catalog.clock_timestamp();
     v_sleep_ms double precision := p_fast_ms;
     v_stamped integer;
     v_seen text;
     v_now text;
 BEGIN
+    IF pg_catalog.current_setting('transaction_isolation') <> 'read committed' THEN
+        PERFORM pg_catalog.set_config('default_transaction_isolation', 'read committed', false);
+        COMMIT;
+    END IF;
     led := pg_catalog.pg_try_advisory_lock(7218311412069051323);
     IF NOT led THEN
         RETURN;
@@ -1142,7 +1154,7 @@ BEGIN
 
     INSERT INTO supabase_push.installation AS i
         (schema_version, fingerprint, broadcast_mode, private_broadcast, created_publication)
-    VALUES (7, supabase_push.fingerprint_v1(), p_broadcast_mode, p_private_broadcast, v_created_publication)
+    VALUES (8, supabase_push.fingerprint_v1(), p_broadcast_mode, p_private_broadcast, v_created_publication)
     ON CONFLICT (singleton) DO UPDATE
     SET schema_version = EXCLUDED.schema_version,
         fingerprint = EXCLUDED.fingerprint,

@@ -13,7 +13,7 @@ REFERENCE_TABLES = "reference_tables.sql"
 MIGRATIONS = "migrations"
 
 # Must match the schema_version that sql/realtime_triggers.sql records.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 # Every function the install creates, with its argument types.
 FUNCTIONS = (

@@ -21,7 +21,9 @@ V3_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v3.sql"
 V4_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v4.sql"
 V5_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v5.sql"
 V6_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v6.sql"
-SHIPPED_INSTALLS = {1: V1_INSTALL, 2: V2_INSTALL, 3: V3_INSTALL, 4: V4_INSTALL, 5: V5_INSTALL, 6: V6_INSTALL}
+V7_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v7.sql"
+SHIPPED_INSTALLS = {1: V1_INSTALL, 2: V2_INSTALL, 3: V3_INSTALL, 4: V4_INSTALL, 5: V5_INSTALL, 6: V6_INSTALL,
+                    7: V7_INSTALL}
 """The install script as each schema version shipped it, by version."""
 """The same as schema version 3 shipped it (events and snapshots; rounds that could scan the log)."""
 

@@ -579,3 +579,54 @@ def test_a_round_plans_no_helper_at_each_call(make_db: DatabaseFactory, mode: An
                                       .fetchall())
     assert called.get("stamp_v2") == 1 and called.get("publish_v2") == 1, called
     assert "envelope_v1" not in called and "broadcast_paths_v1" not in called, called
+
+
+def _set_for_the_database(url: str, setting: str, value: str) -> None:
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"ALTER DATABASE {conn.info.dbname} SET {setting} = '{value}'")
+
+
+@pytest.mark.parametrize("isolation", ["repeatable read", "serializable"])
+async def test_the_loop_stamps_where_transactions_default_to_another_isolation(installed_url: str,
+                                                                               isolation: str) -> None:
+    """A database whose transactions default to REPEATABLE READ or SERIALIZABLE: the loop's rounds run READ
+    COMMITTED all the same (schema 7 failed at the first round: nothing stamped, nothing pushed), whether pg_cron
+    calls it or a Subscriber's Stamper does, and every change reaches the subscriber."""
+    _set_for_the_database(installed_url, "default_transaction_isolation", isolation)
+    _insert(installed_url, 2)
+    with psycopg.connect(installed_url, autocommit=True) as conn:  # what pg_cron runs
+        assert conn.execute("SHOW default_transaction_isolation").fetchone() == (isolation,)
+        assert conn.execute("CALL supabase_push.stamp_loop_v2(0.5, 1, 10, NULL)").fetchone() == (True,)
+        assert conn.execute("SELECT changes FROM supabase_push.pending_v2()").fetchone() == (0,)
+    got: list[ChangeEvent] = []
+    async with Subscriber.from_settings(Settings(database_url=installed_url), topics=["trade-updates"]) as sub:
+        await _until(lambda: sub.stats.state == "push:listen" and sub.stats.stamper == "leading")
+        await asyncio.to_thread(_insert, installed_url, 3)
+        async for event in sub:
+            got.append(event)
+            if len(got) == 5:
+                break
+        assert sub.stats.stamper == "leading"
+    assert [e.cursor.seq for e in got] == [1, 2, 3, 4, 5] and {e.source for e in got[2:]} == {"listen"}
+
+
+def test_the_loop_ends_by_itself_before_a_statement_timeout_and_stamping_goes_on(installed_url: str) -> None:
+    """A statement_timeout shorter than the loop's run (here 1 s, as a database or role may set): the loop
+    returns at 80 % of it instead of being cancelled with an error (schema 7), and the helpers that call it
+    again keep every change stamped within a round or two."""
+    _set_for_the_database(installed_url, "statement_timeout", "1s")
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        started = time.monotonic()
+        assert conn.execute("CALL supabase_push.stamp_loop_v2(59, 1, 10, NULL)").fetchone() == (True,)
+        assert 0.6 < time.monotonic() - started < 1.0
+    with stamping(installed_url), psycopg.connect(installed_url, autocommit=True) as watcher:
+        slowest = 0.0
+        for _ in range(12):  # 3 s: across several of the loop's runs
+            _insert(installed_url)
+            written = time.monotonic()
+            while watcher.execute("SELECT changes FROM supabase_push.pending_v2()").fetchone() != (0,):
+                assert time.monotonic() - written < 1, "a change waited a second for its cursor"
+                time.sleep(0.005)
+            slowest = max(slowest, time.monotonic() - written)
+            time.sleep(0.25)
+    print(f"slowest stamp after its commit: {slowest * 1000:.1f} ms")

@@ -52,7 +52,7 @@ def test_verify_says_what_an_upgrade_would_change(make_db: DatabaseFactory) -> N
     assert status.installed and status.schema_version == 1 and status.routes
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6, 7])
 async def test_apply_upgrades_in_place_while_writers_write_and_a_subscriber_reads(make_db: DatabaseFactory,
                                                                                   tmp_path: Path, version: int) -> None:
     """8 writers through the upgrade (from each schema that shipped); a subscriber started on the old schema (with its
