@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
@@ -119,9 +120,15 @@ async def aexecute_read(conn: psycopg.AsyncConnection[Any], after: Cursor, *, li
     """The first half of :func:`aread_changes` (no stamping round): the read sent and its result received, held
     by the cursor returned, no row of it a Python object yet; :func:`aevents_of` makes them events. A reader asks
     for the next page of a catch-up between the two (:func:`aend_of` says where this one ends)."""
-    cur = _rows_cursor(conn.cursor(row_factory=tuple_row, binary=True))
+    return await _executed(_rows_cursor(conn.cursor(row_factory=tuple_row, binary=True)), _READ,
+                           _params(after, limit, topics))
+
+
+async def _executed(cur: psycopg.AsyncCursor[tuple[Any, ...]], query: str | sql.Composed,
+                    params: dict[str, Any] | None = None) -> psycopg.AsyncCursor[tuple[Any, ...]]:
+    """``cur`` with ``query`` sent and its result received, to fetch from and close (closed if that fails)."""
     try:
-        await cur.execute(_READ, _params(after, limit, topics))
+        await cur.execute(query, params)
     except BaseException:
         await cur.close()
         raise
@@ -360,8 +367,9 @@ async def aread_snapshot(conn: psycopg.AsyncConnection[Any], topics: Sequence[st
                          page_size: int = 1000) -> AsyncGenerator[SnapshotStart | list[ChangeEvent], None]:
     """The rows of the routed tables of ``topics``, as they are in one snapshot, with the cursor they stand at:
     first a :class:`SnapshotStart`, then pages of ``op == "SNAPSHOT"`` events (their ``record`` the row), read
-    in one REPEATABLE READ transaction by a server-side cursor (memory stays bounded by ``page_size``). The
-    rows are read with the connection's rights (row-level security applies)."""
+    in one REPEATABLE READ transaction by a server-side cursor (memory stays bounded by two pages: each page is
+    asked for before the one before it is built, so the server reads it meanwhile). The rows are read with the
+    connection's rights (row-level security applies)."""
     await astamp(conn)  # fewer changes to skip
     async with conn.transaction():
         await conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
@@ -370,12 +378,26 @@ async def aread_snapshot(conn: psycopg.AsyncConnection[Any], topics: Sequence[st
         assert row is not None
         start = SnapshotStart(Cursor(int(row[0]), int(row[1])), frozenset(row[2]), row[4])
         yield start
+        fetch = sql.SQL("FETCH FORWARD {} FROM supabase_push_snapshot").format(sql.Literal(page_size))
         for table in row[3]:
-            query = sql.SQL("SELECT pg_catalog.to_jsonb(t)::text FROM {}.{} t").format(
-                sql.Identifier(table["schema"]), sql.Identifier(table["table"]))
-            async with conn.cursor(name="supabase_push_snapshot") as rows:
-                await rows.execute(query)
-                while page := await rows.fetchmany(page_size):
-                    with collector_paused():
-                        records = _json.loads_each([record for (record,) in page])
-                    yield start.events(table["topic"], table["schema"], table["table"], records)
+            await conn.execute(sql.SQL("DECLARE supabase_push_snapshot NO SCROLL CURSOR FOR "
+                                       "SELECT pg_catalog.to_jsonb(t)::text FROM {}.{} t").format(
+                sql.Identifier(table["schema"]), sql.Identifier(table["table"])))
+            ahead = asyncio.ensure_future(_executed(conn.cursor(row_factory=tuple_row), fetch))
+            try:
+                while (page := await ahead).rowcount:
+                    ahead = asyncio.ensure_future(_executed(conn.cursor(row_factory=tuple_row), fetch))
+                    await asyncio.sleep(0)  # the next FETCH is sent
+                    try:
+                        with collector_paused():  # see aevents_of
+                            records = _json.loads_each([record for (record,) in await page.fetchall()])
+                            events = start.events(table["topic"], table["schema"], table["table"], records)
+                    finally:
+                        await page.close()
+                    yield events
+                await (await ahead).close()
+            finally:  # a reader that stopped early: its FETCH ends before the transaction does (or its error is taken)
+                ahead.cancel()
+                with contextlib.suppress(BaseException):
+                    await ahead
+            await conn.execute("CLOSE supabase_push_snapshot")

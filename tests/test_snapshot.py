@@ -325,3 +325,27 @@ def test_a_snapshot_over_sql_is_read_with_the_readers_rights(seeded: str) -> Non
     assert proc.returncode == 0, proc.stderr
     symbols = sorted(json.loads(line)["record"]["symbol"] for line in proc.stdout.splitlines())
     assert symbols == sorted(["S1", *(f"S1{n}" for n in range(10))]), "S1 and S10-S19, the rows the policy shows"
+
+
+async def test_a_snapshot_read_page_ahead_gives_each_row_once_and_a_reader_may_stop_at_any_page(seeded: str) -> None:
+    """Each page is asked for before the one before it is built: every row comes once, in pages of the size
+    asked (the last one less), and a reader that stops after any page leaves the connection ready for the next
+    snapshot (the FETCH asked ahead ends with the transaction)."""
+    from supabase_push.changelog import SnapshotStart, aread_snapshot
+
+    async with await psycopg.AsyncConnection.connect(seeded, autocommit=True) as conn:
+        start, *pages = [item async for item in aread_snapshot(conn, ["position-updates"], page_size=7)]
+        assert isinstance(start, SnapshotStart)
+        sizes = [len(page) for page in pages if isinstance(page, list)]
+        assert sizes == [7] * (SEED // 7) + ([SEED % 7] if SEED % 7 else [])
+        symbols = [e.record["symbol"] for page in pages if isinstance(page, list) for e in page if e.record]
+        assert sorted(symbols) == sorted(f"S{n}" for n in range(1, SEED + 1))
+        for stop_after in (1, 2):
+            snapshot = aread_snapshot(conn, ["position-updates"], page_size=7)
+            for _ in range(1 + stop_after):  # the start, then stop_after pages
+                await anext(snapshot)
+            await snapshot.aclose()
+            assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        again = [item async for item in aread_snapshot(conn, ["position-updates"], page_size=SEED)]
+        assert sorted(e.record["symbol"] for page in again[1:] if isinstance(page, list) for e in page
+                      if e.record) == sorted(symbols)
