@@ -101,19 +101,10 @@ class _ReadAhead(Generic[_T]):
 
     async def start(self, after: Cursor, limit: int, topics: Sequence[str], read: Coroutine[Any, Any, _T],
                     sent: asyncio.Event | None = None) -> None:
-        """Start ``read`` and return once it has sent its request (``sent`` set, or one step of it where
-        sending takes one, as psycopg's does), so this page's events are built while the next is read."""
+        """Start ``read`` (see :func:`_started`), so this page's events are built while the next is read."""
         if self._task is not None:
             self._task.add_done_callback(_forget)
-        self._after, self._task = (after, limit, tuple(topics)), asyncio.ensure_future(read)
-        if sent is None:
-            await asyncio.sleep(0)
-            return
-        waiting = asyncio.ensure_future(sent.wait())
-        try:
-            await asyncio.wait((self._task, waiting), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            waiting.cancel()
+        self._after, self._task = (after, limit, tuple(topics)), await _started(read, sent)
 
     async def close(self) -> None:
         task, self._task = self._task, None
@@ -121,6 +112,21 @@ class _ReadAhead(Generic[_T]):
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
+
+
+async def _started(read: Coroutine[Any, Any, _T], sent: asyncio.Event | None = None) -> asyncio.Task[_T]:
+    """``read`` as a task, once it has sent its request (``sent`` set, or one step of it where sending takes one,
+    as psycopg's does)."""
+    task = asyncio.ensure_future(read)
+    if sent is None:
+        await asyncio.sleep(0)
+        return task
+    waiting = asyncio.ensure_future(sent.wait())
+    try:
+        await asyncio.wait((task, waiting), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiting.cancel()
+    return task
 
 
 def _forget(task: asyncio.Task[Any]) -> None:
@@ -267,14 +273,26 @@ class RestReader:
             start = SnapshotStart(Cursor(int(opened["seq"]), int(opened["id"])),
                                   frozenset(int(i) for i in opened["skip"]), datetime.fromisoformat(opened["taken_at"]))
             yield start
-            after = 0
-            while rows := await self._rpc("supabase_push_snapshot_page",
-                                          {"snapshot_id": snapshot_id, "after_n": after, "max_rows": page_size}):
-                after = int(rows[-1]["n"])
-                yield [event for (topic, schema, table), records in _by_table(rows)
-                       for event in start.events(topic, schema, table, records)]
-                if len(rows) < page_size:
-                    break
+
+            async def page(after: int) -> asyncio.Task[list[dict[str, Any]]]:
+                sent = asyncio.Event()
+                return await _started(self._rpc("supabase_push_snapshot_page", {
+                    "snapshot_id": snapshot_id, "after_n": after, "max_rows": page_size}, sent), sent)
+
+            pending = await page(0)
+            try:  # each page asked for before the one before it is built: PostgREST reads it meanwhile
+                while rows := await pending:
+                    full = len(rows) == page_size
+                    if full:
+                        pending = await page(int(rows[-1]["n"]))
+                    yield [event for (topic, schema, table), records in _by_table(rows)
+                           for event in start.events(topic, schema, table, records)]
+                    if not full:
+                        break
+            finally:  # a reader that stopped early: the page asked ahead is not wanted
+                pending.cancel()
+                with contextlib.suppress(BaseException):
+                    await pending
         finally:
             with contextlib.suppress(TransportError):  # an hour on, the next open drops it anyway
                 await self._post("supabase_push_snapshot_close", {"snapshot_id": snapshot_id})
@@ -291,9 +309,10 @@ class RestReader:
                 raise
             self._stamps = False  # an older schema, without the function
 
-    async def _rpc(self, function: str, params: dict[str, Any]) -> list[dict[str, Any]]:
-        """A function that returns rows."""
-        return self._rows(await self._post(function, params))
+    async def _rpc(self, function: str, params: dict[str, Any],
+                   sent: asyncio.Event | None = None) -> list[dict[str, Any]]:
+        """A function that returns rows (``sent``: see :meth:`_post`)."""
+        return self._rows(await self._post(function, params, sent))
 
     def _rows(self, response: httpx.Response) -> list[dict[str, Any]]:
         try:
