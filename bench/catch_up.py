@@ -9,8 +9,8 @@ A backlog of changes (trades inserted 1,000 per transaction) is read from the st
 - ingest: a `Subscriber` (polling, SQL) handing every event to `async for`, beside the
   raw `aread_changes` loop it is built on;
 - snapshot: the same table's rows as a snapshot (what `start="snapshot"` reads first) over SQL
-  (one transaction, a server-side cursor, each page asked for before the last is built) and PostgREST (a copy made in one statement, read in
-  pages), beside the keyset peers.
+  (one transaction, a server-side cursor) and PostgREST (a copy made in one statement, read in
+  pages), each page asked for before the last one is built, beside the keyset peers.
 """
 
 from __future__ import annotations
