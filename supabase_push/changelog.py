@@ -379,14 +379,18 @@ async def aread_snapshot(conn: psycopg.AsyncConnection[Any], topics: Sequence[st
         start = SnapshotStart(Cursor(int(row[0]), int(row[1])), frozenset(row[2]), row[4])
         yield start
         fetch = sql.SQL("FETCH FORWARD {} FROM supabase_push_snapshot").format(sql.Literal(page_size))
+
+        def ask() -> asyncio.Task[psycopg.AsyncCursor[tuple[Any, ...]]]:
+            return asyncio.ensure_future(_executed(conn.cursor(row_factory=tuple_row), fetch))
+
         for table in row[3]:
             await conn.execute(sql.SQL("DECLARE supabase_push_snapshot NO SCROLL CURSOR FOR "
                                        "SELECT pg_catalog.to_jsonb(t)::text FROM {}.{} t").format(
                 sql.Identifier(table["schema"]), sql.Identifier(table["table"])))
-            ahead = asyncio.ensure_future(_executed(conn.cursor(row_factory=tuple_row), fetch))
+            ahead = ask()
             try:
                 while (page := await ahead).rowcount:
-                    ahead = asyncio.ensure_future(_executed(conn.cursor(row_factory=tuple_row), fetch))
+                    ahead = ask()
                     await asyncio.sleep(0)  # the next FETCH is sent
                     try:
                         with collector_paused():  # see aevents_of
