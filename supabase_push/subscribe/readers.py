@@ -101,10 +101,12 @@ class _ReadAhead(Generic[_T]):
 
     async def start(self, after: Cursor, limit: int, topics: Sequence[str], read: Coroutine[Any, Any, _T],
                     sent: asyncio.Event | None = None) -> None:
-        """Start ``read`` (see :func:`_started`), so this page's events are built while the next is read."""
+        """Start ``read`` and return once it has sent its request (see :func:`_until_sent`), so this page's events
+        are built while the next is read."""
         if self._task is not None:
             self._task.add_done_callback(_forget)
-        self._after, self._task = (after, limit, tuple(topics)), await _started(read, sent)
+        self._after, self._task = (after, limit, tuple(topics)), asyncio.ensure_future(read)
+        await _until_sent(self._task, sent)
 
     async def close(self) -> None:
         task, self._task = self._task, None
@@ -114,19 +116,16 @@ class _ReadAhead(Generic[_T]):
                 await task
 
 
-async def _started(read: Coroutine[Any, Any, _T], sent: asyncio.Event | None = None) -> asyncio.Task[_T]:
-    """``read`` as a task, once it has sent its request (``sent`` set, or one step of it where sending takes one,
-    as psycopg's does)."""
-    task = asyncio.ensure_future(read)
+async def _until_sent(task: asyncio.Task[Any], sent: asyncio.Event | None = None) -> None:
+    """Until ``task`` has sent its request: ``sent`` set, or one step of it where sending takes one (psycopg's)."""
     if sent is None:
         await asyncio.sleep(0)
-        return task
+        return
     waiting = asyncio.ensure_future(sent.wait())
     try:
         await asyncio.wait((task, waiting), return_when=asyncio.FIRST_COMPLETED)
     finally:
         waiting.cancel()
-    return task
 
 
 def _forget(task: asyncio.Task[Any]) -> None:
@@ -274,17 +273,17 @@ class RestReader:
                                   frozenset(int(i) for i in opened["skip"]), datetime.fromisoformat(opened["taken_at"]))
             yield start
 
-            async def page(after: int) -> asyncio.Task[list[dict[str, Any]]]:
-                sent = asyncio.Event()
-                return await _started(self._rpc("supabase_push_snapshot_page", {
-                    "snapshot_id": snapshot_id, "after_n": after, "max_rows": page_size}, sent), sent)
+            def page(after: int, sent: asyncio.Event | None = None) -> asyncio.Task[list[dict[str, Any]]]:
+                return asyncio.ensure_future(self._rpc("supabase_push_snapshot_page", {
+                    "snapshot_id": snapshot_id, "after_n": after, "max_rows": page_size}, sent))
 
-            pending = await page(0)
+            pending = page(0)
             try:  # each page asked for before the one before it is built: PostgREST reads it meanwhile
                 while rows := await pending:
                     full = len(rows) == page_size
                     if full:
-                        pending = await page(int(rows[-1]["n"]))
+                        pending = page(int(rows[-1]["n"]), sent := asyncio.Event())
+                        await _until_sent(pending, sent)
                     yield [event for (topic, schema, table), records in _by_table(rows)
                            for event in start.events(topic, schema, table, records)]
                     if not full:
