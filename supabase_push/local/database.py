@@ -101,16 +101,15 @@ class Database:
             return {extension: extension in visible for extension in extensions}
 
     async def can_write(self, claims: dict[str, Any], topic: str, extension: str = "broadcast") -> bool:
-        """Whether the claims' role may insert a message on a private topic (then rolled back). Checked for every
-        request, as Supabase's REST broadcast does, in three round trips (no savepoints: the transaction is
-        rolled back whatever happens)."""
+        """Whether the claims' role may insert a message on a private topic (then rolled back)."""
         async with self._lock, self.conn.transaction(force_rollback=True):
             if not await self._assume(claims, topic):
                 return False
             try:
-                await self.conn.execute(
-                    "INSERT INTO realtime.messages (topic, extension, private) VALUES (%s, %s, true)",
-                    (topic, extension))
+                async with self.conn.transaction():
+                    await self.conn.execute(
+                        "INSERT INTO realtime.messages (topic, extension, private) VALUES (%s, %s, true)",
+                        (topic, extension))
             except psycopg.errors.InsufficientPrivilege:
                 return False
             return True
@@ -135,28 +134,25 @@ class Database:
             where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(column)) for column in key)
             query = sql.SQL("SELECT 1 FROM {}.{} WHERE {}").format(sql.Identifier(schema), sql.Identifier(table), where)
             try:
-                cur = await self.conn.execute(query, list(key.values()))
-                return await cur.fetchone() is not None
+                async with self.conn.transaction():
+                    cur = await self.conn.execute(query, list(key.values()))
+                    return await cur.fetchone() is not None
             except psycopg.Error as exc:  # no privilege on the table, or a value the key's type refuses
                 log.debug("RLS check on %s.%s as %s: %s", schema, table, claims.get("role"), exc)
                 return False
 
     async def _assume(self, claims: dict[str, Any], topic: str) -> bool:
-        """The claims' role and the claims as Supabase exposes them (``auth.uid()``, ``realtime.topic()``), for the
-        rest of this transaction, in one statement; False (the transaction aborted) if the role cannot be taken.
-        ``set_config('role', ...)`` is ``SET LOCAL ROLE``, except that it reads ``none`` as the session's own role,
-        which no token may have."""
-        role = str(claims["role"])
-        if role == "none":
-            log.info("role %r from a JWT cannot be assumed", role)
+        if claims["role"] == "none":  # SET ROLE reads it (quoted or not) as the session's own role: the server's
+            log.info("role %r from a JWT cannot be assumed", claims["role"])
             return False
         try:
-            await self.conn.execute(
-                "SELECT set_config('role', %s, true), set_config('realtime.topic', %s, true),"
-                " set_config('request.jwt.claims', %s, true), set_config('request.jwt.claim.sub', %s, true),"
-                " set_config('request.jwt.claim.role', %s, true)",
-                (role, topic, json.dumps(claims), str(claims.get("sub", "")), role))
+            async with self.conn.transaction():
+                await self.conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(str(claims["role"]))))
         except (psycopg.errors.InvalidParameterValue, psycopg.errors.InsufficientPrivilege) as exc:
-            log.info("role %r from a JWT cannot be assumed: %s", role, exc)
+            log.info("role %r from a JWT cannot be assumed: %s", claims["role"], exc)
             return False
+        await self.conn.execute(
+            "SELECT set_config('realtime.topic', %s, true), set_config('request.jwt.claims', %s, true),"
+            " set_config('request.jwt.claim.sub', %s, true), set_config('request.jwt.claim.role', %s, true)",
+            (topic, json.dumps(claims), str(claims.get("sub", "")), str(claims["role"])))
         return True
