@@ -16,6 +16,7 @@ from psycopg.types.numeric import Int8BinaryLoader
 from pydantic import BaseModel
 
 from . import _json
+from ._ahead import drop, until_sent
 from ._gc import collector_paused
 from .events import START, ChangeEvent, Cursor, Operation, Source
 
@@ -391,7 +392,7 @@ async def aread_snapshot(conn: psycopg.AsyncConnection[Any], topics: Sequence[st
             try:
                 while (page := await ahead).rowcount:
                     ahead = ask()
-                    await asyncio.sleep(0)  # the next FETCH is sent
+                    await until_sent(ahead)
                     try:
                         with collector_paused():  # see aevents_of
                             records = _json.loads_each([record for (record,) in await page.fetchall()])
@@ -400,8 +401,6 @@ async def aread_snapshot(conn: psycopg.AsyncConnection[Any], topics: Sequence[st
                         await page.close()
                     yield events
                 await (await ahead).close()
-            finally:  # a reader that stopped early: its FETCH ends before the transaction does (or its error is taken)
-                ahead.cancel()
-                with contextlib.suppress(BaseException):
-                    await ahead
+            finally:  # a reader that stopped early: its FETCH ends before the transaction does
+                await drop(ahead)
             await conn.execute("CLOSE supabase_push_snapshot")

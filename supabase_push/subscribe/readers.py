@@ -14,6 +14,7 @@ import orjson
 import psycopg
 
 from .. import _json
+from .._ahead import drop, until_sent
 from .._gc import collector_paused
 from ..changelog import (
     SnapshotStart,
@@ -101,31 +102,17 @@ class _ReadAhead(Generic[_T]):
 
     async def start(self, after: Cursor, limit: int, topics: Sequence[str], read: Coroutine[Any, Any, _T],
                     sent: asyncio.Event | None = None) -> None:
-        """Start ``read`` and return once it has sent its request (see :func:`_until_sent`), so this page's events
+        """Start ``read`` and return once it has sent its request (see :func:`until_sent`), so this page's events
         are built while the next is read."""
         if self._task is not None:
             self._task.add_done_callback(_forget)
         self._after, self._task = (after, limit, tuple(topics)), asyncio.ensure_future(read)
-        await _until_sent(self._task, sent)
+        await until_sent(self._task, sent)
 
     async def close(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(BaseException):
-                await task
-
-
-async def _until_sent(task: asyncio.Task[Any], sent: asyncio.Event | None = None) -> None:
-    """Until ``task`` has sent its request: ``sent`` set, or one step of it where sending takes one (psycopg's)."""
-    if sent is None:
-        await asyncio.sleep(0)
-        return
-    waiting = asyncio.ensure_future(sent.wait())
-    try:
-        await asyncio.wait((task, waiting), return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        waiting.cancel()
+            await drop(task)
 
 
 def _forget(task: asyncio.Task[Any]) -> None:
@@ -283,15 +270,13 @@ class RestReader:
                     full = len(rows) == page_size
                     if full:
                         pending = page(int(rows[-1]["n"]), sent := asyncio.Event())
-                        await _until_sent(pending, sent)
+                        await until_sent(pending, sent)
                     yield [event for (topic, schema, table), records in _by_table(rows)
                            for event in start.events(topic, schema, table, records)]
                     if not full:
                         break
             finally:  # a reader that stopped early: the page asked ahead is not wanted
-                pending.cancel()
-                with contextlib.suppress(BaseException):
-                    await pending
+                await drop(pending)
         finally:
             with contextlib.suppress(TransportError):  # an hour on, the next open drops it anyway
                 await self._post("supabase_push_snapshot_close", {"snapshot_id": snapshot_id})
