@@ -13,7 +13,9 @@ from realtime import AsyncRealtimeChannel, AsyncRealtimeClient, RealtimeSubscrib
 from realtime import RealtimeAcknowledgementStatus as Ack
 from realtime import RealtimePostgresChangesListenEvent as Event
 
+from supabase_push.embedded import LocalPostgres
 from supabase_push.local import LocalRealtime, ServerConfig, mint
+from supabase_push.local.stack import prepare
 
 from .realtime_helpers import Inbox, options, unique
 
@@ -352,3 +354,82 @@ async def test_a_presence_only_read_policy_gets_presence_and_no_broadcasts(realt
     finally:
         await c.close()
         db.execute(f"DROP POLICY {policy} ON realtime.messages")
+
+
+HELD = """
+CREATE TABLE held (id bigint PRIMARY KEY, body text NOT NULL);
+ALTER TABLE held ENABLE ROW LEVEL SECURITY;
+CREATE POLICY no_secrets ON held FOR SELECT TO authenticated USING (body <> 'secret');
+GRANT SELECT ON held TO authenticated;
+ALTER PUBLICATION supabase_realtime ADD TABLE held;
+INSERT INTO held VALUES (1, 'open');
+"""
+
+
+async def test_rls_is_checked_once_the_change_is_visible_not_when_decoded() -> None:
+    """Decoding streams a commit once its record is flushed, before the transaction is visible to others; a
+    synchronous standby that never answers holds a commit in between for as long as we like. A check made
+    there would withhold an INSERT for good, and pass an UPDATE by the row as it was before it."""
+    with LocalPostgres(settings={"synchronous_standby_names": "nobody", "synchronous_commit": "local"}) as pg:
+        url = pg.dsn
+        with psycopg.connect(url, autocommit=True) as conn:
+            prepare(conn, tables=False, broadcast_mode=None)
+            conn.execute(HELD)
+        async with LocalRealtime(url, ServerConfig(port=0, rest=False, auth=False, stamp=False)) as server:
+            client = AsyncRealtimeClient(server.realtime_url,
+                                         mint("authenticated", server.config.jwt_secret, sub=str(uuid.uuid4())),
+                                         max_retries=1)
+            inbox, system = Inbox(), Inbox()
+            channel = client.channel(unique("held"))
+            channel.on_postgres_changes(Event.All, inbox, table="held")
+            channel.on_system(system)
+            try:
+                await subscribe(channel)
+                await system.wait_for(lambda p: p.message == "Subscribed to PostgreSQL")
+
+                await _held_commit(url, "INSERT INTO held VALUES (2, 'new')", inbox)  # else withheld for good
+                [insert] = await inbox.wait_for(lambda p: change_type(p) == "INSERT")
+                assert insert["data"]["record"] == {"id": 2, "body": "new"}
+
+                await _held_commit(url, "UPDATE held SET body = 'secret' WHERE id = 1", inbox)  # else sent as 'open'
+                await _held_commit(url, "INSERT INTO held VALUES (3, 'after')", inbox)
+                await inbox.wait_for(lambda p: p["data"]["record"]["id"] == 3)
+                assert [change_type(p) for p in inbox.items] == ["INSERT", "INSERT"], "the secret must not be sent"
+            finally:
+                await client.close()
+
+
+async def _held_commit(url: str, statement: str, inbox: Inbox) -> None:
+    """Run ``statement`` with a commit the standby holds until the local server has decoded it, check that
+    nothing more reached ``inbox`` meanwhile, then let the commit go."""
+    delivered = list(inbox.items)
+    async with await psycopg.AsyncConnection.connect(url, autocommit=True) as writer:
+        await writer.execute("SET synchronous_commit = on")
+        running = asyncio.create_task(writer.execute(statement))
+        with psycopg.connect(url, autocommit=True) as conn:
+            try:
+                await _decoded_while_held(conn, writer.info.backend_pid)
+                await asyncio.sleep(0.3)  # time for a check made too early
+                assert inbox.items == delivered, "nothing is delivered while the commit is invisible"
+            finally:  # canceling the wait for the standby: committed locally, and now visible
+                conn.execute("SELECT pg_cancel_backend(%s)", (writer.info.backend_pid,))
+        await running
+
+
+async def _decoded_while_held(conn: psycopg.Connection[Any], pid: int) -> None:
+    """Until the backend ``pid`` waits for the standby with its commit flushed, and the local server's slot has
+    confirmed that commit (it confirms a transaction once it has it)."""
+    for _ in range(250):
+        state = conn.execute("SELECT wait_event, pg_current_wal_flush_lsn() FROM pg_stat_activity WHERE pid = %s",
+                             (pid,)).fetchone()
+        if state is not None and state[0] == "SyncRep":
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the commit was never held for the standby")
+    for _ in range(250):
+        if conn.execute("SELECT bool_and(confirmed_flush_lsn >= %s) FROM pg_replication_slots"
+                        " WHERE slot_name LIKE 'supabase_push_local_%%'", (state[1],)).fetchone() == (True,):
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the local server never decoded the held commit")

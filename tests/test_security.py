@@ -159,8 +159,9 @@ def test_the_cli_takes_injections_as_names(installed_url: str, route: str) -> No
 
 
 async def test_a_token_whose_role_is_none_gets_none_of_the_server_s_rights(realtime_db: str) -> None:
-    """``SET ROLE none`` means the session's own role (the local server's, a superuser here): a signed token
-    carrying the role ``none`` may write and read no private topic, as a role that does not exist may not."""
+    """``none`` is what ``set_config('role', ...)`` reads as the session's own role (the local server's, a
+    superuser here): a signed token carrying it may write and read no private topic, as a role that does not
+    exist may not."""
     from supabase_push.local.database import Database
 
     db = Database(realtime_db, install=False)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from typing import Any
 
 import psycopg
@@ -20,6 +21,14 @@ log = logging.getLogger("supabase_push.local")
 
 PUBLICATION = "supabase_realtime"
 MESSAGES_PUBLICATION = "supabase_realtime_messages_publication"
+VISIBILITY_WAIT = 5.0  # seconds a decoded transaction may take to become visible before its checks go ahead
+
+# Whether the transaction of a 32-bit xid (as decoding gives it) is visible to a new snapshot: its full xid is
+# the one just below the snapshot's xmax with those low 32 bits.
+_VISIBLE = (
+    "SELECT pg_catalog.pg_visible_in_snapshot("
+    "(x - ((x %% 4294967296 - %s + 4294967296) %% 4294967296))::text::xid8, s)"
+    " FROM (SELECT s, pg_catalog.pg_snapshot_xmax(s)::text::bigint AS x FROM pg_catalog.pg_current_snapshot() s) q")
 
 
 class Database:
@@ -101,15 +110,16 @@ class Database:
             return {extension: extension in visible for extension in extensions}
 
     async def can_write(self, claims: dict[str, Any], topic: str, extension: str = "broadcast") -> bool:
-        """Whether the claims' role may insert a message on a private topic (then rolled back)."""
+        """Whether the claims' role may insert a message on a private topic (then rolled back). Checked for every
+        request, as Supabase's REST broadcast does, in three round trips (no savepoints: the transaction is
+        rolled back whatever happens)."""
         async with self._lock, self.conn.transaction(force_rollback=True):
             if not await self._assume(claims, topic):
                 return False
             try:
-                async with self.conn.transaction():
-                    await self.conn.execute(
-                        "INSERT INTO realtime.messages (topic, extension, private) VALUES (%s, %s, true)",
-                        (topic, extension))
+                await self.conn.execute(
+                    "INSERT INTO realtime.messages (topic, extension, private) VALUES (%s, %s, true)",
+                    (topic, extension))
             except psycopg.errors.InsufficientPrivilege:
                 return False
             return True
@@ -125,6 +135,23 @@ class Database:
             row = await cur.fetchone()
         return tuple(row[0]) if row is not None else None
 
+    async def until_visible(self, xid: int, timeout: float = VISIBILITY_WAIT) -> bool:
+        """Wait until the transaction ``xid`` is visible to this connection's queries; False after ``timeout``.
+        Decoding streams a commit once its record is flushed, a moment before the transaction becomes visible (or
+        longer: while its backend waits for a synchronous standby); an RLS check in between would not find an
+        inserted row, or would read an updated one as it was."""
+        deadline = time.monotonic() + timeout
+        pause = 0.0002
+        while True:
+            async with self._lock:
+                cur = await self.conn.execute(_VISIBLE, (xid,))
+                if await cur.fetchone() == (True,):
+                    return True
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.05)
+
     async def row_visible(self, claims: dict[str, Any], schema: str, table: str, key: dict[str, Any]) -> bool:
         """Whether the claims' role may select the row with this primary key now, under its RLS
         policies: how Supabase Realtime decides who gets an INSERT or UPDATE of a table with RLS."""
@@ -134,25 +161,28 @@ class Database:
             where = sql.SQL(" AND ").join(sql.SQL("{} = %s").format(sql.Identifier(column)) for column in key)
             query = sql.SQL("SELECT 1 FROM {}.{} WHERE {}").format(sql.Identifier(schema), sql.Identifier(table), where)
             try:
-                async with self.conn.transaction():
-                    cur = await self.conn.execute(query, list(key.values()))
-                    return await cur.fetchone() is not None
+                cur = await self.conn.execute(query, list(key.values()))
+                return await cur.fetchone() is not None
             except psycopg.Error as exc:  # no privilege on the table, or a value the key's type refuses
                 log.debug("RLS check on %s.%s as %s: %s", schema, table, claims.get("role"), exc)
                 return False
 
     async def _assume(self, claims: dict[str, Any], topic: str) -> bool:
-        if claims["role"] == "none":  # SET ROLE reads it (quoted or not) as the session's own role: the server's
-            log.info("role %r from a JWT cannot be assumed", claims["role"])
+        """The claims' role and the claims as Supabase exposes them (``auth.uid()``, ``realtime.topic()``), for the
+        rest of this transaction, in one statement; False (the transaction aborted) if the role cannot be taken.
+        ``set_config('role', ...)`` is ``SET LOCAL ROLE``, except that it reads ``none`` as the session's own role,
+        which no token may have."""
+        role = str(claims["role"])
+        if role == "none":
+            log.info("role %r from a JWT cannot be assumed", role)
             return False
         try:
-            async with self.conn.transaction():
-                await self.conn.execute(sql.SQL("SET LOCAL ROLE {}").format(sql.Identifier(str(claims["role"]))))
+            await self.conn.execute(
+                "SELECT set_config('role', %s, true), set_config('realtime.topic', %s, true),"
+                " set_config('request.jwt.claims', %s, true), set_config('request.jwt.claim.sub', %s, true),"
+                " set_config('request.jwt.claim.role', %s, true)",
+                (role, topic, json.dumps(claims), str(claims.get("sub", "")), role))
         except (psycopg.errors.InvalidParameterValue, psycopg.errors.InsufficientPrivilege) as exc:
-            log.info("role %r from a JWT cannot be assumed: %s", claims["role"], exc)
+            log.info("role %r from a JWT cannot be assumed: %s", role, exc)
             return False
-        await self.conn.execute(
-            "SELECT set_config('realtime.topic', %s, true), set_config('request.jwt.claims', %s, true),"
-            " set_config('request.jwt.claim.sub', %s, true), set_config('request.jwt.claim.role', %s, true)",
-            (topic, json.dumps(claims), str(claims.get("sub", "")), str(claims["role"])))
         return True

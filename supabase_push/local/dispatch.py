@@ -12,7 +12,7 @@ from typing import Any
 
 from . import change_filters
 from .channels import ChannelRegistry
-from .database import Database
+from .database import VISIBILITY_WAIT, Database
 from .frames import Frame, RawJSON, encode
 from .pgoutput import UNCHANGED_TOAST, Change, Column, Relation, Transaction, record_json
 
@@ -30,6 +30,7 @@ class ChangeDispatcher:
         # relation oid -> (when read, its primary key if RLS is on): read again after a second, since
         # ALTER TABLE ... ENABLE ROW LEVEL SECURITY sends no new Relation message
         self._row_security: dict[int, tuple[float, tuple[str, ...] | None]] = {}
+        self._visible: Transaction | None = None  # the last transaction seen visible before an RLS check
 
     async def run(self, changes: asyncio.Queue[Transaction]) -> None:
         """Until cancelled: each transaction the decoding stream puts on ``changes``."""
@@ -68,6 +69,11 @@ class ChangeDispatcher:
         filtered_row = {c.name: (v, c) for c, v in zip(relation.columns, row, strict=False)}
         checked = any(channel.claims.get("role") != "service_role" for channel, _ in listeners)
         key = await self._rls_key(change) if checked else None
+        if key is not None and self._visible is not transaction:
+            if not await self.db.until_visible(transaction.xid):
+                log.warning("transaction %s is not visible %.0f s after its commit was decoded: its RLS checks go"
+                            " ahead (an inserted row is withheld)", transaction.xid, VISIBILITY_WAIT)
+            self._visible = transaction
         for channel, bindings in listeners:
             ids = [b.id for b in bindings if b.event in ("*", change.op)
                    and (b.filter is None or self._passes(b.filter, filtered_row.get(b.filter.column)))]
