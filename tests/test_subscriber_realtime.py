@@ -8,7 +8,11 @@ import logging
 import psycopg
 import pytest
 
+from supabase_push.changelog import stamp
+from supabase_push.embedded import LocalPostgres
+from supabase_push.events import ChangeEvent
 from supabase_push.local import LocalRealtime, ServerConfig, tokens
+from supabase_push.local.stack import prepare
 from supabase_push.subscribe import RealtimeTransport, SqlReader, Subscriber
 
 from .subscriber_helpers import (
@@ -18,6 +22,7 @@ from .subscriber_helpers import (
     no_fault,
     run_with_fault,
     settings,
+    until,
     write,
 )
 from .tcp_proxy import FreezingProxy
@@ -177,3 +182,60 @@ async def test_a_project_without_public_channels_still_pushes(realtime_db: str,
     assert state == "push:realtime" and subscriber.stats.push_failures == 0
     assert subscriber.stats.delivered["realtime"] > 0
     assert caplog.text.count("refused a public liveness channel") == 1
+
+
+async def test_a_push_decoded_before_its_round_is_visible_is_read_soon_after() -> None:
+    """Realtime decodes a stamping round once its commit is flushed, before reads can see it; here a
+    synchronous standby that never answers holds each round's commit (the stamper's commits are synchronous)
+    until the test lets it go. A push that does not follow the cursor is read by cursor; when that read cannot
+    see the pushed change yet, the subscriber reads again soon, not at its next verify read (a minute here)."""
+    with LocalPostgres(settings={"synchronous_standby_names": "nobody", "synchronous_commit": "local"}) as pg:
+        url = pg.dsn
+        with psycopg.connect(url, autocommit=True) as conn:
+            prepare(conn)
+
+            def trade(symbol: str) -> None:
+                conn.execute("INSERT INTO trades (symbol, side, quantity, price) VALUES (%s, 'buy', 1, 1)", (symbol,))
+
+            async def held_round() -> asyncio.Task[int | None]:
+                """A stamping round on a connection of its own, whose commit the standby holds."""
+                def round_() -> int | None:
+                    with psycopg.connect(url, autocommit=True) as own:
+                        return stamp(own)
+                task = asyncio.create_task(asyncio.to_thread(round_))
+                for _ in range(250):
+                    if conn.execute("SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'SyncRep'"
+                                    ).fetchone() == (1,):
+                        return task
+                    await asyncio.sleep(0.02)
+                raise AssertionError("the round's commit was never held")
+
+            async def release(task: asyncio.Task[int | None]) -> None:
+                conn.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_activity WHERE wait_event = 'SyncRep'")
+                assert await task == 1
+
+            async with LocalRealtime(url, ServerConfig(port=0, rest=False, auth=False, stamp=False)) as server:
+                trade("A")
+                first = await held_round()  # A's push goes out before anyone listens
+                subscriber = Subscriber.from_settings(
+                    settings(supabase_url=server.url, service_role_key=server.service_role_key, database_url=url),
+                    topics=["trade-updates"], transport="realtime", stamp=False, verify_interval=60)
+                got: list[ChangeEvent] = []
+                subscriber.on("trade-updates", got.append)
+                async with subscriber:
+                    await asyncio.wait_for(subscriber.wait_ready(), 20)
+                    await until(subscriber, "push:realtime")
+                    await release(first)  # A is visible now, and nobody was told
+                    trade("B")
+                    second = await held_round()  # B's push (after A) makes the subscriber read: A, not B yet
+                    for _ in range(500):
+                        if got:
+                            break
+                        await asyncio.sleep(0.02)
+                    assert [e.record["symbol"] for e in got if e.record] == ["A"]
+                    await release(second)
+                    for _ in range(250):  # 5 s; the next verify read would come after 60
+                        if len(got) == 2:
+                            break
+                        await asyncio.sleep(0.02)
+                    assert [e.record["symbol"] for e in got if e.record] == ["A", "B"], subscriber.stats

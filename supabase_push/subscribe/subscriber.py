@@ -38,6 +38,7 @@ __all__ = ["Subscriber", "SubscriberStats"]
 
 STOP_GRACE = 5.0
 """Seconds :meth:`Subscriber.close` waits for its tasks to end once cancelled."""
+_AWAITED_READS = 10  # reads that look for a pushed change not visible yet (about a minute in all), then verify's
 
 log = logging.getLogger("supabase_push.subscribe")
 
@@ -193,6 +194,9 @@ class Subscriber:
         self._tasks: list[asyncio.Task[None]] = []
         self._pushing = False
         self._behind = False
+        # A pushed change the read after it did not reach, and how many reads have looked for it since.
+        self._awaited: Cursor | None = None
+        self._awaited_reads = 0
         self._confirmed_at = time.monotonic()  # the last push, or the last read that found the stream complete
         self._read_failures_in_a_row = 0
         self._ready = asyncio.Event()
@@ -427,6 +431,8 @@ class Subscriber:
     def _next_wake(self) -> float:
         if self._behind:
             return min(self.poll_interval, self._read_backoff())
+        if self._awaited is not None:
+            return Backoff(0.05, self.verify_interval).delay(self._awaited_reads)
         if not self._pushing:
             return self.poll_interval
         # One verify read per verify_interval of push silence, counted from the last push or the last verify.
@@ -445,12 +451,22 @@ class Subscriber:
             assert self.push is not None
             if isinstance(push, Hint):  # the next change, as the log has it
                 await self._catch_up(self.push.name)
+                self._await(event)
             else:
                 await self._deliver(event.model_copy(update={"source": self.push.name}))
         else:
             log.debug("push %s does not follow %s (prev %s): reading by cursor", event.cursor,
                       self._sequencer.cursor, event.prev)
             await self._catch_up("catch-up")
+            self._await(event)
+
+    def _await(self, pushed: ChangeEvent) -> None:
+        """After the read a push asked for: if the pushed change is not read yet, read again soon (50 ms, then
+        backing off up to verify_interval), not at the next push or verify read. Realtime decodes a stamping
+        round once its commit is flushed, a moment before reads can see it (longer while a synchronous standby
+        holds it)."""
+        if self._sequencer.cursor < pushed.cursor and (self._awaited is None or self._awaited < pushed.cursor):
+            self._awaited, self._awaited_reads = pushed.cursor, 1
 
     async def _take_snapshot(self) -> bool:
         """Deliver the rows of one snapshot and move the cursor to where it stands; False if reading failed
@@ -496,6 +512,11 @@ class Subscriber:
         self._behind = False
         self._read_failures_in_a_row = 0
         self.stats.last_error, self.stats.refused = None, False
+        if self._awaited is not None:
+            if self._sequencer.cursor >= self._awaited or self._awaited_reads >= _AWAITED_READS:
+                self._awaited, self._awaited_reads = None, 0
+            else:
+                self._awaited_reads += 1
 
     def _note_failure(self, reason: str, refused: bool) -> None:
         """The reason to report: a refusal (wrong key or password) outweighs other failures until a read works."""
