@@ -4,7 +4,7 @@
 -- `psql -v ON_ERROR_STOP=1 -f sql/realtime_triggers.sql`. It is idempotent and runs as
 -- one transaction: applying it twice changes nothing, a failure changes nothing.
 --
--- What it installs (schema version 8):
+-- What it installs (schema version 9):
 --   * publication supabase_realtime (created if absent) with every routed table;
 --   * one AFTER ROW trigger per routed table that appends the change to a change log, and
 --     nothing else: no lock, no NOTIFY, no deferred work, so writers never wait for each other;
@@ -37,7 +37,7 @@ BEGIN;
 SELECT pg_advisory_xact_lock(7218311412069051321);
 
 -- A database installed by a newer supabase-push (a later schema version) is left as it is:
--- this script would put version 8's functions over the newer ones. One with an older version
+-- this script would put version 9's functions over the newer ones. One with an older version
 -- needs its migrations first.
 DO $$
 DECLARE
@@ -45,12 +45,12 @@ DECLARE
 BEGIN
     IF pg_catalog.to_regclass('supabase_push.installation') IS NOT NULL THEN
         SELECT schema_version INTO v_version FROM supabase_push.installation;  -- planned only once it exists
-        IF v_version > 8 THEN
-            RAISE EXCEPTION 'supabase_push: this database has schema version %, newer than this script (version 8)',
+        IF v_version > 9 THEN
+            RAISE EXCEPTION 'supabase_push: this database has schema version %, newer than this script (version 9)',
                 v_version
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = 'Upgrade supabase-push (pip install -U supabase-push) and apply its SQL; a downgrade is not supported.';
-        ELSIF v_version < 8 THEN
+        ELSIF v_version < 9 THEN
             RAISE EXCEPTION 'supabase_push: this database has schema version %; run its migrations first', v_version
                 USING ERRCODE = 'object_not_in_prerequisite_state',
                       HINT = 'supabase-push apply runs them; with psql, run the sql/migrations/NNNN_pre_*.sql scripts '
@@ -182,6 +182,26 @@ BEGIN
     INSERT INTO supabase_push.change_log (topic, schema_name, table_name, op, record, old_record)
     VALUES (
         TG_ARGV[0], TG_TABLE_SCHEMA, TG_TABLE_NAME, TG_OP,
+        CASE WHEN TG_OP <> 'DELETE' THEN pg_catalog.to_jsonb(NEW) END,
+        CASE WHEN TG_OP <> 'INSERT' THEN pg_catalog.to_jsonb(OLD) END
+    );
+    RETURN NULL;
+END
+$$;
+
+-- The same for a partitioned table (schema 9), whose partitions run clones of its triggers: a change
+-- is the routed table's, TG_ARGV[1].TG_ARGV[2], not the partition's (TG_TABLE_NAME), wherever the
+-- partition lives. A function of its own, so that other tables' triggers pay nothing for it.
+CREATE OR REPLACE FUNCTION supabase_push.capture_partitioned_change_v1()
+RETURNS trigger
+LANGUAGE plpgsql
+SECURITY DEFINER
+SET search_path = ''
+AS $$
+BEGIN
+    INSERT INTO supabase_push.change_log (topic, schema_name, table_name, op, record, old_record)
+    VALUES (
+        TG_ARGV[0], TG_ARGV[1], TG_ARGV[2], TG_OP,
         CASE WHEN TG_OP <> 'DELETE' THEN pg_catalog.to_jsonb(NEW) END,
         CASE WHEN TG_OP <> 'INSERT' THEN pg_catalog.to_jsonb(OLD) END
     );
@@ -1014,6 +1034,48 @@ $$;
 
 -- Installs the routes (table -> topic) and records the installation. Declarative: routes
 -- not in p_routes are removed, tables it added to the publication are taken out again.
+-- Whether the table's changes reach Realtime's postgres_changes: it is in publication supabase_realtime
+-- as pg_publication_tables lists it, or itself or a partitioned table above it was added (a partitioned
+-- table, published, is listed as its partitions: schema 8 added it again at every apply, which failed).
+-- `supabase-push verify` asks the same.
+CREATE OR REPLACE FUNCTION supabase_push.published_v1(p_relid oid)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+SET search_path = ''
+AS $$
+    SELECT EXISTS (SELECT FROM pg_catalog.pg_publication_tables t
+                   WHERE t.pubname = 'supabase_realtime'
+                     AND (t.schemaname, t.tablename) = (SELECT n.nspname, c.relname
+                                                        FROM pg_catalog.pg_class c
+                                                        JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+                                                        WHERE c.oid = p_relid))
+        OR EXISTS (SELECT FROM pg_catalog.pg_publication_rel r
+                   JOIN pg_catalog.pg_publication p ON p.oid = r.prpubid
+                   WHERE p.pubname = 'supabase_realtime'
+                     AND r.prrelid IN (SELECT a.relid FROM pg_catalog.pg_partition_ancestors(p_relid) a))
+$$;
+
+-- What a routed table's triggers call, and their arguments as pg_trigger.tgargs holds them: the topic,
+-- and for a partitioned table its schema and name (capture_partitioned_change_v1). `supabase-push
+-- verify` asks the same.
+CREATE OR REPLACE FUNCTION supabase_push.trigger_call_v1(p_relid oid, p_topic text,
+                                                         OUT function regprocedure, OUT args bytea)
+LANGUAGE sql
+STABLE
+SET search_path = ''
+AS $$
+    SELECT CASE WHEN c.relkind = 'p' THEN 'supabase_push.capture_partitioned_change_v1()'::pg_catalog.regprocedure
+                ELSE 'supabase_push.capture_change_v1()'::pg_catalog.regprocedure END,
+           pg_catalog.convert_to(p_topic, 'UTF8') || '\x00'::bytea
+           || CASE WHEN c.relkind = 'p'
+                   THEN pg_catalog.convert_to(n.nspname, 'UTF8') || '\x00'::bytea
+                        || pg_catalog.convert_to(c.relname, 'UTF8') || '\x00'::bytea
+                   ELSE ''::bytea END
+    FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+    WHERE c.oid = p_relid
+$$;
+
 CREATE OR REPLACE FUNCTION supabase_push.install_v1(
     p_routes jsonb, p_broadcast_mode text, p_private_broadcast boolean)
 RETURNS void
@@ -1027,6 +1089,7 @@ DECLARE
     v_schema text;
     v_table text;
     v_relid oid;
+    v_partitioned boolean;
     v_trigger text;
     v_old_trigger text;
     v_added boolean;
@@ -1067,7 +1130,7 @@ BEGIN
         ELSE
             RAISE EXCEPTION 'supabase_push: % is not a table name (use table or schema.table)', v_route."table";
         END IF;
-        SELECT c.oid INTO v_relid
+        SELECT c.oid, c.relkind = 'p' INTO v_relid, v_partitioned
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = v_schema AND c.relname = v_table AND c.relkind IN ('r', 'p');
         IF NOT FOUND THEN
@@ -1102,10 +1165,7 @@ BEGIN
         END IF;
 
         v_added := false;
-        IF NOT v_all_tables AND NOT EXISTS (
-            SELECT FROM pg_catalog.pg_publication_tables
-            WHERE pubname = 'supabase_realtime' AND schemaname = v_schema AND tablename = v_table
-        ) THEN
+        IF NOT v_all_tables AND NOT supabase_push.published_v1(v_relid) THEN
             EXECUTE pg_catalog.format('ALTER PUBLICATION supabase_realtime ADD TABLE %I.%I', v_schema, v_table);
             v_added := true;
         END IF;
@@ -1120,18 +1180,20 @@ BEGIN
             ) AS k (name, tgtype, events, level)
         LOOP
             IF NOT EXISTS (
-                SELECT FROM pg_catalog.pg_trigger t
+                SELECT FROM pg_catalog.pg_trigger t, supabase_push.trigger_call_v1(v_relid, v_route.topic) call
                 WHERE t.tgrelid = v_relid AND t.tgname = v_kind.name
-                  AND t.tgfoid = 'supabase_push.capture_change_v1()'::regprocedure
+                  AND t.tgfoid = call.function
                   AND t.tgtype = v_kind.tgtype
                   AND t.tgenabled = 'O'
-                  AND t.tgnargs = 1
-                  AND t.tgargs = pg_catalog.convert_to(v_route.topic, 'UTF8') || '\x00'::bytea
+                  AND t.tgargs = call.args
             ) THEN
                 EXECUTE pg_catalog.format(
-                    'CREATE OR REPLACE TRIGGER %I AFTER %s ON %I.%I '
-                    'FOR EACH %s EXECUTE FUNCTION supabase_push.capture_change_v1(%L)',
-                    v_kind.name, v_kind.events, v_schema, v_table, v_kind.level, v_route.topic);
+                    'CREATE OR REPLACE TRIGGER %I AFTER %s ON %I.%I FOR EACH %s EXECUTE FUNCTION %s',
+                    v_kind.name, v_kind.events, v_schema, v_table, v_kind.level,
+                    CASE WHEN v_partitioned
+                         THEN pg_catalog.format('supabase_push.capture_partitioned_change_v1(%L, %L, %L)',
+                                                v_route.topic, v_schema, v_table)
+                         ELSE pg_catalog.format('supabase_push.capture_change_v1(%L)', v_route.topic) END);
             END IF;
         END LOOP;
 
@@ -1154,7 +1216,7 @@ BEGIN
 
     INSERT INTO supabase_push.installation AS i
         (schema_version, fingerprint, broadcast_mode, private_broadcast, created_publication)
-    VALUES (8, supabase_push.fingerprint_v1(), p_broadcast_mode, p_private_broadcast, v_created_publication)
+    VALUES (9, supabase_push.fingerprint_v1(), p_broadcast_mode, p_private_broadcast, v_created_publication)
     ON CONFLICT (singleton) DO UPDATE
     SET schema_version = EXCLUDED.schema_version,
         fingerprint = EXCLUDED.fingerprint,

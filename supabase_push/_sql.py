@@ -13,11 +13,12 @@ REFERENCE_TABLES = "reference_tables.sql"
 MIGRATIONS = "migrations"
 
 # Must match the schema_version that sql/realtime_triggers.sql records.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 # Every function the install creates, with its argument types.
 FUNCTIONS = (
     "supabase_push.capture_change_v1()",
+    "supabase_push.capture_partitioned_change_v1()",
     "supabase_push.envelope_v1(supabase_push.change_log,bigint,timestamp with time zone)",
     "supabase_push.broadcast_paths_v1(text)",
     "supabase_push.publish_v2(bigint,bigint,jsonb)",
@@ -28,6 +29,8 @@ FUNCTIONS = (
     "supabase_push.pending_v2()",
     "supabase_push.fingerprint_v1()",
     "supabase_push.drop_route_v1(text,text)",
+    "supabase_push.published_v1(oid)",
+    "supabase_push.trigger_call_v1(oid,text)",
     "supabase_push.install_v1(jsonb,text,boolean)",
     "supabase_push.prune_v1(interval)",
     "supabase_push.publish(text,text,jsonb,text)",

@@ -484,23 +484,31 @@ def _check_route(conn: Conn, report: VerifyReport, route: dict[str, Any], *,
     if relid is None:
         report.add("table", qualified, "missing", f"routed to {route['topic']}")
         return
+    # Asked of the installed schema's own functions where it has them (schema 9: a partitioned table is
+    # published as its partitions, and its triggers call another function); an older one as it installed.
+    own = _exists(conn, "to_regprocedure", "supabase_push.trigger_call_v1(oid,text)")
     member = _scalar(
         conn,
+        "SELECT supabase_push.published_v1(%s)" if own else
         """SELECT EXISTS (SELECT FROM pg_catalog.pg_publication_tables
                           WHERE pubname = 'supabase_realtime' AND schemaname = %s AND tablename = %s)""",
-        (route["schema_name"], route["table_name"]),
+        (relid,) if own else (route["schema_name"], route["table_name"]),
     )
     if publication_exists:
         report.add("publication", f"supabase_realtime has {qualified}",
                    "ok" if member else "missing")
     _check_deferrable(conn, report, route, relid)
-    trigger = _row(
+    call, call_params = (("supabase_push.trigger_call_v1(%s, %s)", (relid, route["topic"])) if own else
+                         ("(SELECT 'supabase_push.capture_change_v1()'::regprocedure AS function,"
+                          " pg_catalog.convert_to(%s, 'UTF8') || '\\x00'::bytea AS args)", (route["topic"],)))
+    triggers = {row["tgname"]: row for row in _rows(
         conn,
-        """SELECT t.tgenabled, t.tgfoid = 'supabase_push.capture_change_v1()'::regprocedure AS ours,
-                  t.tgargs = pg_catalog.convert_to(%s, 'UTF8') || '\\x00'::bytea AS topic_ok
-           FROM pg_catalog.pg_trigger t WHERE t.tgrelid = %s AND t.tgname = %s""",
-        (route["topic"], relid, route["trigger_name"]),
-    )
+        sql.SQL("""SELECT t.tgname, t.tgenabled, t.tgfoid = call.function AS ours, t.tgargs = call.args AS topic_ok
+                   FROM pg_catalog.pg_trigger t, {} call
+                   WHERE t.tgrelid = %s AND t.tgname IN (%s, 'supabase_push_truncate')""").format(sql.SQL(call)),
+        (*call_params, relid, route["trigger_name"]),
+    )}
+    trigger = triggers.get(route["trigger_name"])
     if trigger is None:
         report.add("trigger", label, "missing", "changes are not captured: run supabase-push apply")
     elif trigger["tgenabled"] == "D":
@@ -509,12 +517,7 @@ def _check_route(conn: Conn, report: VerifyReport, route: dict[str, Any], *,
         report.add("trigger", label, "drifted", "calls another function or topic")
     else:
         report.add("trigger", label, "ok", f"-> {route['topic']}")
-    truncate = _row(
-        conn,
-        """SELECT t.tgenabled, t.tgfoid = 'supabase_push.capture_change_v1()'::regprocedure AS ours
-           FROM pg_catalog.pg_trigger t WHERE t.tgrelid = %s AND t.tgname = 'supabase_push_truncate'""",
-        (relid,),
-    )
+    truncate = triggers.get("supabase_push_truncate")
     label = f"supabase_push_truncate on {qualified}"
     if truncate is None:
         report.add("trigger", label, "missing", "a TRUNCATE would go unseen by subscribers: run supabase-push apply")
@@ -729,6 +732,12 @@ def _row(conn: Conn, query: str | sql.Composable, params: Iterable[Any] = ()) ->
     with conn.cursor(row_factory=dict_row) as cur:
         cur.execute(query, tuple(params) or None)  # type: ignore[arg-type]
         return cur.fetchone()
+
+
+def _rows(conn: Conn, query: str | sql.Composable, params: Iterable[Any] = ()) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(query, tuple(params) or None)  # type: ignore[arg-type]
+        return cur.fetchall()
 
 
 def _scalar(conn: Conn, query: str | sql.Composable, params: Iterable[Any] = ()) -> Any:

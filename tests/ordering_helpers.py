@@ -13,19 +13,10 @@ import psycopg
 from supabase_push.changelog import read_changes
 from supabase_push.events import START, ChangeEvent, Cursor
 
-V1_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v1.sql"
-"""sql/realtime_triggers.sql as schema version 1 shipped it (0.x): what users' databases hold."""
-V2_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v2.sql"
-"""The same as schema version 2 shipped it (the stamper, before events)."""
-V3_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v3.sql"
-V4_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v4.sql"
-V5_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v5.sql"
-V6_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v6.sql"
-V7_INSTALL = Path(__file__).parent / "data" / "realtime_triggers_v7.sql"
-SHIPPED_INSTALLS = {1: V1_INSTALL, 2: V2_INSTALL, 3: V3_INSTALL, 4: V4_INSTALL, 5: V5_INSTALL, 6: V6_INSTALL,
-                    7: V7_INSTALL}
-"""The install script as each schema version shipped it, by version."""
-"""The same as schema version 3 shipped it (events and snapshots; rounds that could scan the log)."""
+SHIPPED_INSTALLS = {version: Path(__file__).parent / "data" / f"realtime_triggers_v{version}.sql"
+                    for version in range(1, 9)}
+"""sql/realtime_triggers.sql as each schema version shipped it, by version: what users' databases hold (1: the
+first release, stamped at commit; 2: the stamper, before events; 3: events and snapshots ...)."""
 
 
 def whole_log(url: str, after: Cursor = START, *, page_size: int = 5000) -> list[ChangeEvent]:

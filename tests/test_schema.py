@@ -204,6 +204,40 @@ def test_odd_table_names_are_quoted(conn: psycopg.Connection[Any]) -> None:
     assert conn.execute('SELECT count(*) FROM "Desk 1"."we\'ird ""fills"" table"').fetchone() == (1,)
 
 
+def test_a_partitioned_table_is_one_route(conn: psycopg.Connection[Any]) -> None:
+    """Its partitions (one in another schema, one made after apply) run clones of its trigger; each change is
+    logged as the routed table's, and apply, applied again, and verify agree that it is published (it is
+    listed as its partitions). Moving a row to another partition is a DELETE then an INSERT, as Postgres
+    runs it."""
+    conn.execute("CREATE SCHEMA archive")
+    conn.execute("CREATE TABLE fills (id bigint, symbol text, ts timestamptz NOT NULL, PRIMARY KEY (id, ts))"
+                 " PARTITION BY RANGE (ts)")
+    conn.execute("CREATE TABLE archive.fills_2025 PARTITION OF fills FOR VALUES FROM ('2025-01-01') TO ('2026-01-01')")
+    conn.execute("CREATE TABLE fills_2026 PARTITION OF fills FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+    route = schema.parse_route("fills=fill-updates")
+    assert schema.apply(conn, [route]).changed
+    assert not schema.apply(conn, [route]).changed
+    conn.execute("CREATE TABLE fills_2027 PARTITION OF fills FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')")
+    report = schema.verify(conn)
+    assert report.ok, report.problems
+    assert any(c.name == "supabase_realtime has public.fills" and c.status == "ok" for c in report.checks)
+
+    conn.execute("INSERT INTO fills VALUES (1, 'SPY', '2025-06-01'), (2, 'QQQ', '2027-06-01')")
+    conn.execute("UPDATE fills SET ts = '2026-06-01' WHERE id = 1")
+    conn.execute("UPDATE fills SET symbol = 'IWM' WHERE id = 2")
+    stamp(conn)
+    events = read_changes(conn)
+    assert [(e.schema_name, e.table, e.topic) for e in events] == [("public", "fills", "fill-updates")] * 5
+    assert [(e.op, (e.record or e.old_record or {})["id"]) for e in events] == [
+        ("INSERT", 1), ("INSERT", 2), ("DELETE", 1), ("INSERT", 1), ("UPDATE", 2)]
+
+    conn.execute("TRUNCATE fills")
+    stamp(conn)
+    assert [(e.op, e.table) for e in read_changes(conn, events[-1].cursor)] == [("TRUNCATE", "fills")]
+    schema.uninstall(conn)
+    assert conn.execute("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal").fetchone() == (0,)
+
+
 @pytest.mark.parametrize("table", [
     "positions; DROP TABLE trades",
     "positions\"; DROP TABLE trades; --",

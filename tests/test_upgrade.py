@@ -17,6 +17,7 @@ import pytest
 
 from supabase_push import schema
 from supabase_push._sql import SCHEMA_VERSION
+from supabase_push.changelog import stamp
 from supabase_push.embedded import LocalPostgres
 from supabase_push.events import Cursor
 from supabase_push.stamper import stamping
@@ -52,7 +53,7 @@ def test_verify_says_what_an_upgrade_would_change(make_db: DatabaseFactory) -> N
     assert status.installed and status.schema_version == 1 and status.routes
 
 
-@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6, 7])
+@pytest.mark.parametrize("version", [1, 2, 3, 4, 5, 6, 7, 8])
 async def test_apply_upgrades_in_place_while_writers_write_and_a_subscriber_reads(make_db: DatabaseFactory,
                                                                                   tmp_path: Path, version: int) -> None:
     """8 writers through the upgrade (from each schema that shipped); a subscriber started on the old schema (with its
@@ -104,6 +105,33 @@ async def test_apply_upgrades_in_place_while_writers_write_and_a_subscriber_read
             if len(rest) == len(expected):
                 break
     assert [e.cursor for e in rest] == expected
+
+
+def test_schema_9_mends_a_partitioned_route_of_schema_8(make_db: DatabaseFactory) -> None:
+    """Schema 8 logged a partitioned table's changes under its partitions' names, and its second apply failed
+    (the table, published, is listed as its partitions, so it was added again); the upgrade gives the
+    route's triggers the table's name and every later apply passes."""
+    url = make_db("tables")
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE fills (id bigint, ts timestamptz NOT NULL, PRIMARY KEY (id, ts))"
+                     " PARTITION BY RANGE (ts)")
+        conn.execute("CREATE TABLE fills_2026 PARTITION OF fills FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+        conn.execute("""SET supabase_push.routes = '[{"table": "fills", "topic": "fill-updates"}]'""")
+        conn.execute(SHIPPED_INSTALLS[8].read_text().encode())
+        conn.execute("RESET supabase_push.routes")
+        conn.execute("INSERT INTO fills VALUES (1, '2026-03-01')")
+        stamp(conn)
+        [before] = whole_log(url)
+        assert before.table == "fills_2026"  # what schema 8 logged
+        route = schema.parse_route("fills=fill-updates")
+        result = schema.apply(conn, [route])
+        assert result.upgraded_from == 8
+        schema.apply(conn, [route])
+        conn.execute("INSERT INTO fills VALUES (2, '2026-04-01')")
+        stamp(conn)
+        assert [e.table for e in whole_log(url)] == ["fills_2026", "fills"]
+        report = schema.verify(conn)
+        assert report.ok, report.problems
 
 
 def _apply(url: str) -> schema.ApplyResult:
