@@ -1090,6 +1090,7 @@ DECLARE
     v_table text;
     v_relid oid;
     v_partitioned boolean;
+    v_what text;
     v_trigger text;
     v_old_trigger text;
     v_added boolean;
@@ -1134,6 +1135,17 @@ BEGIN
         FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
         WHERE n.nspname = v_schema AND c.relname = v_table AND c.relkind IN ('r', 'p');
         IF NOT FOUND THEN
+            SELECT CASE c.relkind WHEN 'v' THEN 'a view' WHEN 'm' THEN 'a materialized view'
+                                  WHEN 'f' THEN 'a foreign table' WHEN 'S' THEN 'a sequence' ELSE 'not a table' END
+            INTO v_what
+            FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace
+            WHERE n.nspname = v_schema AND c.relname = v_table;
+            IF FOUND THEN
+                RAISE EXCEPTION 'supabase_push: %.% is %: a route is a table', pg_catalog.quote_ident(v_schema),
+                    pg_catalog.quote_ident(v_table), v_what
+                    USING ERRCODE = 'wrong_object_type',
+                          HINT = 'Route the tables it reads: their changes are what it shows.';
+            END IF;
             RAISE EXCEPTION 'supabase_push: table %.% does not exist', pg_catalog.quote_ident(v_schema), pg_catalog.quote_ident(v_table)
                 USING ERRCODE = 'undefined_table',
                       HINT = 'Create it first (supabase-push apply --create-tables creates the reference trading tables), or route another table.';

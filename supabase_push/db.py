@@ -150,6 +150,8 @@ def map_error(exc: psycopg.Error, dsn: str | None = None) -> DatabaseError:
             hint="check the host and port, that the server is running, and that the network "
             f"allows it (gives up after {connect_timeout()} s: SUPABASE_PUSH_CONNECT_TIMEOUT)",
         )
+    if text.startswith("supabase_push: "):  # raised by our own SQL, which says what is wrong
+        return DatabaseError(text.removeprefix("supabase_push: "), hint=_diag(exc).message_hint)
     return DatabaseError(f"database error{where}: {text}", hint=_diag(exc).message_hint)
 
 

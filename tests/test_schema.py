@@ -13,7 +13,7 @@ import pytest
 from supabase_push import schema
 from supabase_push._sql import INSTALL, SCHEMA_VERSION, read_sql
 from supabase_push.changelog import read_changes, stamp
-from supabase_push.errors import ConfigError, MissingTableError, PermissionDeniedError
+from supabase_push.errors import ConfigError, DatabaseError, MissingTableError, PermissionDeniedError
 
 ORIGINAL_VERIFY_QUERY = """
 SELECT DISTINCT trigger_name, event_object_table FROM information_schema.triggers
@@ -116,6 +116,16 @@ def test_missing_table_is_named_and_nothing_changes(make_db: Any) -> None:
         assert conn.execute("SELECT to_regnamespace('supabase_push')").fetchone() == (None,)
         assert conn.execute("SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal").fetchone() == (0,)
         assert conn.execute("SELECT count(*) FROM pg_publication").fetchone() == (0,)
+
+
+def test_a_view_is_not_a_route_and_the_error_says_so(installed: psycopg.Connection[Any]) -> None:
+    installed.execute("CREATE VIEW open_trades AS SELECT * FROM trades")
+    before = catalog_snapshot(installed)
+    with pytest.raises(DatabaseError) as caught:
+        schema.apply(installed, [schema.parse_route("open_trades=open-trades")])
+    assert caught.value.message == "public.open_trades is a view: a route is a table"
+    assert caught.value.hint == "Route the tables it reads: their changes are what it shows."
+    assert catalog_snapshot(installed) == before
 
 
 def test_create_tables(make_db: Any) -> None:
