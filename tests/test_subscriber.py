@@ -55,6 +55,23 @@ async def test_listen_pushes_are_delivered_directly(installed_url: str) -> None:
     assert subscriber.stats.delivered["listen"] > 0.9 * CHANGES, subscriber.stats
 
 
+async def test_a_topic_nothing_routes_is_named_once_at_start(installed_url: str,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    """Most likely a typo: the subscriber says so (it would otherwise wait in silence), and still follows it (a
+    route may be added later)."""
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        conn.execute("INSERT INTO supabase_push.event_topics (topic) VALUES ('signals')")
+    caplog.set_level(logging.WARNING, "supabase_push.subscribe")
+    subscriber = Subscriber.from_settings(settings(database_url=installed_url), transport="poll", poll_interval=0.05,
+                                          topics=["trade-updates", "trade-update", "signals"])
+    async with subscriber:
+        await asyncio.wait_for(subscriber.wait_ready(), 10)
+        await asyncio.sleep(0.3)
+    [warning] = [r.getMessage() for r in caplog.records if "nothing will arrive" in r.getMessage()]
+    assert warning.startswith("no table is routed to trade-update and no events are declared on it in SQL at ")
+    assert warning.endswith("(topics here: portfolio-updates, position-updates, signals, trade-updates)")
+
+
 async def test_poll_only(installed_url: str) -> None:
     subscriber = Subscriber.from_settings(settings(database_url=installed_url), topics=TOPICS, transport="poll",
                                           poll_interval=0.05)

@@ -120,6 +120,9 @@ def _forget(task: asyncio.Task[Any]) -> None:
         task.exception()  # retrieved: the page was not wanted, nor is its error
 
 
+_KNOWN_TOPICS = "SELECT topic FROM supabase_push.routes UNION SELECT topic FROM supabase_push.event_topics"
+
+
 class SqlReader:
     name = "sql"
 
@@ -149,6 +152,17 @@ class SqlReader:
     async def head(self) -> Cursor:
         async with self._connection() as conn:
             return await aread_head(conn)
+
+    async def known_topics(self) -> set[str] | None:
+        """The topics changes can come on in this database: the routed tables' and those declared for events;
+        None where the schema or the role's rights do not tell."""
+        async with self._connection() as conn:
+            try:
+                async with conn.transaction():
+                    cur = await conn.execute(_KNOWN_TOPICS)
+                    return {row[0] for row in await cur.fetchall()}
+            except (psycopg.errors.UndefinedTable, psycopg.errors.InsufficientPrivilege):
+                return None
 
     async def snapshot(self, topics: Sequence[str],
                        page_size: int) -> AsyncGenerator[SnapshotStart | list[ChangeEvent], None]:

@@ -29,7 +29,7 @@ from ..errors import AccessRefusedError, ConfigError, SupabasePushError, Transpo
 from ..events import DEFAULT_ROUTES, START, ChangeEvent, Cursor, Source
 from ..stamper import Backlog, Stamper
 from .cursor_store import CursorStore, FileCursorStore
-from .readers import Reader, read_pages, reader_for
+from .readers import Reader, SqlReader, read_pages, reader_for
 from .row_filter import RowFilter
 from .sequencer import Sequencer, Verdict
 from .transports import Hint, PushTransport, TokenSource, transport_from_settings
@@ -386,6 +386,7 @@ class Subscriber:
         try:
             if self.push is None:
                 self._ready.set()
+            await self._warn_of_unknown_topics()
             while self._snapshot and not await self._take_snapshot():
                 await asyncio.sleep(self._read_backoff())
             await self._catch_up("catch-up")
@@ -420,6 +421,22 @@ class Subscriber:
             log.exception("the subscriber stopped on an unexpected error")
             self._end_iteration(exc)
             raise
+
+    async def _warn_of_unknown_topics(self) -> None:
+        """A topic nothing routes nor publishes on gets nothing, silently: most likely a typo. Said once, at start,
+        where the reader can tell (SQL)."""
+        if not isinstance(self.reader, SqlReader):
+            return
+        try:
+            known = await self.reader.known_topics()
+        except TransportError:
+            return  # the reads will say it
+        unknown = [topic for topic in self.topics if known is not None and topic not in known]
+        if unknown:
+            log.warning("no table is routed to %s and no events are declared on %s in %s: nothing will arrive there"
+                        " until apply adds one (topics here: %s)", ", ".join(unknown),
+                        "it" if len(unknown) == 1 else "them", self.reader.describe(),
+                        ", ".join(sorted(known or ())) or "none")
 
     def _end_iteration(self, last: object) -> None:
         """Drop what is queued but not handed out (not saved, so the next run reads it again),
