@@ -431,12 +431,14 @@ class Subscriber:
             known = await self.reader.known_topics()
         except TransportError:
             return  # the reads will say it
-        unknown = [topic for topic in self.topics if known is not None and topic not in known]
+        if known is None:
+            return
+        unknown = [topic for topic in self.topics if topic not in known]
         if unknown:
             log.warning("no table is routed to %s and no events are declared on %s in %s: nothing will arrive there"
                         " until apply adds one (topics here: %s)", ", ".join(unknown),
                         "it" if len(unknown) == 1 else "them", self.reader.describe(),
-                        ", ".join(sorted(known or ())) or "none")
+                        ", ".join(sorted(known)) or "none")
 
     def _end_iteration(self, last: object) -> None:
         """Drop what is queued but not handed out (not saved, so the next run reads it again),
