@@ -72,6 +72,19 @@ async def test_a_topic_nothing_routes_is_named_once_at_start(installed_url: str,
     assert warning.endswith("(topics here: portfolio-updates, position-updates, signals, trade-updates)")
 
 
+async def test_a_database_without_supabase_push_is_named_with_the_fix(db_url: str) -> None:
+    """It retries (the schema may come with the next deploy), and its error says what to run."""
+    subscriber = Subscriber.from_settings(settings(database_url=db_url), transport="poll", poll_interval=0.05)
+    async with subscriber:
+        for _ in range(100):
+            if subscriber.stats.read_failures:
+                break
+            await asyncio.sleep(0.05)
+    assert subscriber.stats.last_error is not None
+    assert 'schema "supabase_push" does not exist' in subscriber.stats.last_error
+    assert "supabase-push is not installed on this database: run `supabase-push apply`" in subscriber.stats.last_error
+
+
 async def test_poll_only(installed_url: str) -> None:
     subscriber = Subscriber.from_settings(settings(database_url=installed_url), topics=TOPICS, transport="poll",
                                           poll_interval=0.05)

@@ -450,6 +450,8 @@ def _hint(code: str | None) -> str | None:
         return "check the key: reading the change log needs the service role (or a grant to your role)"
     if code in ("PGRST202", "42883"):
         return "the change-log function is missing: run `supabase-push apply`"
+    if code in ("3F000", "42P01"):  # no schema supabase_push, or no table of it
+        return "supabase-push is not installed on this database: run `supabase-push apply`"
     if code == "42501":
         return "this role may not read the change log: use the service role key, or GRANT SELECT to it"
     return None
