@@ -120,8 +120,8 @@ def _database(dsn: str, report: Diagnosis) -> None:
                 report.add(area, "triggers and change log", "fail", "not installed", "run `supabase-push apply`")
                 return
             # Publication membership has its own finding per table, and the push path its own, below.
-            problems = [c for c in schema.verify(conn).problems
-                        if c.kind != "publication" and c.name != "push path" and c.failed]
+            verified = schema.verify(conn)
+            problems = [c for c in verified.problems if c.kind != "publication" and c.name != "push path" and c.failed]
             if problems:
                 names = ", ".join(f"{c.name} ({c.status})" for c in problems)
                 report.add(area, "triggers and change log", "fail", names, "run `supabase-push apply`")
@@ -146,38 +146,46 @@ def _database(dsn: str, report: Diagnosis) -> None:
             if info.broadcast_failures:
                 report.add(area, "broadcast failures", "warn", f"{info.broadcast_failures}, last: {info.last_failure}",
                            "subscribers catch up from the change log; see docs/troubleshooting.md")
+            published = {c.name for c in verified.checks if c.kind == "publication" and c.status == "ok"}
             for route in info.routes:
-                _table_checks(conn, route["schema_name"], route["table_name"], report)
+                _table_checks(conn, route["schema_name"], route["table_name"], published, report)
     except SupabasePushError as exc:
         report.add(area, "connect", "fail", f"{where}: {exc.message}", exc.hint)
 
 
-def _table_checks(conn: psycopg.Connection[Any], schema_name: str, table: str, report: Diagnosis) -> None:
+def _table_checks(conn: psycopg.Connection[Any], schema_name: str, table: str, published: set[str],
+                  report: Diagnosis) -> None:
+    """Publication membership as `verify` found it (``published``: its checks that passed), and the replica
+    identity of the tables that log the rows: the table, or a partitioned table's partitions."""
     name = f"{schema_name}.{table}"
     row = conn.execute(
-        "SELECT c.relreplident, EXISTS (SELECT FROM pg_publication_rel pr JOIN pg_publication p ON p.oid = pr.prpubid"
-        "  WHERE p.pubname = 'supabase_realtime' AND pr.prrelid = c.oid)"
-        "  OR EXISTS (SELECT FROM pg_publication WHERE pubname = 'supabase_realtime' AND puballtables)"
-        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relname = %s",
+        "SELECT array(SELECT ARRAY[ln.nspname::text, l.relname::text]"
+        "             FROM pg_catalog.pg_class l JOIN pg_catalog.pg_namespace ln ON ln.oid = l.relnamespace"
+        "             WHERE l.relkind = 'r' AND l.relreplident <> 'f'"
+        "               AND (l.oid = c.oid OR l.oid IN (SELECT t.relid FROM pg_catalog.pg_partition_tree(c.oid) t))"
+        "             ORDER BY 1)"
+        " FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = %s AND c.relname = %s",
         (schema_name, table)).fetchone()
     if row is None:
         report.add("database", name, "fail", "the routed table is gone", "recreate it or `supabase-push apply`")
         return
-    identity, published = row
+    [not_full] = row
     quoted = sql.Identifier(schema_name, table).as_string(conn)
-    if published:
+    if f"supabase_realtime has {schema.route_name({'schema_name': schema_name, 'table_name': table})}" in published:
         report.add("database", f"{name} in publication supabase_realtime", "ok")
     else:
         report.add("database", f"{name} in publication supabase_realtime", "fail",
                    "postgres_changes subscribers see nothing from it",
                    f"`supabase-push apply`, or ALTER PUBLICATION supabase_realtime ADD TABLE {quoted}")
-    if identity == "f":
+    if not not_full:
         report.add("database", f"{name} REPLICA IDENTITY FULL", "ok")
     else:
         report.add("database", f"{name} REPLICA IDENTITY FULL", "warn",
                    "postgres_changes old rows carry only the primary key "
                    "(supabase-push events carry the whole old row)",
-                   f"ALTER TABLE {quoted} REPLICA IDENTITY FULL")
+                   "; ".join(f"ALTER TABLE {sql.Identifier(*leaf).as_string(conn)} REPLICA IDENTITY FULL"
+                             for leaf in not_full))
 
 
 async def _listen(dsn: str, timeout: float, report: Diagnosis) -> None:

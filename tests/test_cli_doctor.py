@@ -86,6 +86,28 @@ def test_tables_created_by_apply_need_no_fix(make_db: Any) -> None:
     assert "…" not in text
 
 
+def test_a_partitioned_route_is_checked_by_its_partitions(installed_url: str) -> None:
+    """Its partitions log the rows, each with its own replica identity (ALTER TABLE on the partitioned table
+    does not reach them), and it is published as them."""
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE fills (id bigint, ts timestamptz NOT NULL, PRIMARY KEY (id, ts))"
+                     " PARTITION BY RANGE (ts)")
+        conn.execute("CREATE TABLE fills_2026 PARTITION OF fills FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')")
+        conn.execute("CREATE TABLE fills_2027 PARTITION OF fills FOR VALUES FROM ('2027-01-01') TO ('2028-01-01')")
+        conn.execute("ALTER TABLE fills REPLICA IDENTITY FULL")
+        conn.execute("ALTER TABLE fills_2027 REPLICA IDENTITY FULL")
+    assert runner.invoke(app, ["apply", "-t", "fills=fill-updates", "--db-url", installed_url]).exit_code == 0
+    _, found, _ = doctor({"DATABASE_URL": installed_url})
+    assert found["public.fills in publication supabase_realtime"]["status"] == "ok"
+    identity = found["public.fills REPLICA IDENTITY FULL"]
+    assert identity["status"] == "warn"
+    assert identity["fix"] == 'ALTER TABLE "public"."fills_2026" REPLICA IDENTITY FULL'
+    with psycopg.connect(installed_url, autocommit=True) as conn:
+        conn.execute(identity["fix"])
+    _, found, _ = doctor({"DATABASE_URL": installed_url})
+    assert found["public.fills REPLICA IDENTITY FULL"]["status"] == "ok"
+
+
 def test_not_installed(db_url: str) -> None:
     code, found, _ = doctor({"DATABASE_URL": db_url})
     assert code == 1 and found["triggers and change log"]["fix"] == "run `supabase-push apply`"
