@@ -782,6 +782,20 @@ $$;
 COMMENT ON FUNCTION public.supabase_push_changes(bigint, bigint, integer, text[]) IS
     'supabase-push: changes after the cursor (after_seq, after_id), in commit order';
 
+-- The topics changes can come on: the routed tables' and those declared for events (schema 9). A
+-- subscriber names a topic that is neither at start (most likely a typo, else it would wait in
+-- silence). The service role may ask, as it may read the log.
+CREATE OR REPLACE FUNCTION public.supabase_push_topics()
+RETURNS SETOF text
+LANGUAGE sql
+STABLE
+SET search_path = ''
+AS $$
+    SELECT r.topic FROM supabase_push.routes r
+    UNION
+    SELECT e.topic FROM supabase_push.event_topics e
+$$;
+
 -- The cursor of the newest change (or the retention horizon, if newer; 0:0 for an empty
 -- log): where a reader that wants only what comes next starts. Same rights as above.
 CREATE OR REPLACE FUNCTION public.supabase_push_head()
@@ -922,7 +936,7 @@ BEGIN
     IF EXISTS (SELECT FROM pg_catalog.pg_roles WHERE rolname = 'service_role') THEN
         GRANT USAGE ON SCHEMA supabase_push TO service_role;
         GRANT SELECT ON supabase_push.change_log, supabase_push.commits, supabase_push.retention,
-                        supabase_push.routes TO service_role;
+                        supabase_push.routes, supabase_push.event_topics TO service_role;
         GRANT INSERT ON supabase_push.snapshot_rows TO service_role;
         GRANT EXECUTE ON FUNCTION public.supabase_push_stamp() TO service_role;
         GRANT EXECUTE ON FUNCTION supabase_push.publish(text, text, jsonb, text) TO service_role;
@@ -984,6 +998,7 @@ AS $$
         WHERE p.pronamespace = 'supabase_push'::regnamespace
            OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_changes(bigint,bigint,integer,text[])')
            OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_head()')
+           OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_topics()')
            OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_stamp()')
            OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_publish(text,text,jsonb,text)')
            OR p.oid = pg_catalog.to_regprocedure('public.supabase_push_snapshot_start(text[])')

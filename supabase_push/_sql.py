@@ -37,6 +37,7 @@ FUNCTIONS = (
     "supabase_push.declare_event_topics_v1(jsonb)",
     "public.supabase_push_changes(bigint,bigint,integer,text[])",
     "public.supabase_push_head()",
+    "public.supabase_push_topics()",
     "public.supabase_push_stamp()",
     "public.supabase_push_publish(text,text,jsonb,text)",
     "public.supabase_push_snapshot_start(text[])",

@@ -40,6 +40,22 @@ async def test_realtime_unconfigured_polls_through_postgrest_and_warns(
     assert SERVICE_KEY not in caplog.text
 
 
+async def test_a_topic_nothing_routes_is_named_through_postgrest_too(postgrest: PostgREST,
+                                                                      caplog: pytest.LogCaptureFixture) -> None:
+    """Hosted Supabase's subscribers read through PostgREST alone: the typo warning comes from
+    supabase_push_topics() there. A key that may not ask (anon) gets no warning and no error."""
+    caplog.set_level(logging.WARNING, "supabase_push.subscribe")
+    for key in (SERVICE_KEY, tokens.mint("anon", tokens.DEV_SECRET)):
+        subscriber = Subscriber.from_settings(settings(service_role_key=key), rest_url=postgrest.url,
+                                              topics=["trade-updates", "trade-update"], poll_interval=0.05)
+        async with subscriber:
+            await asyncio.wait_for(subscriber.wait_ready(), 10)
+            await asyncio.sleep(0.3)
+    [warning] = [r.getMessage() for r in caplog.records if "nothing will arrive" in r.getMessage()]
+    assert warning.startswith("no table is routed to trade-update and no events are declared on it in PostgREST")
+    assert "trade-updates" in warning.split("(topics here: ")[1]
+
+
 async def test_postgrest_restarted_midstream_loses_nothing(postgrest: PostgREST, realtime_db: str,
                                                            caplog: pytest.LogCaptureFixture) -> None:
     subscriber = Subscriber.from_settings(settings(service_role_key=SERVICE_KEY), rest_url=postgrest.url,

@@ -120,7 +120,7 @@ def _forget(task: asyncio.Task[Any]) -> None:
         task.exception()  # retrieved: the page was not wanted, nor is its error
 
 
-_KNOWN_TOPICS = "SELECT topic FROM supabase_push.routes UNION SELECT topic FROM supabase_push.event_topics"
+_KNOWN_TOPICS = "SELECT public.supabase_push_topics()"
 
 
 class SqlReader:
@@ -161,7 +161,8 @@ class SqlReader:
                 async with conn.transaction():
                     cur = await conn.execute(_KNOWN_TOPICS)
                     return {row[0] for row in await cur.fetchall()}
-            except (psycopg.errors.UndefinedTable, psycopg.errors.InsufficientPrivilege):
+            except (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable,
+                    psycopg.errors.InsufficientPrivilege):  # an older schema, or a role that may not ask
                 return None
 
     async def snapshot(self, topics: Sequence[str],
@@ -294,6 +295,18 @@ class RestReader:
         finally:
             with contextlib.suppress(TransportError):  # an hour on, the next open drops it anyway
                 await self._post("supabase_push_snapshot_close", {"snapshot_id": snapshot_id})
+
+    async def known_topics(self) -> set[str] | None:
+        """As :meth:`SqlReader.known_topics`, through ``POST /rpc/supabase_push_topics``."""
+        try:
+            rows = self._rows(await self._post("supabase_push_topics", {}))
+        except AccessRefusedError:
+            return None
+        except TransportError as exc:
+            if "PGRST202" in exc.message or "42883" in exc.message:
+                return None  # an older schema, without the function
+            raise
+        return {str(row) for row in rows}
 
     async def _stamp(self) -> None:
         if not self._stamps:

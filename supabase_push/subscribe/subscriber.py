@@ -29,7 +29,7 @@ from ..errors import AccessRefusedError, ConfigError, SupabasePushError, Transpo
 from ..events import DEFAULT_ROUTES, START, ChangeEvent, Cursor, Source
 from ..stamper import Backlog, Stamper
 from .cursor_store import CursorStore, FileCursorStore
-from .readers import Reader, SqlReader, read_pages, reader_for
+from .readers import Reader, RestReader, SqlReader, read_pages, reader_for
 from .row_filter import RowFilter
 from .sequencer import Sequencer, Verdict
 from .transports import Hint, PushTransport, TokenSource, transport_from_settings
@@ -424,8 +424,8 @@ class Subscriber:
 
     async def _warn_of_unknown_topics(self) -> None:
         """A topic nothing routes nor publishes on gets nothing, silently: most likely a typo. Said once, at start,
-        where the reader can tell (SQL)."""
-        if not isinstance(self.reader, SqlReader):
+        where the reader can tell (ours, on schema 9, with the rights to ask)."""
+        if not isinstance(self.reader, SqlReader | RestReader):
             return
         try:
             known = await self.reader.known_topics()
