@@ -433,8 +433,11 @@ def _verify(conn: Conn) -> VerifyReport:
     )
     report.add("publication", "supabase_realtime", "missing" if publication is None else "ok",
                "FOR ALL TABLES" if publication else "")
+    # Routes are asked of the installed schema's own functions where it has them (schema 9: a partitioned table
+    # is published as its partitions, and its triggers call another function); an older one as it installed.
+    own = _exists(conn, "to_regprocedure", "supabase_push.trigger_call_v1(oid,text)")
     for route in state["routes"]:
-        _check_route(conn, report, route, publication_exists=publication is not None)
+        _check_route(conn, report, route, publication_exists=publication is not None, own_checks=own)
     _check_broadcast_path(conn, report, installation)
     return report
 
@@ -477,28 +480,25 @@ def _check_deferrable(conn: Conn, report: VerifyReport, route: dict[str, Any], r
 
 
 def _check_route(conn: Conn, report: VerifyReport, route: dict[str, Any], *,
-                 publication_exists: bool) -> None:
+                 publication_exists: bool, own_checks: bool) -> None:
     qualified = route_name(route)
     relid = _scalar(conn, "SELECT pg_catalog.to_regclass(%s)::oid", (qualified,))
     label = f"{route['trigger_name']} on {qualified}"
     if relid is None:
         report.add("table", qualified, "missing", f"routed to {route['topic']}")
         return
-    # Asked of the installed schema's own functions where it has them (schema 9: a partitioned table is
-    # published as its partitions, and its triggers call another function); an older one as it installed.
-    own = _exists(conn, "to_regprocedure", "supabase_push.trigger_call_v1(oid,text)")
     member = _scalar(
         conn,
-        "SELECT supabase_push.published_v1(%s)" if own else
+        "SELECT supabase_push.published_v1(%s)" if own_checks else
         """SELECT EXISTS (SELECT FROM pg_catalog.pg_publication_tables
                           WHERE pubname = 'supabase_realtime' AND schemaname = %s AND tablename = %s)""",
-        (relid,) if own else (route["schema_name"], route["table_name"]),
+        (relid,) if own_checks else (route["schema_name"], route["table_name"]),
     )
     if publication_exists:
         report.add("publication", f"supabase_realtime has {qualified}",
                    "ok" if member else "missing")
     _check_deferrable(conn, report, route, relid)
-    call, call_params = (("supabase_push.trigger_call_v1(%s, %s)", (relid, route["topic"])) if own else
+    call, call_params = (("supabase_push.trigger_call_v1(%s, %s)", (relid, route["topic"])) if own_checks else
                          ("(SELECT 'supabase_push.capture_change_v1()'::regprocedure AS function,"
                           " pg_catalog.convert_to(%s, 'UTF8') || '\\x00'::bytea AS args)", (route["topic"],)))
     triggers = {row["tgname"]: row for row in _rows(

@@ -158,9 +158,8 @@ class SqlReader:
         None where the schema or the role's rights do not tell."""
         async with self._connection() as conn:
             try:
-                async with conn.transaction():
-                    cur = await conn.execute(_KNOWN_TOPICS)
-                    return {row[0] for row in await cur.fetchall()}
+                cur = await conn.execute(_KNOWN_TOPICS)
+                return {row[0] for row in await cur.fetchall()}
             except (psycopg.errors.UndefinedFunction, psycopg.errors.UndefinedTable,
                     psycopg.errors.InsufficientPrivilege):  # an older schema, or a role that may not ask
                 return None
@@ -303,9 +302,9 @@ class RestReader:
         except AccessRefusedError:
             return None
         except TransportError as exc:
-            if "PGRST202" in exc.message or "42883" in exc.message:
-                return None  # an older schema, without the function
-            raise
+            if not _missing_function(exc):
+                raise
+            return None
         return {str(row) for row in rows}
 
     async def _stamp(self) -> None:
@@ -316,9 +315,9 @@ class RestReader:
         except AccessRefusedError:
             self._stamps = False  # not this key's to do: the process or pg_cron that stamps will
         except TransportError as exc:
-            if "PGRST202" not in exc.message and "42883" not in exc.message:
+            if not _missing_function(exc):
                 raise
-            self._stamps = False  # an older schema, without the function
+            self._stamps = False
 
     async def _rpc(self, function: str, params: dict[str, Any],
                    sent: asyncio.Event | None = None) -> list[dict[str, Any]]:
@@ -453,6 +452,11 @@ def transport_error(error: DatabaseError, message: str, hint: str | None) -> Tra
     """A database error as the reader's failure: refused credentials or rights say so (a retry will not help)."""
     refused = isinstance(error, AuthenticationError | PermissionDeniedError)
     return (AccessRefusedError if refused else TransportError)(message, hint=hint)
+
+
+def _missing_function(exc: TransportError) -> bool:
+    """PostgREST (or Postgres behind it) found no such function: an older schema, without it."""
+    return "PGRST202" in exc.message or "42883" in exc.message
 
 
 def _hint(code: str | None) -> str | None:
